@@ -1,0 +1,245 @@
+"""Classification heads with one interface: ``head(features (B, d)) -> logits (B, n_classes)``.
+
+Every head exposes ``in_features``, ``n_classes``, ``trainable_params`` and ``config()`` (a plain
+dict that :func:`build_head` turns back into the same head), so models, benchmarks and reports can
+treat them alike.
+
+Example:
+    >>> import torch
+    >>> q = QuantumHead(in_features=384, n_classes=2, n_qubits=4, n_layers=2)
+    >>> mlp = matched_mlp_head(q)                      # the fair classical control
+    >>> abs(mlp.trainable_params - q.trainable_params) <= 0.1 * q.trainable_params
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from qubert.quantum.circuit import Circuit
+from qubert.quantum.engine import STRATEGIES, simulate
+
+HEAD_TYPES = ("linear", "mlp", "quantum")
+SCALINGS = ("tanh_pi_2", "tanh_pi", "pi", "none")
+
+
+class Head(nn.Module):
+    """Base class: a module from pooled features to logits."""
+
+    head_type: str = ""
+
+    def __init__(self, in_features: int, n_classes: int) -> None:
+        super().__init__()
+        if in_features < 1:
+            raise ValueError(f"in_features must be >= 1, got {in_features}")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        self.in_features = in_features
+        self.n_classes = n_classes
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.head_type, "in_features": self.in_features, "n_classes": self.n_classes}
+
+    def _check_input(self, features: torch.Tensor) -> None:
+        if features.dim() != 2 or features.shape[-1] != self.in_features:
+            raise ValueError(f"{type(self).__name__} expects features of shape (batch, {self.in_features}), got {tuple(features.shape)}")
+
+
+class LinearHead(Head):
+    """``Linear(d -> n_classes)``, with optional dropout: BERT's usual classifier.
+
+    Example:
+        >>> LinearHead(8, 3)(torch.randn(2, 8)).shape
+        torch.Size([2, 3])
+    """
+
+    head_type = "linear"
+
+    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(in_features, n_classes)
+        self.dropout_p = dropout
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_features, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        self._check_input(features)
+        return self.linear(self.dropout(features))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "dropout": self.dropout_p}
+
+
+class MLPHead(Head):
+    """``Linear -> ReLU (-> Dropout)`` per hidden size, then ``Linear(-> n_classes)``: the paper's MLP baseline.
+
+    Example:
+        >>> MLPHead(8, 2, hidden_sizes=(16, 4)).trainable_params
+        230
+    """
+
+    head_type = "mlp"
+
+    def __init__(self, in_features: int, n_classes: int, hidden_sizes: tuple[int, ...] | list[int] = (256,), dropout: float = 0.0) -> None:
+        super().__init__(in_features, n_classes)
+        hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        if any(h < 1 for h in hidden_sizes):
+            raise ValueError(f"hidden sizes must be >= 1, got {hidden_sizes}")
+        self.hidden_sizes = hidden_sizes
+        self.dropout_p = dropout
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        self._check_input(features)
+        return self.net(features)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "hidden_sizes": list(self.hidden_sizes), "dropout": self.dropout_p}
+
+
+class QuantumHead(Head):
+    """The dressed quantum circuit (Mari et al. 2020; the paper's hybrid head).
+
+    ``Linear(d -> n_qubits) -> scaling -> circuit -> measurement -> Linear(n_outputs -> n_classes)``.
+
+    Args:
+        in_features: width of the pooled encoder output.
+        n_classes: number of classes.
+        n_qubits, n_layers: register size and circuit depth (ignored when ``circuit`` is given).
+        circuit: a full :class:`~qubert.quantum.Circuit` description, or a dict of its fields.
+        scaling: how pre-activations become angles: ``tanh_pi_2`` (the paper: tanh(z) * pi/2),
+            ``tanh_pi`` (tanh(z) * pi), ``pi`` (z * pi) or ``none``.
+        strategy: simulator strategy (``auto``, ``fused``, ``gates``).
+        freeze_circuit: keep the circuit weights at their initial values (an ablation control:
+            only the dressing layers train).
+        seed: seed for the circuit-weight initialisation (``None``: torch's global generator).
+
+    Example:
+        >>> head = QuantumHead(16, 2, circuit={"n_qubits": 3, "ansatz": "strongly_entangling"})
+        >>> head(torch.randn(4, 16)).shape
+        torch.Size([4, 2])
+    """
+
+    head_type = "quantum"
+
+    def __init__(
+        self,
+        in_features: int,
+        n_classes: int,
+        n_qubits: int = 4,
+        n_layers: int = 2,
+        *,
+        circuit: Circuit | dict[str, Any] | None = None,
+        scaling: str = "tanh_pi_2",
+        strategy: str = "auto",
+        freeze_circuit: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(in_features, n_classes)
+        if circuit is None:
+            circuit = Circuit(n_qubits=n_qubits, n_layers=n_layers)
+        elif isinstance(circuit, dict):
+            circuit = Circuit.from_dict(circuit)
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {scaling!r}; expected one of {', '.join(SCALINGS)}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        self.circuit = circuit
+        self.scaling = scaling
+        self.strategy = strategy
+        self.freeze_circuit = freeze_circuit
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.pre_net = nn.Linear(in_features, circuit.n_qubits)
+        self.q_weights = nn.Parameter(circuit.init_weights(generator), requires_grad=not freeze_circuit)
+        self.post_net = nn.Linear(circuit.n_outputs, n_classes)
+
+    def angles(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoding angles for a batch of features (the "dressing in")."""
+        z = self.pre_net(features)
+        if self.scaling == "tanh_pi_2":
+            return torch.tanh(z) * (math.pi / 2)
+        if self.scaling == "tanh_pi":
+            return torch.tanh(z) * math.pi
+        if self.scaling == "pi":
+            return z * math.pi
+        return z
+
+    def measure(self, features: torch.Tensor) -> torch.Tensor:
+        """The circuit's measured values for a batch, before the output layer."""
+        self._check_input(features)
+        return simulate(self.circuit, self.angles(features), self.q_weights, strategy=self.strategy)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.post_net(self.measure(features).to(self.post_net.weight.dtype))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "circuit": self.circuit.to_dict(),
+            "scaling": self.scaling,
+            "strategy": self.strategy,
+            "freeze_circuit": self.freeze_circuit,
+        }
+
+    def extra_repr(self) -> str:
+        return f"circuit={self.circuit}".replace("\n", "\n  ") if self.circuit.n_qubits <= 8 else f"n_qubits={self.circuit.n_qubits}"
+
+
+def build_head(config: dict[str, Any], seed: int | None = None) -> Head:
+    """A head from its ``config()`` dict (``type`` is ``linear``, ``mlp`` or ``quantum``).
+
+    Example:
+        >>> build_head({"type": "mlp", "in_features": 8, "n_classes": 2, "hidden_sizes": [4]}).hidden_sizes
+        (4,)
+    """
+    config = dict(config)
+    head_type = config.pop("type", None)
+    if head_type not in HEAD_TYPES:
+        raise ValueError(f"unknown head type {head_type!r}; expected one of {', '.join(HEAD_TYPES)}")
+    if head_type == "linear":
+        return LinearHead(**config)
+    if head_type == "mlp":
+        return MLPHead(**config)
+    return QuantumHead(**config, seed=seed)
+
+
+def _mlp_params(d: int, h: int, k: int) -> int:
+    return d * h + h + h * k + k
+
+
+def matched_mlp_head(head: Head, hidden_layers: int = 1) -> MLPHead:
+    """An MLP with (as near as possible) the same number of trainable parameters as ``head``.
+
+    The fair classical control for a quantum head: one hidden layer whose width is chosen to
+    minimise the difference in trainable parameters (ties go to the smaller net).
+
+    Example:
+        >>> q = QuantumHead(384, 2, n_qubits=8, n_layers=2)
+        >>> m = matched_mlp_head(q)
+        >>> m.hidden_sizes, m.trainable_params, q.trainable_params
+        ((8,), 3098, 3114)
+    """
+    if hidden_layers != 1:
+        raise ValueError("matched_mlp_head supports one hidden layer")
+    target = head.trainable_params
+    d, k = head.in_features, head.n_classes
+    # params(h) = h * (d + k + 1) + k is increasing in h: take the best of floor/ceil of the solution.
+    h_exact = (target - k) / (d + k + 1)
+    candidates = {max(1, math.floor(h_exact)), max(1, math.ceil(h_exact))}
+    best = min(sorted(candidates), key=lambda h: abs(_mlp_params(d, h, k) - target))
+    return MLPHead(d, k, hidden_sizes=(best,))
