@@ -60,11 +60,6 @@ _SPLIT_ALIASES = {
     "validation": ("validation", "valid", "val", "dev"),
     "test": ("test",),
 }
-_HUB_SPLIT_ALIASES = {
-    "train": ("train",),
-    "validation": ("validation", "valid", "val", "dev"),
-    "test": ("test",),
-}
 # Salts keep the random streams of the different carving/subsampling steps independent.
 _SALT_TEST, _SALT_VALIDATION, _SALT_TRAIN_FROM_VAL = 1, 2, 3
 _SALT_SUB = {"train": 11, "validation": 12, "test": 13}
@@ -252,13 +247,14 @@ class DatasetBundle:
         return getattr(self, split)
 
     def fingerprint(self, split: str) -> str:
-        """Short stable hash of one split's texts and labels (see :meth:`TextDataset.fingerprint`)."""
+        """Short stable hash of one split's texts and labels (:meth:`TextDataset.fingerprint`)."""
         return self.split(split).fingerprint()
 
     def summary(self) -> str:
         """One line for logs: name, split sizes, classes and source."""
         sizes = " / ".join(f"{s} {len(self.split(s)):,}" for s in SPLITS)
-        return f"{self.name}: {sizes}; {self.n_classes} classes ({', '.join(self.label_names)}); from {self.source}"
+        classes = ", ".join(self.label_names)
+        return f"{self.name}: {sizes}; {self.n_classes} classes ({classes}); from {self.source}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +293,9 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path | N
         return path.resolve()
     candidates = [d / "shared" / "data" for d in (Path.cwd(), *Path.cwd().parents)]
     # src/qubert/data.py -> <checkout>/../shared/data, for runs from another working directory.
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data")
+    here = Path(__file__).resolve().parents
+    if len(here) > 3:
+        candidates.append(here[3] / "shared" / "data")
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
@@ -371,7 +369,7 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _utf8_error(path: Path, err: UnicodeDecodeError) -> DataError:
+def _utf8_error(path: Path, err: UnicodeDecodeError, has_header: bool) -> DataError:
     # pandas reports a position inside its read buffer; decode the whole file for the real offset.
     data = _read_bytes(path)
     if data is not None:
@@ -380,9 +378,10 @@ def _utf8_error(path: Path, err: UnicodeDecodeError) -> DataError:
         except UnicodeDecodeError as exact:
             line = data.count(b"\n", 0, exact.start) + 1
             bad = data[exact.start : exact.start + 1].hex()
+            header = ", header = line 1" if has_header else ""
             return DataError(
                 f"{path} is not valid UTF-8: byte 0x{bad} at byte offset {exact.start} "
-                f"(line {line}, header = line 1); re-save the file as UTF-8"
+                f"(line {line}{header}); re-save the file as UTF-8"
             )
     return DataError(f"{path} is not valid UTF-8 ({err.reason}); re-save the file as UTF-8")
 
@@ -436,16 +435,14 @@ def read_table(
                 compression="infer",
             )
         else:
-            try:
-                frame = pd.read_json(
-                    path, lines=True, dtype=False, encoding="utf-8", compression="infer"
-                )
-            except ValueError as err:
-                if kind != "json" or isinstance(err, UnicodeDecodeError):
-                    raise
-                frame = pd.read_json(path, dtype=False, encoding="utf-8", compression="infer")
+            # .json may hold one array of records instead of JSON lines.
+            head = _read_bytes(path) if kind == "json" else None
+            lines = head is None or not head.lstrip().startswith(b"[")
+            frame = pd.read_json(
+                path, lines=lines, dtype=False, encoding="utf-8", compression="infer"
+            )
     except UnicodeDecodeError as err:
-        raise _utf8_error(path, err) from None
+        raise _utf8_error(path, err, kind in ("csv", "tsv")) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty (no header row)") from None
     except (pd.errors.ParserError, ValueError, OSError, EOFError) as err:
@@ -516,14 +513,17 @@ def _check_texts(raw: _RawSplit, drop_empty: bool) -> _RawSplit:
     if not drop_empty:
         raise DataError(
             f"{raw.origin}: {len(empty)} empty or whitespace-only text(s) at "
-            f"{_rows([i + 1 for i in empty])} (1-based data rows, header excluded); "
+            f"{_rows([raw.row(i) for i in empty])} (1-based data rows, header excluded); "
             "fix them or pass drop_empty=True / --drop-empty"
         )
     drop = set(empty)
     keep = [i for i in range(len(raw.texts)) if i not in drop]
     # Row numbers in later messages must still point into the file, so keep an index map.
     return _RawSplit(
-        [raw.texts[i] for i in keep], [raw.labels[i] for i in keep], raw.origin, [raw.row(i) for i in keep]
+        [raw.texts[i] for i in keep],
+        [raw.labels[i] for i in keep],
+        raw.origin,
+        [raw.row(i) for i in keep],
     )
 
 
@@ -577,7 +577,12 @@ def _infer_label_names(raw: _RawSplit, labels: list[str]) -> tuple[list[str], bo
 
 
 def _encode_inferred(
-    raw: _RawSplit, labels: list[str], label_names: list[str], integer: bool, split: str
+    raw: _RawSplit,
+    labels: list[str],
+    label_names: list[str],
+    integer: bool,
+    split: str,
+    reference: str,
 ) -> list[int]:
     index = {name: i for i, name in enumerate(label_names)}
     ids: list[int] = []
@@ -599,14 +604,15 @@ def _encode_inferred(
             ids.append(index[key])
     if unparseable:
         raise DataError(
-            f"{raw.origin}: unparseable label at {_rows(unparseable)} (train labels are integers)"
+            f"{raw.origin}: unparseable label at {_rows(unparseable)} "
+            f"({reference} labels are integers)"
         )
     if unseen:
         name, rows = next(iter(unseen.items()))
         others = f" (and {len(unseen) - 1} more unseen labels)" if len(unseen) > 1 else ""
         raise DataError(
-            f"{raw.origin}: label {name!r} in the {split} split ({_rows(rows)}) does not occur in "
-            f"train{others}; train labels: {', '.join(label_names)}"
+            f"{raw.origin}: label {name!r} in the {split} split ({_rows(rows)}) does not occur "
+            f"in {reference}{others}; {reference} labels: {', '.join(label_names)}"
         )
     return ids
 
@@ -626,9 +632,13 @@ def _allocate(counts: list[int], total: int, caps: list[int]) -> list[int]:
     ideal = [total * c / n for c in counts]
     eligible = [k for k, cap in enumerate(caps) if cap > 0]
     floor_min = 1 if total >= len(eligible) else 0
-    alloc = [min(caps[k], max(floor_min if caps[k] > 0 else 0, int(ideal[k]))) for k in range(len(counts))]
+    alloc = [
+        min(cap, max(floor_min, int(want))) if cap > 0 else 0
+        for cap, want in zip(caps, ideal)
+    ]
     while sum(alloc) < total:
-        k = max((k for k in eligible if alloc[k] < caps[k]), key=lambda k: (ideal[k] - alloc[k], -k))
+        open_ = (k for k in eligible if alloc[k] < caps[k])
+        k = max(open_, key=lambda k: (ideal[k] - alloc[k], -k))
         alloc[k] += 1
     while sum(alloc) > total:
         k = max(
@@ -655,7 +665,9 @@ def _pick(labels: Sequence[int], alloc_of: dict[int, int], seed: int, salt: int)
     return sorted(chosen)  # file order inside each split
 
 
-def _stratified_holdout(labels: Sequence[int], fraction: float, seed: int, salt: int) -> tuple[list[int], list[int]]:
+def _stratified_holdout(
+    labels: Sequence[int], fraction: float, seed: int, salt: int
+) -> tuple[list[int], list[int]]:
     """(kept, held) indices; ``held`` is ~``fraction`` of every class, and ``kept`` keeps at
     least one row of every class."""
     groups = _by_class(labels)
@@ -705,7 +717,9 @@ def _spec_local_files(spec: DatasetSpec, data_dir: Path) -> dict[str, Path]:
     return _find_split_files(folder)
 
 
-def _read_local(files: Mapping[str, Path], text_column: str, label_column: str) -> dict[str, _RawSplit]:
+def _read_local(
+    files: Mapping[str, Path], text_column: str, label_column: str
+) -> dict[str, _RawSplit]:
     out = {}
     for split, path in files.items():
         texts, labels = read_table(path, text_column=text_column, label_column=label_column)
@@ -723,7 +737,7 @@ def _load_hub(
     origin_base = f"hub:{hub_id}" + (f"/{config}" if config else "")
     out: dict[str, _RawSplit] = {}
     names: list[str] | None = None
-    for split, aliases in _HUB_SPLIT_ALIASES.items():
+    for split, aliases in _SPLIT_ALIASES.items():
         hub_split = next((a for a in aliases if a in dsd), None)
         if hub_split is None:
             continue
@@ -732,7 +746,8 @@ def _load_hub(
             if column not in ds.column_names:
                 found = ", ".join(repr(c) for c in ds.column_names)
                 raise DataError(
-                    f"{origin_base} [{hub_split}]: no {role} column {column!r}; columns found: {found}"
+                    f"{origin_base} [{hub_split}]: no {role} column {column!r}; "
+                    f"columns found: {found}"
                 )
         labels = list(ds[label_column])
         # Hidden test labels are stored as -1 (e.g. GLUE); such a split is not labelled data.
@@ -764,7 +779,7 @@ def _try_hub(
         return None, None, f"Hub load of {hub_id!r} failed: {type(err).__name__}: {detail}"
     if not splits:
         return None, None, f"Hub data set {hub_id!r} has no labelled train/validation/test split"
-    return splits, names, f"hub:{hub_id}"
+    return splits, names, f"hub:{hub_id}" + (f"/{config}" if config else "")
 
 
 def _unknown_name_error(name: str, data_dir: Path | None, hub_reason: str | None) -> DataError:
@@ -821,7 +836,7 @@ def load_dataset_bundle(
     ``.jsonl``, ``.json``, optionally ``.gz``), a folder with ``train``/``validation``/``test``
     files, a folder name under the data directory, or a Hub id. With ``train_file`` /
     ``validation_file`` / ``test_file`` only those files are read; a registry name then only gives
-    the bundle's name and label names.
+    the bundle's name, label names and label mapping (e.g. ``twitter`` still drops neutral).
 
     Labels are integer ids, or class names for registry sets. Elsewhere string labels become ids in
     sorted order of the train split's names (integer labels: sorted values, names ``"0"``, ...).
@@ -864,8 +879,11 @@ def load_dataset_bundle(
         (100, 100, 100, ['negative', 'positive'])
     """
     if not 0 < validation_fraction < 1 - TEST_FRACTION:
-        raise DataError(f"validation_fraction must be in (0, {1 - TEST_FRACTION}), got {validation_fraction}")
-    for option, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
+        raise DataError(
+            f"validation_fraction must be in (0, {1 - TEST_FRACTION}), got {validation_fraction}"
+        )
+    caps = {"max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples}
+    for option, value in caps.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise DataError(f"{option} must be a positive integer, got {value!r}")
 
@@ -873,30 +891,31 @@ def load_dataset_bundle(
     spec = REGISTRY.get(name_str) if name_str else None
     label_names: list[str] | None = list(spec.label_names) if spec else None
     label_map = spec.label_map if spec else None
-    notes: list[str] = []
 
     if name_str and spec is None and train_file is None and Path(name_str).expanduser().is_file():
         train_file, name_str = name_str, None
-    explicit = {s: f for s, f in zip(SPLITS, (train_file, validation_file, test_file)) if f is not None}
+    given = (train_file, validation_file, test_file)
+    explicit = {s: Path(f).expanduser() for s, f in zip(SPLITS, given) if f is not None}
 
     if explicit:
-        raw = _read_local({s: Path(f).expanduser() for s, f in explicit.items()}, text_column, label_column)
-        source = ", ".join(str(Path(f).expanduser()) for f in explicit.values())
-        name = name_str or Path(explicit.get("train", next(iter(explicit.values())))).name.split(".")[0]
+        raw = _read_local(explicit, text_column, label_column)
+        source = ", ".join(map(str, explicit.values()))
+        name = name_str or next(iter(explicit.values())).name.split(".")[0]
     elif name_str is None:
-        raise DataError("no data given: pass a data set name, a file path or train_file / --train-file")
+        raise DataError("no data given: pass a data set name, a file path or --train-file")
     elif spec is not None:
         directory = resolve_data_dir(data_dir)
         files = _spec_local_files(spec, directory) if directory else {}
-        hub_names = None
         if files:
             raw = _read_local(files, text_column, label_column)
-            source = str(files["train"] if spec.file else directory / spec.folder)
+            first = next(iter(files.values()))
+            source = str(first if spec.file else first.parent)
         else:
             hub_reason = "no Hub copy known"
             hub_raw = None
             if spec.hub_id:
-                hub_raw, hub_names, hub_reason = _try_hub(
+                # The registry's label names win over the Hub's ClassLabel names (e.g. '1'/'2').
+                hub_raw, _, hub_reason = _try_hub(
                     spec.hub_id, spec.hub_config, spec.hub_text_column, spec.hub_label_column
                 )
             if hub_raw is None:
@@ -918,7 +937,8 @@ def load_dataset_bundle(
         else:
             hub_raw, hub_names, hub_reason = None, None, None
             # A near-miss of a registry name is a typo: answer at once instead of asking the Hub.
-            if "/" in name_str or not difflib.get_close_matches(name_str, list(REGISTRY), n=1, cutoff=0.6):
+            typo = difflib.get_close_matches(name_str, list(REGISTRY), n=1, cutoff=0.6)
+            if "/" in name_str or not typo:
                 hub_raw, hub_names, hub_reason = _try_hub(name_str, None, text_column, label_column)
             if hub_raw is None:
                 raise _unknown_name_error(name_str, directory, hub_reason)
@@ -927,7 +947,7 @@ def load_dataset_bundle(
 
     return _build_bundle(
         name=name, raw=raw, label_names=label_names, label_map=label_map, source=source,
-        notes=notes, seed=seed, validation_fraction=validation_fraction, drop_empty=drop_empty,
+        seed=seed, validation_fraction=validation_fraction, drop_empty=drop_empty,
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
     )
 
@@ -939,13 +959,13 @@ def _build_bundle(
     label_names: list[str] | None,
     label_map: Mapping[int, int | None] | None,
     source: str,
-    notes: list[str],
     seed: int,
     validation_fraction: float,
     drop_empty: bool,
     max_train_samples: int | None,
     max_eval_samples: int | None,
 ) -> DatasetBundle:
+    notes: list[str] = []
     raw = {s: _check_texts(r, drop_empty) for s, r in raw.items()}
     labels = {s: _normalise_labels(r) for s, r in raw.items()}
     # The split whose classes define the label set: train, else the pool train is carved from.
@@ -969,11 +989,14 @@ def _build_bundle(
                     f"{reference} labels: {', '.join(label_names[i] for i in sorted(seen))}"
                 )
             keep = [i for i, v in enumerate(mapped[split]) if v is not None]
-            encoded[split] = TextDataset([r.texts[i] for i in keep], [mapped[split][i] for i in keep])  # type: ignore[misc]
+            encoded[split] = TextDataset(
+                [r.texts[i] for i in keep], [mapped[split][i] for i in keep]  # type: ignore[misc]
+            )
     else:
         label_names, integer = _infer_label_names(raw[reference], labels[reference])
         for split, r in raw.items():
-            encoded[split] = TextDataset(r.texts, _encode_inferred(r, labels[split], label_names, integer, split))
+            ids = _encode_inferred(r, labels[split], label_names, integer, split, reference)
+            encoded[split] = TextDataset(r.texts, ids)
 
     n_ref_classes = len(set(encoded[reference].labels))
     if n_ref_classes < 2:
@@ -988,15 +1011,18 @@ def _build_bundle(
     splits = {"train": train, "validation": validation, "test": test}
     for split, data in splits.items():
         if len(data) == 0:
-            raise DataError(f"data set {name!r}: the {split} split is empty (too few rows to carve one)")
+            raise DataError(f"data set {name!r}: the {split} split is empty (too few rows)")
 
-    for split, cap in (("train", max_train_samples), ("validation", max_eval_samples), ("test", max_eval_samples)):
+    caps = {"train": max_train_samples, "validation": max_eval_samples, "test": max_eval_samples}
+    for split, cap in caps.items():
         data = splits[split]
         if cap is None or len(data) <= cap:
             continue
         n_classes = len(set(data.labels))
         if split == "train" and cap < n_classes:
-            raise DataError(f"max_train_samples={cap} is fewer than the {n_classes} classes in train")
+            raise DataError(
+                f"max_train_samples={cap} is fewer than the {n_classes} classes in train"
+            )
         splits[split] = _take(data, _stratified_subset(data.labels, cap, seed, _SALT_SUB[split]))
         notes.append(f"{split}: stratified subset of {cap} of {len(data)} rows (seed {seed})")
 
@@ -1012,30 +1038,36 @@ def _fill_splits(
     """Carve the missing splits (rules in :func:`load_dataset_bundle`)."""
     train, validation, test = (data.get(s) for s in SPLITS)
     pct = f"{validation_fraction:.0%}"
+    if train is not None and validation is not None and test is not None:
+        return train, validation, test
     if train is None and validation is not None and test is not None:
-        kept, held = _stratified_holdout(validation.labels, validation_fraction, seed, _SALT_TRAIN_FROM_VAL)
-        notes.append(f"no train split: train carved from validation ({len(kept)} rows), {pct} kept as validation (seed {seed})")
+        kept, held = _stratified_holdout(
+            validation.labels, validation_fraction, seed, _SALT_TRAIN_FROM_VAL
+        )
+        notes.append(
+            f"no train split: train carved from validation ({len(kept)} rows), "
+            f"{pct} kept as validation (seed {seed})"
+        )
         return _take(validation, kept), _take(validation, held), test
     if train is None or (validation is None and test is None):
-        pool = next(d for d in (train, validation, test) if d is not None)
-        which = next(s for s in SPLITS if data.get(s) is not None)
+        which = next(s for s in SPLITS if s in data)
+        pool = data[which]
         rest, test_idx = _stratified_holdout(pool.labels, TEST_FRACTION, seed, _SALT_TEST)
         rest_data = _take(pool, rest)
-        share = validation_fraction / (1 - TEST_FRACTION)
+        share = validation_fraction / (1 - TEST_FRACTION)  # of the rest, so of the whole pool
         kept, held = _stratified_holdout(rest_data.labels, share, seed, _SALT_VALIDATION)
         notes.append(
             f"single pool ({which}, {len(pool)} rows) split stratified "
-            f"{1 - TEST_FRACTION - validation_fraction:.0%}/{pct}/{TEST_FRACTION:.0%} train/validation/test (seed {seed})"
+            f"{1 - TEST_FRACTION - validation_fraction:.0%}/{pct}/{TEST_FRACTION:.0%} "
+            f"train/validation/test (seed {seed})"
         )
         return _take(rest_data, kept), _take(rest_data, held), _take(pool, test_idx)
     if test is None:
         notes.append("no test split: the given validation split is used as test")
         test = validation
     kept, held = _stratified_holdout(train.labels, validation_fraction, seed, _SALT_VALIDATION)
-    if validation is None or test is validation:
-        notes.append(f"validation carved from train: {pct} stratified (seed {seed})")
-        return _take(train, kept), _take(train, held), test
-    return train, validation, test
+    notes.append(f"validation carved from train: {pct} stratified (seed {seed})")
+    return _take(train, kept), _take(train, held), test  # type: ignore[return-value]
 
 
 def available_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -1062,7 +1094,8 @@ def available_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[d
         files = _spec_local_files(spec, directory) if directory else {}
         rows: dict[str, int] | None = None
         if files:
-            available = str(files["train"] if spec.file else directory / spec.folder)  # type: ignore[operator]
+            first = next(iter(files.values()))
+            available = str(first if spec.file else first.parent)
             rows = {s: _count_rows(p, spec) for s, p in files.items()}
         elif spec.hub_id and not _hub_offline_reason():
             available = "hub"

@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -142,7 +143,7 @@ class Circuit:
         """True when every gate has a real matrix, so the state can be simulated in real arithmetic."""
         return all(op.name in REAL_GATES for op in self.operations())
 
-    def replace(self, **changes: Any) -> "Circuit":
+    def replace(self, **changes: Any) -> Circuit:
         """A copy with some fields changed, e.g. ``c.replace(entanglement="none")`` for an ablation."""
         return dataclasses.replace(self, **changes)
 
@@ -151,7 +152,7 @@ class Circuit:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Circuit":
+    def from_dict(cls, data: dict[str, Any]) -> Circuit:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown circuit field(s): {', '.join(sorted(unknown))}")
@@ -163,7 +164,7 @@ class Circuit:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Circuit":
+    def from_json(cls, text: str) -> Circuit:
         return cls.from_dict(json.loads(text))
 
     # ------------------------------------------------------------------ expansion into gates

@@ -22,24 +22,34 @@ def _stack(entries: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(entries, dim=-1).unflatten(-1, (2, 2))
 
 
-def ry(theta: torch.Tensor) -> torch.Tensor:
-    """RY(theta) = [[cos, -sin], [sin, cos]](theta / 2); real."""
-    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+def ry_cs(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """RY from the cosine and sine of half the angle (lets a caller evaluate trig once per call)."""
     return _stack([c, -s, s, c])
 
 
-def rx(theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """RX(theta) = [[cos, -i sin], [-i sin, cos]](theta / 2)."""
-    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+def rx_cs(c: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     zero = torch.zeros_like(c)
     return torch.complex(_stack([c, zero, zero, c]), _stack([zero, -s, -s, zero])).to(dtype)
 
 
-def rz(theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """RZ(theta) = diag(exp(-i theta / 2), exp(i theta / 2))."""
-    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+def rz_cs(c: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     zero = torch.zeros_like(c)
     return torch.complex(_stack([c, zero, zero, c]), _stack([-s, zero, zero, s])).to(dtype)
+
+
+def ry(theta: torch.Tensor) -> torch.Tensor:
+    """RY(theta) = [[cos, -sin], [sin, cos]](theta / 2); real."""
+    return ry_cs(torch.cos(theta / 2), torch.sin(theta / 2))
+
+
+def rx(theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """RX(theta) = [[cos, -i sin], [-i sin, cos]](theta / 2)."""
+    return rx_cs(torch.cos(theta / 2), torch.sin(theta / 2), dtype)
+
+
+def rz(theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """RZ(theta) = diag(exp(-i theta / 2), exp(i theta / 2))."""
+    return rz_cs(torch.cos(theta / 2), torch.sin(theta / 2), dtype)
 
 
 def rot(phi: torch.Tensor, theta: torch.Tensor, omega: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
