@@ -22,6 +22,10 @@ from torch import nn
 
 from qubert.quantum.circuit import Circuit
 from qubert.quantum.engine import STRATEGIES, simulate
+from qubert.quantum.execution import ExecutionOptions, execute
+from qubert.quantum.execution import describe as describe_execution
+from qubert.quantum.noise import DEFAULT_TRAJECTORIES, NoiseModel
+from qubert.quantum.shots import make_generator
 
 HEAD_TYPES = ("linear", "mlp", "quantum")
 SCALINGS = ("tanh_pi_2", "tanh_pi", "pi", "none")
@@ -82,7 +86,7 @@ class MLPHead(Head):
 
     Example:
         >>> MLPHead(8, 2, hidden_sizes=(16, 4)).trainable_params
-        230
+        222
     """
 
     head_type = "mlp"
@@ -128,9 +132,17 @@ class QuantumHead(Head):
         freeze_circuit: keep the circuit weights at their initial values (an ablation control:
             only the dressing layers train).
         seed: seed for the circuit-weight initialisation (``None``: torch's global generator).
+        shots, noise, gradient, execution_seed, noise_method, trajectories: how the circuit is run
+            (:func:`qubert.quantum.execution.execute`): finite shots, a noise model or spec string
+            such as ``"depolarizing:0.01,readout:0.02"``, ``"backprop"`` or ``"parameter_shift"``
+            gradients, the seed of the shot/trajectory sampler, and the noise simulator. The
+            defaults are exact simulation; see :meth:`set_execution`.
 
     Example:
         >>> head = QuantumHead(16, 2, circuit={"n_qubits": 3, "ansatz": "strongly_entangling"})
+        >>> head(torch.randn(4, 16)).shape
+        torch.Size([4, 2])
+        >>> head.set_execution(shots=1024, noise="depolarizing:0.01,readout:0.02", seed=0)
         >>> head(torch.randn(4, 16)).shape
         torch.Size([4, 2])
     """
@@ -149,6 +161,12 @@ class QuantumHead(Head):
         strategy: str = "auto",
         freeze_circuit: bool = False,
         seed: int | None = None,
+        shots: int | None = None,
+        noise: str | NoiseModel | None = None,
+        gradient: str = "backprop",
+        execution_seed: int | None = None,
+        noise_method: str = "auto",
+        trajectories: int = DEFAULT_TRAJECTORIES,
     ) -> None:
         super().__init__(in_features, n_classes)
         if circuit is None:
@@ -167,6 +185,50 @@ class QuantumHead(Head):
         self.pre_net = nn.Linear(in_features, circuit.n_qubits)
         self.q_weights = nn.Parameter(circuit.init_weights(generator), requires_grad=not freeze_circuit)
         self.post_net = nn.Linear(circuit.n_outputs, n_classes)
+        self.set_execution(
+            shots=shots, noise=noise, gradient=gradient, seed=execution_seed, noise_method=noise_method, trajectories=trajectories
+        )
+
+    def set_execution(self, **options: Any) -> None:
+        """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``.
+
+        Options not given keep their current values; pass ``shots=None`` / ``noise=None`` to go back
+        to exact expectation values / no noise. Every call restarts the shot/trajectory sampler from
+        ``seed`` (stored as ``execution_seed``; ``None``: from torch's global RNG), so evaluating the
+        same batches again after ``set_execution(seed=s)`` repeats the same shots. Invalid options
+        raise a ``ValueError`` and leave the head unchanged.
+
+        Example:
+            >>> head = QuantumHead(8, 2, n_qubits=2, n_layers=1)
+            >>> head.set_execution(shots=256, noise="readout:0.02", seed=0)
+            >>> head.shots, head.noise, head.config()["noise"]
+            (256, NoiseModel(depolarizing=0.0, amplitude_damping=0.0, readout=0.02), 'readout:0.02')
+        """
+        known = {"shots", "noise", "gradient", "seed", "noise_method", "trajectories"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown execution option(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+        current = getattr(self, "execution", ExecutionOptions())
+        fields = {name: options.get(name, getattr(current, name)) for name in ("shots", "noise", "gradient", "noise_method", "trajectories")}
+        execution = ExecutionOptions(**fields)
+        seed = options.get("seed", getattr(self, "execution_seed", None))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"execution seed must be an integer or None, got {seed!r}")
+        self.execution = execution
+        self.execution_seed = seed
+        self._sampler = None  # created on first use, from execution_seed
+
+    @property
+    def shots(self) -> int | None:
+        return self.execution.shots
+
+    @property
+    def noise(self) -> NoiseModel | None:
+        return self.execution.noise
+
+    @property
+    def gradient(self) -> str:
+        return self.execution.gradient
 
     def angles(self, features: torch.Tensor) -> torch.Tensor:
         """Encoding angles for a batch of features (the "dressing in")."""
@@ -182,7 +244,23 @@ class QuantumHead(Head):
     def measure(self, features: torch.Tensor) -> torch.Tensor:
         """The circuit's measured values for a batch, before the output layer."""
         self._check_input(features)
-        return simulate(self.circuit, self.angles(features), self.q_weights, strategy=self.strategy)
+        if self.execution.is_exact:
+            return simulate(self.circuit, self.angles(features), self.q_weights, strategy=self.strategy)
+        if self._sampler is None:
+            self._sampler = make_generator(self.execution_seed)
+        options = self.execution
+        return execute(
+            self.circuit,
+            self.angles(features),
+            self.q_weights,
+            shots=options.shots,
+            noise=options.noise,
+            gradient=options.gradient,
+            seed=self._sampler,
+            strategy=self.strategy,
+            noise_method=options.noise_method,
+            trajectories=options.trajectories,
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.post_net(self.measure(features).to(self.post_net.weight.dtype))
@@ -194,6 +272,9 @@ class QuantumHead(Head):
             "scaling": self.scaling,
             "strategy": self.strategy,
             "freeze_circuit": self.freeze_circuit,
+            # Execution options only when not the defaults, so configs of exact heads stay as they were.
+            **describe_execution(self.execution),
+            **({"execution_seed": self.execution_seed} if self.execution_seed is not None else {}),
         }
 
     def extra_repr(self) -> str:

@@ -24,11 +24,14 @@ from qubert.quantum.circuit import (
 from qubert.quantum.engine import (
     STRATEGIES,
     RegisterTooLargeError,
+    available_memory,
     choose_strategy,
     estimate_memory,
     simulate,
     statevector,
 )
+from qubert.quantum.execution import GRADIENTS, ExecutionOptions, execute
+from qubert.quantum.noise import NoiseModel, density_matrix, parse_noise
 
 __all__ = [
     "ANSATZES",
@@ -42,8 +45,15 @@ __all__ = [
     "Operation",
     "Param",
     "RegisterTooLargeError",
+    "available_memory",
     "choose_strategy",
     "estimate_memory",
     "simulate",
     "statevector",
+    "GRADIENTS",
+    "ExecutionOptions",
+    "NoiseModel",
+    "density_matrix",
+    "execute",
+    "parse_noise",
 ]

@@ -175,7 +175,7 @@ class Circuit:
             return []
         if pattern == "ranged":
             r = layer % (n - 1) + 1
-            return [(i, (i + r) % n) for i in range(n)] if n > 2 else [(0, 1)]
+            return [(i, (i + r) % n) for i in range(n)]
         if pattern == "all":
             return [(i, j) for i in range(n) for j in range(i + 1, n)]
         if self.ansatz == "brickwork":  # the paper's order: even pairs first, then odd pairs

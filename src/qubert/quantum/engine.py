@@ -428,7 +428,8 @@ def _measurement_matrix(circuit: Circuit, device: torch.device, dtype: torch.dty
 
 
 # ---------------------------------------------------------------------------- memory guard
-def _available_bytes(device: torch.device) -> int:
+def available_memory(device: torch.device) -> int:
+    """Bytes free on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
@@ -468,7 +469,7 @@ def _check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtyp
     need = estimate_memory(circuit, batch, strategy, dtype)
     if need < _SMALL_BYTES:
         return
-    have = _available_bytes(device)
+    have = available_memory(device)
     if need > have:
         raise RegisterTooLargeError(
             f"simulating {circuit.n_qubits} qubits with batch {batch} ({strategy} strategy, {dtype}) "
@@ -481,7 +482,7 @@ def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torc
     """The strategy ``"auto"`` resolves to for this circuit and batch."""
     if circuit.n_qubits <= FUSED_MAX_QUBITS:
         need = estimate_memory(circuit, batch_size, "fused", dtype)
-        if need < _SMALL_BYTES or need <= _available_bytes(torch.device(device)):
+        if need < _SMALL_BYTES or need <= available_memory(torch.device(device)):
             return "fused"
     return "gates"
 

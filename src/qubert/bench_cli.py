@@ -1,0 +1,89 @@
+"""``qubert bench``: run an experiment grid from a YAML config and report whether the quantum head helps.
+
+Mount it in the main CLI either as a sub-app (``app.add_typer(bench_app, name="bench")``) or as a
+command (``app.command("bench")(bench)``); both give the same options.
+
+Example:
+    $ qubert bench --config configs/quick.yaml                 # sequential, in process
+    $ qubert bench --config configs/paper.yaml --ray           # Ray tasks on a local Ray
+    $ qubert bench --config configs/paper.yaml --ray-address auto --output-dir /shared/bench
+    $ qubert bench --config configs/quick.yaml --dry-run       # list finished / pending runs
+    $ qubert bench --config configs/quick.yaml --report-only   # rebuild csv, summary and figures
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["bench", "bench_app"]
+
+_console = Console(highlight=False, soft_wrap=True)
+_error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    _error_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def bench(
+    config: Path = typer.Option(..., "--config", "-c", help="Bench config (YAML), e.g. configs/quick.yaml."),
+    ray: bool = typer.Option(False, "--ray", help="Run every training run as a Ray task (local Ray unless --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (e.g. 'auto' or ray://host:10001); implies --ray."),
+    ray_num_cpus: Optional[int] = typer.Option(None, "--ray-num-cpus", min=1, help="CPUs of a locally started Ray (default: all)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Overrides the config's output_dir."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides the config's data_dir."),
+    online: Optional[bool] = typer.Option(None, "--online/--offline", help="Pick the online/offline alternatives of the config (default: detect)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the grid's runs (finished / to run) and exit."),
+    report_only: bool = typer.Option(False, "--report-only", help="Rebuild results.csv, summary.md and figures from finished runs; train nothing."),
+) -> None:
+    """Run a grid of data sets x modes x heads (with controls) x seeds; resume where it stopped.
+
+    Writes results.csv (one row per run), summary.md (mean +- std, bootstrap CIs, paired tests
+    against the best classical head and each control) and figures under the output directory.
+    Exit code 0 when every run finished, 1 when some runs failed, 2 for a bad config.
+    """
+    from qubert import bench as bench_lib
+
+    if dry_run and report_only:
+        raise _fail("--dry-run and --report-only exclude each other")
+    try:
+        cfg = bench_lib.load_bench_config(config, output_dir=output_dir, data_dir=data_dir, online=online)
+        if dry_run:
+            done, pending = bench_lib.plan_bench(cfg)
+            _console.print(f"{cfg.name}: {len(done) + len(pending)} runs -> {cfg.output_dir}")
+            for spec in bench_lib.expand_grid(cfg):
+                state = "[green]done[/green]" if spec in done else "todo"
+                _console.print(f"  {state}  {escape(spec.run_id)}")
+            _console.print(f"{len(done)} finished, {len(pending)} to run")
+            return
+        def log(line: str) -> None:
+            _console.print(escape(line))
+
+        if report_only:
+            result = bench_lib.report_bench(cfg, log=log)
+        else:
+            result = bench_lib.run_bench(cfg, use_ray=ray, ray_address=ray_address, ray_num_cpus=ray_num_cpus, log=log)
+    except bench_lib.BenchConfigError as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted: finished runs are kept; rerun the same command to resume", code=130) from None
+    if not len(result.results):
+        _console.print("no finished runs yet")
+    if result.failed:
+        raise _fail(f"{len(result.failed)} run(s) failed (listed in {cfg.output_dir / 'summary.md'}); "
+                    "rerun to retry them", code=1)
+
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Run an experiment grid from a YAML config and report whether the quantum head helps.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+bench_app.callback(invoke_without_command=True)(bench)

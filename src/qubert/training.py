@@ -1,0 +1,950 @@
+"""Training and evaluation on the Hugging Face ``Trainer``: config, metrics, run directory, resume.
+
+:func:`run_training` loads the data, builds a :class:`~qubert.modeling.QubertForSequenceClassification`,
+trains it with early stopping on validation macro-F1 (the best checkpoint is kept), evaluates it on
+the test split and writes one run directory::
+
+    <output_dir>/
+      config.yaml             resolved TrainingConfig
+      checkpoints/            Trainer checkpoints (resume from here; head only when the encoder is frozen)
+      model/                  the best model + tokenizer (save_pretrained; loads in transformers.pipeline)
+      history.json            per-epoch train loss and validation metrics
+      training_curve.png      the same, plotted
+      predictions.csv         test texts, labels, predictions, class probabilities
+      confusion_matrix.json   test confusion matrix (rows: true labels, columns: predictions)
+      metrics.json            flat metrics (test_macro_f1, eval_macro_f1, train_runtime, ...); written last
+
+Every file is written atomically (temporary file, then ``os.replace``), and ``metrics.json`` is
+written last: a run directory with ``metrics.json`` is complete, one without it was interrupted and
+``resume=True`` continues it from its last complete checkpoint.
+
+In ``frozen`` mode the encoder never runs during training: pooled features come from the
+:mod:`qubert.embeddings` cache and the model is called with ``features=``.
+
+Example:
+    >>> from qubert.training import TrainingConfig, run_training
+    >>> metrics = run_training(TrainingConfig(dataset="sms_spam", head="quantum", qubits=8,
+    ...                                       max_train_samples=1000))  # doctest: +SKIP
+    >>> metrics["test_macro_f1"]  # doctest: +SKIP
+    0.93
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+__all__ = [
+    "RunDirectoryError",
+    "TrainingInterrupted",
+    "TrainingConfig",
+    "TrainingConfigError",
+    "classification_metrics",
+    "confusion_matrix",
+    "evaluate_model",
+    "head_config_from",
+    "load_model",
+    "predict_texts",
+    "run_training",
+]
+
+HEADS = ("linear", "mlp", "quantum")
+_NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir")  # may differ when resuming a run
+
+
+class TrainingConfigError(ValueError):
+    """An invalid training option (one-line message)."""
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used as asked (exists, unfinished, resumed with other options)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_training`; ``run_dir`` holds complete checkpoints only."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"training interrupted; resume the run in {run_dir} with resume=True (--resume)")
+        self.run_dir = run_dir
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class TrainingConfig:
+    """Everything one training run depends on; field names are the CLI's option names.
+
+    Example:
+        >>> TrainingConfig(dataset="sst2", head="mlp").resolved_batch_size
+        64
+        >>> TrainingConfig(dataset="sst2", mode="full").resolved_num_epochs
+        3.0
+    """
+
+    # ---- data
+    dataset: str | None = _help("Data set: registry name (sms_spam, sst2, imdb, ...), file, folder or Hub id.", default=None)
+    data_dir: str | None = _help("Folder with the benchmark data (default $QUBERT_DATA_DIR, then shared/data).", default=None)
+    train_file: str | None = _help("Training file (.csv/.tsv/.jsonl, optionally .gz).", default=None)
+    validation_file: str | None = _help("Validation file (default: carved from train).", default=None)
+    test_file: str | None = _help("Test file.", default=None)
+    text_column: str = _help("Column holding the text.", default="text")
+    label_column: str = _help("Column holding the label.", default="label")
+    max_train_samples: int | None = _help("Use a stratified subset of this many training rows (quick runs).", default=None)
+    max_eval_samples: int | None = _help("Use stratified subsets of this many validation and test rows.", default=None)
+    drop_empty: bool = _help("Drop empty texts instead of failing.", default=False)
+    # ---- model
+    model: str = _help("Encoder: Hugging Face hub name or local path; 'default' is the bundled all-MiniLM-L6-v2.", default="default")
+    pooling: str = _help("Sentence vector: mean (attention-mask weighted), cls or pooler (BERT's pooler output).", default="mean")
+    max_length: int = _help("Maximum tokens per text (longer texts are truncated).", default=128)
+    mode: str = _help("Encoder training: frozen (cached features), full, or top<k> (last k layers, e.g. top2).", default="frozen")
+    head: str = _help("Classification head: linear, mlp or quantum.", default="quantum")
+    # ---- quantum head
+    qubits: int = _help("Quantum head: number of qubits.", default=8)
+    layers: int = _help("Quantum head: number of variational layers (circuit depth).", default=2)
+    encoding: str = _help("Quantum head: angle encoding (h_ry, ry, rx, rz, h_rz).", default="h_ry")
+    ansatz: str = _help("Quantum head: ansatz (brickwork, basic_entangler, strongly_entangling).", default="brickwork")
+    entanglement: str = _help("Quantum head: entanglement (default, none, linear, ring, all, ranged).", default="default")
+    rotation: str = _help("Quantum head: trainable rotation (rx, ry, rz).", default="ry")
+    measurement: str = _help("Quantum head: measurement (z, zz, probs).", default="z")
+    init: str = _help("Quantum head: weight initialisation (normal, uniform, identity).", default="normal")
+    reupload: bool = _help("Quantum head: re-upload the encoding before every layer.", default=False)
+    scaling: str = _help("Quantum head: features to angles (tanh_pi_2, tanh_pi, pi, none).", default="tanh_pi_2")
+    freeze_circuit: bool = _help("Quantum head: keep the circuit weights fixed (ablation).", default=False)
+    strategy: str = _help("Quantum head: simulator strategy (auto, fused, gates).", default="auto")
+    # ---- classical heads
+    hidden_sizes: list[int] = _help("MLP head: hidden layer widths.", default_factory=lambda: [256])
+    dropout: float = _help("Linear/MLP head: dropout.", default=0.0)
+    # ---- optimisation
+    learning_rate: float | None = _help("Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise).", default=None)
+    encoder_learning_rate: float = _help("Learning rate of the trainable encoder layers (full / top<k> modes).", default=2e-5)
+    num_epochs: float | None = _help("Training epochs (default 10 frozen, 3 otherwise).", default=None)
+    batch_size: int | None = _help("Training batch size (default 64 frozen, 16 otherwise).", default=None)
+    weight_decay: float = _help("AdamW weight decay (not on biases, norms or circuit angles).", default=0.0)
+    lr_scheduler_type: str = _help("Learning-rate schedule (transformers names: linear, constant, cosine, ...).", default="linear")
+    early_stopping_patience: int | None = _help("Stop after this many epochs without a better validation macro-F1 (None: never).", default=3)
+    max_steps: int = _help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
+    # ---- run
+    seed: int = _help("Random seed (data subsets, initialisation, shuffling).", default=42)
+    output_dir: str | None = _help("Run directory (default runs/<dataset>-<head>-<mode>-s<seed>).", default=None)
+    overwrite_output_dir: bool = _help("Replace an existing run directory.", default=False)
+    cache_dir: str | None = _help("Embedding cache (default $QUBERT_CACHE_DIR or ~/.cache/qubert).", default=None)
+    resume: bool = _help("Continue an interrupted run from its last checkpoint (a finished run is returned as is).", default=False)
+    progress: bool = _help("Show progress bars.", default=True)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise :class:`TrainingConfigError` on the first invalid option."""
+        from qubert.modeling import POOLINGS, ModelConfigError, parse_mode
+
+        def fail(message: str) -> None:
+            raise TrainingConfigError(message)
+
+        if self.dataset is None and self.train_file is None:
+            fail("no data given: set dataset (--dataset) or train_file (--train-file)")
+        if self.head not in HEADS:
+            fail(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
+        if self.pooling not in POOLINGS:
+            fail(f"unknown pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}")
+        try:
+            parse_mode(self.mode)
+        except ModelConfigError as err:
+            raise TrainingConfigError(str(err)) from None
+        for name in ("max_length", "qubits"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not _is_int(self.layers) or self.layers < 0:
+            fail(f"layers must be a non-negative integer, got {self.layers!r}")
+        for name in ("max_train_samples", "max_eval_samples", "batch_size", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                fail(f"{name} must be a positive integer, got {value!r}")
+        if not _is_int(self.max_steps) or (self.max_steps < 1 and self.max_steps != -1):
+            fail(f"max_steps must be a positive integer or -1, got {self.max_steps!r}")
+        for name in ("learning_rate", "encoder_learning_rate"):
+            value = getattr(self, name)
+            if value is None and name == "learning_rate":
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
+                fail(f"{name} must be a positive number, got {value!r}")
+        if self.num_epochs is not None and (not isinstance(self.num_epochs, (int, float)) or not self.num_epochs > 0):
+            fail(f"num_epochs must be a positive number, got {self.num_epochs!r}")
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            fail(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            fail(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.hidden_sizes, (list, tuple)) or not self.hidden_sizes or any(not _is_int(h) or h < 1 for h in self.hidden_sizes):
+            fail(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}")
+        if not _is_int(self.seed):
+            fail(f"seed must be an integer, got {self.seed!r}")
+        if self.head == "quantum":
+            try:
+                self.circuit()
+            except ValueError as err:
+                raise TrainingConfigError(f"quantum head: {err}") from None
+            from qubert.heads import SCALINGS
+            from qubert.quantum import STRATEGIES
+
+            if self.scaling not in SCALINGS:
+                fail(f"unknown scaling {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
+            if self.strategy not in STRATEGIES:
+                fail(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        from transformers import SchedulerType
+
+        if self.lr_scheduler_type not in {s.value for s in SchedulerType}:
+            fail(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; e.g. linear, constant, cosine")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def frozen(self) -> bool:
+        return self.mode == "frozen"
+
+    @property
+    def resolved_batch_size(self) -> int:
+        return self.batch_size or (64 if self.frozen else 16)
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        return float(self.learning_rate if self.learning_rate is not None else (1e-2 if self.frozen else 1e-3))
+
+    @property
+    def resolved_num_epochs(self) -> float:
+        return float(self.num_epochs if self.num_epochs is not None else (10 if self.frozen else 3))
+
+    def circuit(self):
+        """The quantum head's :class:`~qubert.quantum.Circuit` description."""
+        from qubert.quantum import Circuit
+
+        return Circuit(
+            n_qubits=self.qubits, n_layers=self.layers, encoding=self.encoding, reupload=self.reupload,
+            ansatz=self.ansatz, entanglement=self.entanglement, rotation=self.rotation,
+            measurement=self.measurement, init=self.init,
+        )
+
+    def run_name(self, dataset_name: str | None = None) -> str:
+        name = dataset_name or Path(str(self.dataset or self.train_file)).name.split(".")[0]
+        return f"{name}-{self.head}-{self.mode}-s{self.seed}"
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+        """A config from a dict (e.g. a YAML file); unknown keys are an error.
+
+        Example:
+            >>> TrainingConfig.from_dict({"dataset": "sst2", "qubit": 4})
+            Traceback (most recent call last):
+            ...
+            qubert.training.TrainingConfigError: unknown training option 'qubit' (did you mean 'qubits'?)
+        """
+        import difflib
+
+        for key in data:
+            if key not in cls.field_names():
+                close = difflib.get_close_matches(str(key), cls.field_names(), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TrainingConfigError(f"unknown training option {key!r}{hint}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> "TrainingConfig":
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise TrainingConfigError(f"cannot read config {path}: {' '.join(str(err).split())}") from None
+        if not isinstance(data, dict):
+            raise TrainingConfigError(f"config {path} must be a mapping of option: value")
+        return cls.from_dict({**{k.replace("-", "_"): v for k, v in data.items()}, **overrides})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def head_config_from(config: TrainingConfig) -> dict[str, Any]:
+    """The head's config dict for :func:`qubert.heads.build_head` (without in_features/n_classes).
+
+    Example:
+        >>> head_config_from(TrainingConfig(dataset="x", head="mlp", hidden_sizes=[32]))
+        {'type': 'mlp', 'hidden_sizes': [32], 'dropout': 0.0}
+    """
+    if config.head == "linear":
+        return {"type": "linear", "dropout": config.dropout}
+    if config.head == "mlp":
+        return {"type": "mlp", "hidden_sizes": list(config.hidden_sizes), "dropout": config.dropout}
+    return {"type": "quantum", "circuit": config.circuit().to_dict(), "scaling": config.scaling, "strategy": config.strategy, "freeze_circuit": config.freeze_circuit}
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def classification_metrics(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
+    """Accuracy, macro-F1 (the headline), weighted F1, macro precision and macro recall.
+
+    Example:
+        >>> m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1])
+        >>> m["accuracy"], round(m["macro_f1"], 3)
+        (0.75, 0.733)
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(labels, predictions, average="weighted", zero_division=0)),
+        "precision": float(precision_score(labels, predictions, average="macro", zero_division=0)),
+        "recall": float(recall_score(labels, predictions, average="macro", zero_division=0)),
+    }
+
+
+def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], n_classes: int) -> list[list[int]]:
+    """Counts ``[true][predicted]`` over all ``n_classes`` classes.
+
+    Example:
+        >>> confusion_matrix([0, 1, 1], [0, 0, 1], 2)
+        [[1, 0], [1, 1]]
+    """
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    return sk_confusion(labels, predictions, labels=list(range(n_classes))).tolist()
+
+
+def _compute_metrics(eval_pred) -> dict[str, float]:
+    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    return classification_metrics(eval_pred.label_ids, logits.argmax(-1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic files
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with _atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _replace_dir(build: Callable[[Path], None], target: Path) -> None:
+    """Build a directory in a temporary sibling, then swap it in for ``target``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        build(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets for the Trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class _FeatureDataset(torch.utils.data.Dataset):
+    """Cached pooled features + labels (frozen mode)."""
+
+    def __init__(self, features: torch.Tensor, labels: Sequence[int]) -> None:
+        self.features = features
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"features": self.features[i], "labels": self.labels[i]}
+
+
+class _TokenDataset(torch.utils.data.Dataset):
+    """Tokenised texts + labels (full / top<k> modes); padded per batch by the collator."""
+
+    def __init__(self, tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int) -> None:
+        self.encodings = tokenizer(list(texts), truncation=True, max_length=max_length)
+        self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in self.encodings]
+        self.labels = list(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**{k: self.encodings[k][i] for k in self.keys}, "labels": self.labels[i]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directory
+# ---------------------------------------------------------------------------------------------
+
+
+def _identity(config_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config_dict.items() if k not in _NON_IDENTITY_FIELDS}
+
+
+def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Checkpoints whose trainer state was written (the Trainer writes it last), oldest first."""
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            found.append((int(step), path))
+    return [p for _, p in sorted(found)]
+
+
+def _prepare_run_dir(run_dir: Path, resolved: dict[str, Any], config: TrainingConfig) -> Path | None:
+    """Check the run directory against the request; return the checkpoint to resume from."""
+    config_file = run_dir / "config.yaml"
+    has_content = run_dir.is_dir() and any(run_dir.iterdir())
+    if has_content and config.overwrite_output_dir and not config.resume:
+        shutil.rmtree(run_dir)
+        has_content = False
+    if not has_content:
+        if config.resume:
+            raise RunDirectoryError(f"nothing to resume: run directory {run_dir} is empty or missing")
+        return None
+    if not config.resume:
+        state = "a finished run" if (run_dir / "metrics.json").is_file() else "an unfinished run"
+        raise RunDirectoryError(
+            f"run directory {run_dir} already holds {state}; pass --resume to continue it, "
+            "--overwrite-output-dir to replace it, or another --output-dir"
+        )
+    if not config_file.is_file():
+        raise RunDirectoryError(f"cannot resume: {run_dir} has no config.yaml (not a qubert run directory)")
+    import yaml
+
+    saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    differing = sorted(k for k, v in _identity(resolved).items() if saved.get(k) != v)
+    if differing:
+        raise RunDirectoryError(
+            f"cannot resume {run_dir}: options differ from the saved run ({', '.join(differing)}); "
+            "use the same options or another --output-dir"
+        )
+    checkpoints = _complete_checkpoints(run_dir / "checkpoints")
+    return checkpoints[-1] if checkpoints else None
+
+
+def _say(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(message)
+
+
+def _read_metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class QubertTrainer(Trainer):
+        """A Trainer with separate head / encoder learning rates and, for a frozen encoder,
+        head-only checkpoints (the encoder never changes, so saving it every epoch is waste)."""
+
+        def __init__(self, *args: Any, encoder_learning_rate: float, head_only_checkpoints: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.encoder_learning_rate = encoder_learning_rate
+            self.head_only_checkpoints = head_only_checkpoints
+
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            if self.head_only_checkpoints and state_dict is None:
+                model = getattr(self.model, "module", self.model)
+                state_dict = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+            super()._save(output_dir, state_dict=state_dict)
+
+        def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+            if self.optimizer is None:
+                opt_model = self.model if model is None else model
+                opt_model = getattr(opt_model, "module", opt_model)  # DDP / DataParallel wrappers
+                optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+                kwargs.pop("params", None)
+                kwargs.pop("lr", None)
+                groups = opt_model.parameter_groups(self.args.learning_rate, self.encoder_learning_rate, self.args.weight_decay)
+                self.optimizer = optimizer_cls(groups, **kwargs)
+            return self.optimizer
+
+    return QubertTrainer
+
+
+def _load_bundle(config: TrainingConfig):
+    from qubert.data import load_dataset_bundle
+
+    return load_dataset_bundle(
+        config.dataset, data_dir=config.data_dir, train_file=config.train_file, validation_file=config.validation_file,
+        test_file=config.test_file, text_column=config.text_column, label_column=config.label_column,
+        max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples, seed=config.seed,
+        drop_empty=config.drop_empty,
+    )
+
+
+def _quiet_transformers():
+    from qubert.modeling import quiet_transformers
+
+    return quiet_transformers()
+
+
+def run_training(config: TrainingConfig) -> dict[str, float]:
+    """Train, keep the best epoch by validation macro-F1, evaluate on test and write the run directory.
+
+    Args:
+        config: the run's options (see :class:`TrainingConfig`).
+
+    Returns:
+        Flat metrics (also in ``metrics.json``): ``test_macro_f1``, ``test_accuracy``,
+        ``test_weighted_f1``, ``test_precision``, ``test_recall``, ``test_runtime``, the same
+        with ``eval_`` for the validation split, ``train_runtime``, ``train_loss``,
+        ``encode_runtime`` (seconds spent producing cached features), ``trainable_params``
+        (the head's), ``encoder_trainable_params``, ``best_epoch`` and split sizes.
+
+    Raises:
+        TrainingConfigError, RunDirectoryError, qubert.data.DataError,
+        qubert.modeling.ModelConfigError: bad input (one-line messages).
+        TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the run directory then holds
+            complete checkpoints only, and ``resume=True`` continues from the last one.
+    """
+    config.validate()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    bundle = _load_bundle(config)
+    run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
+    resolved = {**config.to_dict(), "output_dir": str(run_dir), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate}
+    if config.resume and (run_dir / "metrics.json").is_file():
+        _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
+        return _read_metrics(run_dir)
+    resume_from = _prepare_run_dir(run_dir, resolved, config)
+    model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    _write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    if config.progress:
+        _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+    try:
+        return _train(config, bundle, run_dir, resume_from, model, tokenizer)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(run_dir) from None
+
+
+def _build_model(config: TrainingConfig, bundle):
+    from transformers import set_seed
+
+    from qubert.modeling import QubertForSequenceClassification, load_tokenizer
+
+    set_seed(config.seed)  # the head's layers draw from torch's global generator
+    with _quiet_transformers():
+        model = QubertForSequenceClassification.from_encoder(
+            config.model, head=head_config_from(config), id2label=bundle.id2label, pooling=config.pooling,
+            mode=config.mode, max_length=config.max_length, seed=config.seed,
+        )
+        tokenizer = load_tokenizer(config.model)
+    return model, tokenizer
+
+
+def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer) -> dict[str, float]:
+    from transformers import EarlyStoppingCallback, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    from qubert.embeddings import EmbeddingCache, cached_features
+    from qubert.modeling import encoder_identity
+
+    encode_start = time.perf_counter()
+    if config.frozen:
+        cache = EmbeddingCache(config.cache_dir)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+        encoder_id = encoder_identity(model.encoder)
+        datasets = {}
+        for split in ("train", "validation", "test"):
+            data = bundle.split(split)
+            feats, _ = cached_features(
+                model, tokenizer, data.texts, fingerprint=bundle.fingerprint(split), split=split, cache=cache,
+                encoder_id=encoder_id, progress=config.progress,
+            )
+            datasets[split] = _FeatureDataset(feats, data.labels)
+        collator = None
+    else:
+        from transformers import DataCollatorWithPadding
+
+        datasets = {s: _TokenDataset(tokenizer, bundle.split(s).texts, bundle.split(s).labels, config.max_length) for s in ("train", "validation", "test")}
+        collator = DataCollatorWithPadding(tokenizer)
+    encode_runtime = time.perf_counter() - encode_start
+
+    batch_size = config.resolved_batch_size
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(batch_size, 256 if config.frozen else 2 * batch_size),
+        num_train_epochs=config.resolved_num_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.resolved_learning_rate,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler_type,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=1,  # with load_best_model_at_end the best checkpoint is kept as well as the last
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not config.progress,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)] if config.early_stopping_patience else []
+    trainer = _make_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["validation"],
+        data_collator=collator,
+        processing_class=None if config.frozen else tokenizer,
+        compute_metrics=_compute_metrics,
+        callbacks=callbacks,
+        encoder_learning_rate=config.encoder_learning_rate,
+        head_only_checkpoints=config.frozen,
+    )
+    if not config.progress:
+        trainer.remove_callback(PrinterCallback)
+
+    _discard_incomplete_checkpoints(run_dir / "checkpoints")
+    with _quiet_transformers():
+        train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    best_model = trainer.model
+    eval_metrics = trainer.evaluate(datasets["validation"], metric_key_prefix="eval")
+    test_output = trainer.predict(datasets["test"], metric_key_prefix="test")
+
+    logits = torch.as_tensor(test_output.predictions[0] if isinstance(test_output.predictions, tuple) else test_output.predictions)
+    probabilities = torch.softmax(logits.float(), dim=-1).numpy()
+    predicted = probabilities.argmax(-1).tolist()
+    history = _history(trainer.state.log_history)
+
+    metrics: dict[str, float] = {}
+    metrics.update({k: v for k, v in train_output.metrics.items() if k != "total_flos"})
+    metrics.update(eval_metrics)
+    metrics.update(test_output.metrics)
+    metrics.update(
+        {
+            "encode_runtime": round(encode_runtime, 4),
+            "trainable_params": int(best_model.head.trainable_params),
+            "encoder_trainable_params": int(sum(p.numel() for p in best_model.encoder.parameters() if p.requires_grad)),
+            "best_epoch": _best_epoch(history),
+            "train_samples": len(bundle.train),
+            "eval_samples": len(bundle.validation),
+            "test_samples": len(bundle.test),
+        }
+    )
+
+    _write_predictions(run_dir / "predictions.csv", bundle.test.texts, bundle.test.labels, predicted, probabilities, bundle.label_names)
+    _write_json(run_dir / "confusion_matrix.json", {"labels": bundle.label_names, "matrix": confusion_matrix(bundle.test.labels, predicted, bundle.n_classes)})
+    _write_json(run_dir / "history.json", history)
+    _plot_history(history, run_dir / "training_curve.png", title=f"{bundle.name}: {config.head} head, {config.mode}")
+    tokenizer.model_max_length = config.max_length
+
+    def save_model(folder: Path) -> None:
+        best_model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    with _quiet_transformers():
+        _replace_dir(save_model, run_dir / "model")
+    _write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
+    return metrics
+
+
+def _discard_incomplete_checkpoints(checkpoint_dir: Path) -> None:
+    """Remove checkpoint folders an interruption left half-written (no trainer_state.json)."""
+    if not checkpoint_dir.is_dir():
+        return
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        if path.is_dir() and not (path / "trainer_state.json").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """One row per epoch: train loss and validation metrics from the Trainer's log."""
+    rows: dict[float, dict[str, float]] = {}
+    for entry in log_history:
+        epoch = entry.get("epoch")
+        if epoch is None or "train_runtime" in entry:
+            continue
+        row = rows.setdefault(round(float(epoch), 4), {"epoch": round(float(epoch), 4)})
+        if "loss" in entry:
+            row["train_loss"] = float(entry["loss"])
+        for key, value in entry.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)):
+                row[key] = float(value)
+    return [rows[k] for k in sorted(rows)]
+
+
+def _best_epoch(history: list[dict[str, float]]) -> float:
+    scored = [row for row in history if "eval_macro_f1" in row]
+    return max(scored, key=lambda r: r["eval_macro_f1"])["epoch"] if scored else float("nan")
+
+
+def _write_predictions(path: Path, texts: Sequence[str], labels: Sequence[int], predicted: Sequence[int], probabilities, label_names: Sequence[str]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": list(texts), "label": [label_names[i] for i in labels], "predicted": [label_names[i] for i in predicted]})
+    for k, name in enumerate(label_names):
+        frame[f"prob_{name}"] = probabilities[:, k]
+    with _atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _plot_history(history: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = [r["epoch"] for r in history]
+    for key, label in (("train_loss", "train loss"), ("eval_loss", "validation loss")):
+        points = [(r["epoch"], r[key]) for r in history if key in r]
+        if points:
+            ax_loss.plot(*zip(*points), marker="o", label=label)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend()
+    points = [(r["epoch"], r["eval_macro_f1"]) for r in history if "eval_macro_f1" in r]
+    if points:
+        ax_f1.plot(*zip(*points), marker="o", color="tab:green", label="validation macro-F1")
+        best = max(points, key=lambda p: p[1])
+        ax_f1.axvline(best[0], color="grey", linestyle=":", label=f"best (epoch {best[0]:g})")
+        ax_f1.legend()
+    ax_f1.set_xlabel("epoch")
+    ax_f1.set_ylabel("macro-F1")
+    if epochs:
+        ax_loss.set_xlim(left=0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with _atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saved models: evaluation and prediction
+# ---------------------------------------------------------------------------------------------
+
+
+def load_model(model_dir: str | os.PathLike[str], device: str | None = None):
+    """A saved qubert model and its tokenizer: ``(model, tokenizer)``, model in eval mode.
+
+    ``model_dir`` is a ``model/`` folder or a run directory holding one; ``device`` defaults to
+    CUDA when available.
+    """
+    from transformers import AutoTokenizer
+
+    from qubert.modeling import ModelConfigError, QubertForSequenceClassification
+
+    path = Path(model_dir).expanduser()
+    if (path / "model" / "config.json").is_file():
+        path = path / "model"
+    if not (path / "config.json").is_file():
+        raise ModelConfigError(f"{model_dir} is not a saved qubert model (no config.json); pass a run directory or its model/ folder")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelConfigError(f"cannot read {path / 'config.json'}: {err}") from None
+    if config.get("model_type") != "qubert":
+        raise ModelConfigError(f"{path} holds a {config.get('model_type')!r} model, not a qubert model")
+    with _quiet_transformers():
+        model = QubertForSequenceClassification.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.eval()
+    return model, tokenizer
+
+
+def _configure_execution(model, shots: int | None, noise: Any, seed: int | None) -> None:
+    """Finite shots / a noise model for a quantum head (the head parses and checks ``noise``)."""
+    if shots is None and not noise:
+        return
+    from qubert.heads import QuantumHead
+
+    if not isinstance(model.head, QuantumHead):
+        raise TrainingConfigError(f"--shots and --noise need a quantum head; this model has a {model.head.head_type} head")
+    if shots is not None and shots < 1:
+        raise TrainingConfigError(f"shots must be a positive integer, got {shots}")
+    if not hasattr(model.head, "set_execution"):
+        raise TrainingConfigError("this version of QuantumHead cannot simulate shots or noise (no set_execution)")
+    model.head.set_execution(shots=shots, noise=noise, seed=seed)
+
+
+def _features(model, tokenizer, texts: Sequence[str], *, batch_size: int, progress: bool, cache_dir: str | None, fingerprint: str | None, split: str) -> torch.Tensor:
+    from qubert.embeddings import EmbeddingCache, cached_features, encode_texts
+
+    if model.encoder_frozen and fingerprint is not None:
+        feats, _ = cached_features(model, tokenizer, texts, fingerprint=fingerprint, split=split, cache=EmbeddingCache(cache_dir), batch_size=batch_size, progress=progress)
+        return feats
+    return encode_texts(model, tokenizer, texts, batch_size=batch_size, progress=progress, description=f"Encoding {split}")
+
+
+def _head_probabilities(model, features: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(features), batch_size):
+            logits = model(features=features[start : start + batch_size].to(device)).logits
+            out.append(torch.softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    test_file: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_eval_samples: int | None = None,
+    batch_size: int = 64,
+    shots: int | None = None,
+    noise: Any = None,
+    seed: int = 42,
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a saved model on a data set split or a labelled file.
+
+    Args:
+        model_dir: a run directory or its ``model/`` folder.
+        dataset, data_dir, split: a data set (as for training) and the split to score.
+        test_file, text_column, label_column: a labelled file instead (labels: the model's class
+            names or integer ids).
+        max_eval_samples: score a stratified subset.
+        shots, noise, seed: quantum head only: finite-shot sampling and a noise model such as
+            ``"depolarizing:0.01,readout:0.02"``.
+        cache_dir: embedding cache (frozen-mode models reuse their training features).
+
+    Returns:
+        Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
+        ``<split>_samples`` and ``confusion_matrix`` (a nested list).
+    """
+    from qubert.data import DataError, load_dataset_bundle, read_table
+
+    if test_file is None and dataset is None:
+        raise DataError("nothing to evaluate on: pass --dataset or --test-file")
+    model, tokenizer = load_model(model_dir)
+    _configure_execution(model, shots, noise, seed)
+    label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
+    n_classes = model.config.num_labels
+    fingerprint = None
+    if test_file is not None:
+        texts, raw = read_table(test_file, text_column=text_column, label_column=label_column)
+        labels = [_label_id(v, label2id, n_classes, test_file, row) for row, v in enumerate(raw, start=2)]
+        split = "test"
+    elif dataset is not None:
+        if split not in ("train", "validation", "test"):
+            raise DataError(f"unknown split {split!r}; expected train, validation or test")
+        bundle = load_dataset_bundle(dataset, data_dir=data_dir, max_eval_samples=max_eval_samples, seed=seed, text_column=text_column, label_column=label_column)
+        model_labels = [model.config.id2label[i] for i in range(n_classes)]
+        if bundle.label_names != model_labels:
+            raise DataError(f"data set {bundle.name!r} has labels {bundle.label_names}, the model predicts {model_labels}")
+        data = bundle.split(split)
+        texts, labels, fingerprint = data.texts, data.labels, bundle.fingerprint(split)
+    else:
+        raise DataError("nothing to evaluate on: pass --dataset or --test-file")
+    start = time.perf_counter()
+    features = _features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
+    predicted = _head_probabilities(model, features).argmax(-1).tolist()
+    runtime = time.perf_counter() - start
+    metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
+    metrics.update({f"{split}_runtime": round(runtime, 4), f"{split}_samples": len(texts), "confusion_matrix": confusion_matrix(labels, predicted, n_classes)})
+    return metrics
+
+
+def _label_id(value: Any, label2id: dict[str, int], n_classes: int, path: Any, row: int) -> int:
+    from qubert.data import DataError
+
+    text = str(value).strip()
+    if text in label2id:
+        return label2id[text]
+    try:
+        as_int = int(float(text))
+    except ValueError:
+        as_int = None
+    if as_int is not None and 0 <= as_int < n_classes and float(text) == as_int:
+        return as_int
+    raise DataError(f"{path}: row {row}: label {text!r} is not one of the model's classes ({', '.join(label2id)}) or ids 0..{n_classes - 1}")
+
+
+def predict_texts(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> tuple[list[str], list[str], torch.Tensor]:
+    """Predicted label names and class probabilities for raw texts.
+
+    Returns:
+        ``(class_names, predicted_labels, probabilities (N, n_classes))``.
+
+    Example:
+        >>> names, labels, probs = predict_texts("runs/sms_spam-quantum-frozen-s42", ["WIN a prize!"])  # doctest: +SKIP
+        >>> labels  # doctest: +SKIP
+        ['spam']
+    """
+    from qubert.embeddings import encode_texts
+
+    model, tokenizer = load_model(model_dir)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    features = encode_texts(model, tokenizer, texts, batch_size=batch_size, progress=progress, description="Encoding")
+    probabilities = _head_probabilities(model, features)
+    return names, [names[i] for i in probabilities.argmax(-1).tolist()], probabilities
+

@@ -1,0 +1,64 @@
+"""Shared test fixtures: seeded random generators, the shared benchmark data, GPU skipping.
+
+Tests marked ``@pytest.mark.gpu`` are skipped when CUDA is not available, so the same suite runs
+on a laptop, in CPU-only CI and on a GPU machine.
+
+Example:
+    >>> def test_something(torch_rng, rng):            # doctest: +SKIP
+    ...     x = torch.rand(4, 3, generator=torch_rng)
+    ...     n = rng.randint(1, 8)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+SEED = 20251117
+DATA_DIR_ENV = "QUBERT_DATA_DIR"
+GPU_SKIP_REASON = "needs CUDA (torch.cuda.is_available() is False)"
+
+
+def cuda_available() -> bool:
+    """True when a CUDA device can run the ``gpu``-marked tests."""
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if cuda_available():
+        return
+    skip_gpu = pytest.mark.skip(reason=GPU_SKIP_REASON)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def torch_rng() -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded the same way in every test."""
+    return torch.Generator().manual_seed(SEED)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A ``random.Random`` seeded the same way in every test."""
+    return random.Random(SEED)
+
+
+def shared_data_path() -> Path:
+    """Where the shared benchmark data lives: ``$QUBERT_DATA_DIR`` or ``<repo>/../shared/data``."""
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared benchmark data directory; skips the test when it is absent."""
+    path = shared_data_path()
+    if not path.is_dir():
+        pytest.skip(f"shared benchmark data not found at {path} (set {DATA_DIR_ENV} to its location)")
+    return path

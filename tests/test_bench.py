@@ -1,0 +1,329 @@
+"""`qubert bench`: config validation, grid expansion with controls, real runs of the tiny grid,
+resuming, and the Ray path giving the same results.csv as the sequential one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qubert import bench
+from qubert.bench import BenchConfigError, expand_grid, parse_bench_config
+from qubert.heads import QuantumHead, matched_mlp_head
+from qubert.quantum import Circuit
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+def grid(**overrides):
+    data = {"datasets": ["sms_spam"], "heads": ["linear"], "seeds": [0], **overrides}
+    return parse_bench_config(data, online=False, output_dir="/tmp/qubert-bench-unused")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad configs fail before any run, naming the key
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"datasets": ["sms_spamm"]}, "datasets[0]"),
+        ({"datasets": []}, "datasets"),
+        ({"heads": ["linear", "transformer"]}, "heads[1].head"),
+        ({"heads": [{"head": "quantum", "qubits": 0}]}, "heads[0].qubits"),
+        ({"heads": [{"head": "quantum", "qubits": [2, 0]}]}, "heads[0].qubits"),
+        ({"heads": [{"head": "quantum", "qubits": []}]}, "heads[0].qubits"),
+        ({"heads": []}, "heads"),
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"controls": ["matched_mlp", "placebo"]}, "controls"),
+        ({"modes": ["thawed"]}, "modes[0]"),
+        ({"training": {"learning_rat": 0.1}}, "training.learning_rat"),
+        ({"training": {"seed": 3}}, "training.seed"),
+        ({"resources": {"num_tpus": 1}}, "resources.num_tpus"),
+        ({"statistics": {"n_resamples": 10}}, "statistics.n_resamples"),
+        ({"epochs": 3}, "epochs"),
+        ({"data_dir": "/nonexistent/qubert-data"}, "data_dir"),
+    ],
+)
+def test_bad_config_names_the_key(overrides, key):
+    with pytest.raises(BenchConfigError, match=rf"(^|: ){__import__('re').escape(key)}: "):
+        expand_grid(grid(**overrides))
+
+
+def test_option_errors_found_by_training_config_fail_before_any_run():
+    config = grid(heads=[{"head": "quantum", "qubits": 2, "ansatz": "spiral"}])
+    with pytest.raises(BenchConfigError, match=r"heads\[0\].*spiral"):
+        expand_grid(config)
+    with pytest.raises(BenchConfigError, match=r"heads\[0\]"):
+        expand_grid(grid(heads=[{"head": "mlp", "pooling": "max"}]))
+
+
+def test_unreadable_config_file(tmp_path):
+    with pytest.raises(BenchConfigError, match="not found"):
+        bench.load_bench_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [sms_spam\n")
+    with pytest.raises(BenchConfigError, match="not valid YAML"):
+        bench.load_bench_config(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid expansion
+# ---------------------------------------------------------------------------------------------
+
+
+def test_grid_expands_data_sets_modes_heads_and_seeds_in_order():
+    config = grid(datasets=["sms_spam", "twitter"], modes=["frozen", "full"], seeds=[0, 1],
+                  heads=["linear", {"head": "mlp", "hidden_sizes": [64]}, {"head": "quantum", "qubits": [2, 4], "layers": [1, 2]}])
+    specs = expand_grid(config)
+    assert len(specs) == 2 * 2 * (2 + 4) * 2
+    assert [s.run_id for s in specs[:4]] == [
+        "sms_spam/frozen/linear/seed0", "sms_spam/frozen/linear/seed1",
+        "sms_spam/frozen/mlp_64/seed0", "sms_spam/frozen/mlp_64/seed1",
+    ]
+    quantum = [s for s in specs if s.head_type == "quantum" and s.seed == 0 and s.dataset == "twitter" and s.mode == "full"]
+    assert [(s.settings["qubits"], s.settings["layers"]) for s in quantum] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+    assert all("qubits" not in s.settings for s in specs if s.head_type != "quantum")
+    assert len({s.run_id for s in specs}) == len(specs)
+
+
+def test_controls_are_the_matched_mlp_the_unentangled_and_the_frozen_circuit():
+    config = grid(datasets=["twitter3"], controls=list(bench.CONTROLS),
+                  heads=[{"head": "quantum", "qubits": 6, "layers": 3, "ansatz": "strongly_entangling"}])
+    specs = {s.control: s for s in expand_grid(config)}
+    assert set(specs) == {"", "matched_mlp", "no_entanglement", "frozen_circuit"}
+    quantum = specs[""]
+    expected = matched_mlp_head(QuantumHead(384, 3, circuit=Circuit(n_qubits=6, n_layers=3, ansatz="strongly_entangling")))
+    mlp = specs["matched_mlp"]
+    assert mlp.head_type == "mlp" and mlp.settings["hidden_sizes"] == list(expected.hidden_sizes)
+    assert "qubits" not in mlp.settings
+    assert specs["no_entanglement"].settings == {**quantum.settings, "entanglement": "none"}
+    assert specs["frozen_circuit"].settings == {**quantum.settings, "freeze_circuit": True}
+    assert {s.base_head for c, s in specs.items() if c} == {quantum.head}
+
+
+def test_a_head_entry_can_choose_its_own_controls():
+    config = grid(controls=["frozen_circuit"], heads=[
+        {"head": "quantum", "qubits": 2},
+        {"head": "quantum", "qubits": 4, "controls": ["matched_mlp"]},
+        {"head": "quantum", "qubits": 6, "controls": []},
+    ])
+    heads = [s.head for s in expand_grid(config)]
+    assert heads == ["quantum_q2_l2", "quantum_q2_l2_frozen", "quantum_q4_l2", "matched_mlp_q4_l2", "quantum_q6_l2"]
+
+
+def test_identical_runs_are_trained_once():
+    # Two depths, one matched MLP width: the second matched MLP is a twin of the first.
+    config = grid(controls=["matched_mlp"], heads=[{"head": "quantum", "qubits": 4, "layers": [1, 2]}])
+    specs = expand_grid(config)
+    twins = bench._twins(specs)
+    assert {k: v.run_id for k, v in twins.items()} == {"sms_spam/frozen/matched_mlp_q4_l2/seed0": "sms_spam/frozen/matched_mlp_q4_l1/seed0"}
+
+
+def test_two_different_heads_may_not_share_a_label():
+    config = grid(heads=[{"head": "mlp", "name": "small", "hidden_sizes": [8]}, {"head": "mlp", "name": "small", "hidden_sizes": [16]}])
+    with pytest.raises(BenchConfigError, match="small"):
+        expand_grid(config)
+
+
+def test_online_and_offline_alternatives_are_resolved():
+    data = {"datasets": ["sms_spam"], "heads": ["linear"],
+            "training": {"model": {"online": "bert-base-uncased", "offline": "default"},
+                         "pooling": {"online": "pooler", "offline": "mean"}}}
+    offline = parse_bench_config(data, online=False)
+    online = parse_bench_config(data, online=True)
+    assert (offline.training["model"], offline.training["pooling"]) == ("default", "mean")
+    assert (online.training["model"], online.training["pooling"]) == ("bert-base-uncased", "pooler")
+
+
+def test_offline_switch_selects_the_offline_alternative(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = bench.load_bench_config(REPO / "configs" / "paper.yaml")
+    assert config.online is False and config.training["model"] == "default"
+
+
+def test_shipped_configs_are_valid():
+    for name, runs in (("paper", 2500), ("quick", 180), ("tiny", 12)):
+        config = bench.load_bench_config(REPO / "configs" / f"{name}.yaml", online=False)
+        assert len(expand_grid(config)) == runs, name
+    quick = bench.load_bench_config(REPO / "configs" / "quick.yaml", online=False)
+    assert quick.modes == [{"mode": "frozen"}] and quick.seeds == [0, 1, 2]
+    assert {d["dataset"] for d in quick.datasets} == {"imdb", "sms_spam", "sst2", "yelp", "twitter"}
+
+
+def test_finished_means_metrics_and_the_same_settings(tmp_path):
+    spec = expand_grid(grid())[0]
+    run_dir = spec.run_dir(tmp_path)
+    assert not bench.is_finished(spec, tmp_path)
+    bench.execute_run(spec, str(tmp_path), run_fn=lambda cfg: {"test_macro_f1": 0.5})
+    assert bench.is_finished(spec, tmp_path)
+    assert json.loads((run_dir / "metrics.json").read_text()) == {"test_macro_f1": 0.5}
+    changed = expand_grid(grid(training={"learning_rate": 0.05}))[0]
+    assert changed.run_id == spec.run_id and not bench.is_finished(changed, tmp_path)
+    quieter = expand_grid(grid(training={"progress": True}))[0]  # how a run is shown does not count
+    assert bench.is_finished(quieter, tmp_path)
+
+
+def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path):
+    config = parse_bench_config({"datasets": ["sms_spam"], "heads": ["linear", "mlp"], "seeds": [0, 1]},
+                                online=False, output_dir=tmp_path)
+
+    def run_fn(cfg):
+        if cfg.head == "mlp" and cfg.seed == 1:
+            raise RuntimeError("out of memory\nwhile training")
+        return {"test_macro_f1": 0.8 + 0.01 * cfg.seed, "test_accuracy": 0.9, "test_weighted_f1": 0.85,
+                "trainable_params": 10, "train_runtime": 1.0}
+
+    result = bench.run_bench(config, run_fn=run_fn)
+    assert result.failed == {"sms_spam/frozen/mlp/seed1": "RuntimeError: out of memory while training"}
+    assert len(result.results) == 3
+    assert "## Failed runs" in result.summary.read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_bad_config_is_a_red_one_line_error_with_exit_code_2(tmp_path):
+    from qubert.bench_cli import bench_app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"datasets": ["sms_spam"], "heads": [{"head": "quantum", "qubits": 0}]}))
+    result = CliRunner().invoke(bench_app, ["--config", str(bad), "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "heads[0].qubits" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("mount", ["sub_app", "command"])
+def test_cli_works_mounted_in_a_parent_app(tmp_path, mount):
+    import typer
+
+    from qubert.bench_cli import bench as bench_command
+    from qubert.bench_cli import bench_app
+
+    parent = typer.Typer()
+    parent.command("other")(lambda: None)
+    if mount == "sub_app":
+        parent.add_typer(bench_app, name="bench")
+    else:
+        parent.command("bench")(bench_command)
+    result = CliRunner().invoke(parent, ["bench", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "nope.yaml not found" in result.output
+
+
+def test_cli_dry_run_lists_the_grid(tmp_path, shared_data_dir):
+    from qubert.bench_cli import bench_app
+
+    result = CliRunner().invoke(bench_app, ["--config", str(TINY), "--output-dir", str(tmp_path), "--data-dir",
+                                            str(shared_data_dir), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "sms_spam/frozen/quantum_q2_l1/seed1" in result.output
+    assert "0 finished, 12 to run" in result.output
+    assert not (tmp_path / "results.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny grid, for real (shared embedding cache across the tests of this module)
+# ---------------------------------------------------------------------------------------------
+
+
+def tiny_config(output_dir: Path, data_dir: Path, cache_dir: Path, **changes) -> bench.BenchConfig:
+    data = yaml.safe_load(TINY.read_text())
+    data.update(cache_dir=str(cache_dir), data_dir=str(data_dir), **changes)
+    return parse_bench_config(data, name="tiny", online=False, output_dir=output_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_data_dir):
+    """The tiny grid run once, sequentially, with the real run_training."""
+    root = tmp_path_factory.mktemp("bench")
+    config = tiny_config(root / "sequential", shared_data_dir, root / "cache")
+    result = bench.run_bench(config)
+    return config, result
+
+
+def comparable(csv_path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(csv_path)
+    return frame.drop(columns=[c for c in bench.TIMING_COLUMNS if c in frame.columns])
+
+
+@pytest.mark.slow
+def test_tiny_grid_writes_results_summary_and_figures(tiny_run):
+    config, result = tiny_run
+    assert result.failed == {}
+    results = pd.read_csv(config.output_dir / "results.csv")
+    assert len(results) == 12 and list(results.columns) == list(bench.RESULT_COLUMNS)
+    assert set(results["head"]) == {"linear", "mlp_32", "quantum_q2_l1"}
+    assert results["test_macro_f1"].between(0, 1).all()
+    assert (results["trainable_params"] > 0).all()
+    # A quantum head with 2 qubits and 1 layer: 384*2+2 in, 2 circuit weights, 2*2+2 out.
+    assert set(results.loc[results["head"] == "quantum_q2_l1", "trainable_params"]) == {770 + 2 + 6}
+    summary = (config.output_dir / "summary.md").read_text()
+    for heading in ("## sms_spam (frozen)", "## yelp (frozen)", "Low power", "Best classical head"):
+        assert heading in summary
+    figures = sorted(p.name for p in (config.output_dir / "figures").iterdir())
+    assert figures == ["macro_f1_by_head.png", "macro_f1_vs_qubits.png", "training_curves.png"]
+    # Models are not kept by default; the small result files are.
+    run_dir = config.output_dir / results["run_dir"][0]
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "history.json").is_file()
+    assert not (run_dir / "model").exists() and not (run_dir / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_resuming_reruns_only_unfinished_runs(tiny_run, tmp_path):
+    from qubert.training import run_training
+
+    config, _ = tiny_run
+    output = tmp_path / "resumed"
+    shutil.copytree(config.output_dir, output)
+    resumed = tiny_config(output, Path(config.training["data_dir"]), Path(config.training["cache_dir"]))
+    specs = expand_grid(resumed)
+    lost = specs[3].run_dir(output)  # never started
+    shutil.rmtree(lost)
+    interrupted = specs[8].run_dir(output)  # in flight when the grid was stopped
+    (interrupted / "metrics.json").unlink()
+    (interrupted / bench.RUN_MARKER).unlink()
+    mtimes = {s.run_id: (s.run_dir(output) / "metrics.json").stat().st_mtime_ns for s in specs if s not in (specs[3], specs[8])}
+
+    calls = []
+
+    def counting_run(cfg):
+        calls.append(cfg.output_dir)
+        return run_training(cfg)
+
+    result = bench.run_bench(resumed, run_fn=counting_run)
+    assert sorted(calls) == sorted([str(specs[3].run_dir(output)), str(specs[8].run_dir(output))])
+    assert sorted(result.ran) == sorted([specs[3].run_id, specs[8].run_id])
+    assert len(result.skipped) == 10
+    for spec in specs:
+        if spec.run_id in mtimes:
+            assert (spec.run_dir(output) / "metrics.json").stat().st_mtime_ns == mtimes[spec.run_id]
+    assert len(pd.read_csv(output / "results.csv")) == 12
+    # Same seeds, same data: the re-run runs reproduce their metrics.
+    pd.testing.assert_frame_equal(comparable(output / "results.csv"), comparable(config.output_dir / "results.csv"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (pip install 'qubert[ray]')")
+def test_ray_gives_the_same_results_as_sequential(tiny_run, tmp_path):
+    config, _ = tiny_run
+    one_data_set = tiny_config(tmp_path / "ray", Path(config.training["data_dir"]), Path(config.training["cache_dir"]),
+                               datasets=["sms_spam"])
+    result = bench.run_bench(one_data_set, use_ray=True, ray_num_cpus=2)
+    assert result.failed == {}
+    ray_rows = comparable(one_data_set.output_dir / "results.csv")
+    sequential = comparable(config.output_dir / "results.csv")
+    sequential = sequential[sequential["dataset"] == "sms_spam"].reset_index(drop=True)
+    assert len(ray_rows) == 6
+    pd.testing.assert_frame_equal(ray_rows, sequential)
