@@ -7,7 +7,7 @@ on the input's device:
 
 - all gate matrices of a call come from two pools (weights, inputs), each gate kind evaluated
   once for all its occurrences (one cos/sin over all angles);
-- runs of single-qubit gates become Kronecker products built in log2(k) broadcast ops, applied
+- runs of single-qubit gates become Kronecker products built with one gather + prod, applied
   with one matmul/einsum (whole-register matrices up to 6 qubits, 4-qubit blocks above);
 - runs of CNOTs become one permutation of basis states (a gather, with a gather as backward);
 - the first encoding layer acting on |0...0> is built directly as a product state;
@@ -51,6 +51,8 @@ BLOCK_QUBITS = 4
 # Up to this size the "gates" strategy applies each single-qubit layer as one 2**n x 2**n matrix
 # (all layers built at once); above it, as Kronecker blocks of BLOCK_QUBITS qubits.
 LAYER_MATRIX_MAX_QUBITS = 6
+# Qubits per chunk of the product state built with one gather + prod (memory: batch * 2**c * c).
+PRODUCT_CHUNK = 8
 # Below this estimate the memory guard does not query the device.
 _SMALL_BYTES = 1 << 30
 
@@ -214,33 +216,18 @@ def _permutation(n_qubits: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
     return index
 
 
-def _kron2(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Kronecker product of two (stacks of) matrices, ``left`` most significant."""
-    (r1, c1), (r2, c2) = left.shape[-2:], right.shape[-2:]
-    lead = torch.broadcast_shapes(left.shape[:-2], right.shape[:-2])
-    return (left.reshape(*left.shape[:-2], r1, 1, c1, 1) * right.reshape(*right.shape[:-2], 1, r2, 1, c2)).reshape(*lead, r1 * r2, c1 * c2)
+def _product_index(k: int) -> torch.Tensor:
+    """For (..., k, 2) vectors flattened to (..., 2k): entry [x, q] picks qubit q's amplitude of bit x_q."""
+    bits = (torch.arange(2**k)[:, None] >> torch.arange(k - 1, -1, -1)) & 1
+    return (torch.arange(k) * 2 + bits).reshape(-1)
 
 
-def _kron_all(factors: torch.Tensor) -> torch.Tensor:
-    """Kronecker product of the factors along dim -3: (..., m, r, c) -> (..., r**m, c**m).
-
-    The first factor is the most significant. Pairs of neighbours are multiplied together in one
-    broadcast op per level, so m factors cost log2(m) ops (whose backward is cheap, unlike prod's).
-    """
-    # unbind/split rather than slicing: their backward is one stack/cat, not a zero-fill per slice.
-    tails = []
-    while factors.shape[-3] > 1:
-        *lead, m, r, c = factors.shape
-        if m % 2:
-            factors, tail = factors.split([m - 1, 1], dim=-3)
-            tails.append(tail.squeeze(-3))
-            m -= 1
-        left, right = factors.reshape(*lead, m // 2, 2, r, c).unbind(-3)
-        factors = (left.reshape(*lead, m // 2, r, 1, c, 1) * right.reshape(*lead, m // 2, 1, r, 1, c)).reshape(*lead, m // 2, r * r, c * c)
-    out = factors.squeeze(-3)
-    for tail in reversed(tails):  # the last removed tail is the leftmost of them
-        out = _kron2(out, tail)
-    return out
+def _kron_index(k: int, transpose: bool = False) -> torch.Tensor:
+    """For (..., k, 2, 2) matrices flattened to (..., 4k): entry [i, j, q] picks M_q[i_q, j_q]
+    (``M_q[j_q, i_q]`` with ``transpose``), so gather + prod over q gives the Kronecker product."""
+    bits = (torch.arange(2**k)[:, None] >> torch.arange(k - 1, -1, -1)) & 1
+    rows, cols = (bits[None, :, :], bits[:, None, :]) if transpose else (bits[:, None, :], bits[None, :, :])
+    return (torch.arange(k) * 4 + rows * 2 + cols).reshape(-1)
 
 
 class _BasisPermutation(torch.autograd.Function):
@@ -338,7 +325,7 @@ class _Run:
         """A run of weight-only steps as right factors: ``state @ F_1 @ F_2 ...`` applies the run.
 
         Every single-qubit layer becomes its full-register Kronecker matrix (transposed), all built
-        together; a CNOT run right before a layer is folded into that layer's rows
+        in one gather + prod; a CNOT run right before a layer is folded into that layer's rows
         (``I[:, p] @ F = F[p^-1]``); other CNOT runs stay permutation steps.
         """
         singles = [s for s in steps if isinstance(s, _SingleQubitStep)]
@@ -350,7 +337,9 @@ class _Run:
                 slots = [slot for s in singles for slot in self._level(s, level, depth)]
                 m = self._gather_slots(self.weight_pool[0], 0, slots).view(len(singles), self.n, 2, 2)
                 mats = m if mats is None else m @ mats
-            kron_t = _kron_all(mats.transpose(-1, -2))  # kron(M_q^T) = kron(M_q)^T
+            idx = self._index(("kron_t", self.n), _kron_index, self.n, True)
+            dim = 2**self.n
+            kron_t = mats.reshape(len(singles), 4 * self.n).index_select(-1, idx).view(len(singles), dim, dim, self.n).prod(-1)
         factors: list = []
         i = 0
         for k, step in enumerate(steps):
@@ -386,9 +375,15 @@ class _Run:
         return pair[0], pair[1]
 
     def product_state(self, mats: torch.Tensor) -> torch.Tensor:
-        """G_0|0> x ... x G_{n-1}|0>, shape (Bx, 2**n)."""
-        columns = mats[..., :, :1]  # (Bx, n, 2, 1): column 0 of each gate is G|0>
-        return _kron_all(columns)[..., 0]
+        """G_0|0> x ... x G_{n-1}|0>: one gather + prod per chunk of qubits, outer products between chunks."""
+        vectors = mats[..., :, 0]  # (Bx, n, 2): column 0 of each gate is G|0>
+        state = None
+        for start in range(0, self.n, PRODUCT_CHUNK):
+            k = min(PRODUCT_CHUNK, self.n - start)
+            idx = self._index(("product", k), _product_index, k)
+            chunk = vectors[:, start : start + k].reshape(-1, 2 * k).index_select(-1, idx).view(-1, 2**k, k).prod(-1)
+            state = chunk if state is None else (state.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(chunk.shape[0], -1)
+        return state
 
     def apply(self, state: torch.Tensor, step) -> torch.Tensor:
         if isinstance(step, _PermutationStep):
@@ -396,7 +391,9 @@ class _Run:
         mats = self.step_matrices(step)
         batch, n = state.shape[0], self.n
         for start, size in step.blocks:
-            block = _kron_all(mats[:, start : start + size])
+            idx = self._index(("kron", size), _kron_index, size)
+            flat = mats[:, start : start + size].reshape(mats.shape[0], 4 * size)
+            block = flat.index_select(-1, idx).view(-1, 2**size, 2**size, size).prod(-1)
             view = state.reshape(batch, 2**start, 2**size, 2 ** (n - start - size))
             # einsum picks the bmm layout; broadcasting matmul measured ~2x slower at 16 qubits.
             if block.shape[0] > 1:
