@@ -517,9 +517,9 @@ def _resolve_online(data: Any, online: bool) -> Any:
 
 def _is_online() -> bool:
     """True unless HF_HUB_OFFLINE (or the datasets switch) is set or the Hub does not answer."""
-    from qubert.data import _hub_offline_reason, _hub_reachable
+    from qubert.data import hub_available
 
-    return _hub_offline_reason() is None and _hub_reachable()
+    return hub_available()
 
 
 # ============================================================================================

@@ -302,6 +302,15 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path | N
     return None
 
 
+def hub_available() -> bool:
+    """True when the Hugging Face Hub may be used: no offline flag is set and its endpoint answers.
+
+    Example:
+        >>> source = "hub" if hub_available() else "local files"
+    """
+    return _hub_offline_reason() is None and _hub_reachable()
+
+
 def _hub_offline_reason() -> str | None:
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
