@@ -20,17 +20,16 @@ and the figure docs/figures/noise_robustness.png.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 DEPOLARIZING = [0.0, 0.001, 0.01, 0.05, 0.1, 0.2]
@@ -192,22 +191,6 @@ def timing_rows(batch: int = 64, layers: int = 2, repeats: int = 3) -> list[dict
 
 
 # ---------------------------------------------------------------------------- reporting
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": datetime.date.today().isoformat(),
-    }
-
-
 def markdown(rows: list[dict]) -> str:
     shots_names = ["exact" if s is None else str(s) for s in SHOTS]
     lines = []
@@ -311,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {r['n_qubits']} | {r['mode']} | {r['ms']:.1f} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "setup": setup,
         "majority_macro_f1": majority_f1,
         "train_seconds": train_seconds,

@@ -28,13 +28,10 @@ Prints a Markdown table and writes the same rows as JSON to ``docs/benchmarks/qu
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from machine import describe_machine
 
 from qubert.quantum import Circuit, choose_strategy, simulate
 
@@ -217,34 +215,6 @@ def measure(peer: Peer, circuit: Circuit, batch: int, max_repeats: int, budget_s
 
 
 # ---------------------------------------------------------------------------- reporting
-def machine_description() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "pennylane": version("pennylane"),
-        "pennylane_lightning": version("pennylane_lightning"),
-        "qubert": version("qubert"),
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def add_ratios(rows: list[dict]) -> None:
     reference = {r["n_qubits"]: r["steady_ms"] for r in rows if r["peer"] == REFERENCE_PEER}
     for row in rows:
@@ -321,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print("PennyLane is not installed: timing qubert only (pip install pennylane pennylane-lightning)", file=sys.stderr)
         peers = [p for p in peers if p.name.startswith("qubert")]
 
-    machine = machine_description()
+    machine = describe_machine(["pennylane", "pennylane_lightning"])
     started = time.perf_counter()
     rows = []
     for n in args.sizes:

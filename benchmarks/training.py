@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -43,6 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 from qubert.embeddings import EmbeddingCache, cache_key, encode_texts  # noqa: E402
 from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer  # noqa: E402
@@ -53,34 +51,6 @@ DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks" / "training.json"
 QUANTUM = {"type": "quantum", "circuit": {"n_qubits": 8, "n_layers": 2}}
 LINEAR = {"type": "linear"}
 LABELS = {0: "neg", 1: "pos"}
-
-
-def machine_description() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": version("transformers"),
-        "qubert": version("qubert"),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 # ---------------------------------------------------------------------------- 1. full fine-tuning step
@@ -262,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    machine = machine_description()
+    machine = describe_machine(["transformers"])
     rows: list[dict] = []
     if not args.skip_full:
         rows += full_step(args.repeats)

