@@ -109,6 +109,16 @@ class _Plan:
         return bool(self.steps) and isinstance(self.steps[0], _SingleQubitStep)
 
     @functools.cached_property
+    def analytic(self) -> bool:
+        return _analytic_eligible(self)
+
+    def analytic_tables(self, device: torch.device, dtype: torch.dtype) -> _AnalyticTables:
+        key = ("analytic", device, dtype)
+        if key not in self.device_cache:
+            self.device_cache[key] = _AnalyticTables.build(self, device, dtype)
+        return self.device_cache[key]
+
+    @functools.cached_property
     def segments(self) -> list[tuple[str, list]]:
         """Steps after the product state, as ("data", [step]) and ("weights", [steps...]) runs."""
         segments: list[tuple[str, list]] = []
@@ -119,6 +129,26 @@ class _Plan:
             else:
                 segments.append((kind, [step]))
         return segments
+
+
+def _analytic_eligible(plan: _Plan) -> bool:
+    """The paper's kind of circuit, small: real gates, one encoding layer (feature i on wire i, once),
+    then weight-only layers with one rotation per qubit. Such circuits get analytic Jacobians."""
+    n = plan.circuit.n_qubits
+    if not (plan.real and plan.leading_product and n <= FUSED_MAX_QUBITS):
+        return False
+    if any(kind == "data" for kind, _ in plan.segments) or len(plan.data_kinds) != 1:
+        return False
+    if plan.data_kinds[0].index[0] != list(range(n)):
+        return False
+    singles = [step for _, steps in plan.segments for step in steps if isinstance(step, _SingleQubitStep)]
+    if not singles or any(len(step.positions) != 1 for step in singles):
+        return False
+    first = plan.steps[0]
+    if any(_CONSTANT_SLOTS <= slot < plan.n_weight_slots for pos in first.positions for slot in pos):
+        return False  # a weight gate merged into the encoding step (no CNOT in between)
+    # each wire ends its encoding chain with RY(x_q), after constant gates only
+    return plan.data_kinds[0].name == "RY" and first.positions[-1] == [plan.n_weight_slots + q for q in range(n)]
 
 
 def _compile(circuit: Circuit) -> _Plan:
@@ -230,6 +260,22 @@ def _kron_index(k: int, transpose: bool = False) -> torch.Tensor:
     return (torch.arange(k) * 4 + rows * 2 + cols).reshape(-1)
 
 
+def _replaced_product_index(k: int) -> torch.Tensor:
+    """For a (..., 4k) table [v (2k), v' (2k)]: entry [r, x, q] picks v'_q if q == r else v_q, so
+    gather + prod gives, for every r, the product state with qubit r's vector differentiated."""
+    base = _product_index(k).view(2**k, k)
+    replaced = torch.arange(k)[:, None, None] == torch.arange(k)  # (k, 1, k)
+    return (base + replaced * 2 * k).reshape(-1)
+
+
+def _replaced_kron_index(k: int, transpose: bool = False) -> torch.Tensor:
+    """As :func:`_replaced_product_index` for matrices: a (..., 8k) table [M (4k), M' (4k)] gives,
+    for every r, the Kronecker product with factor r replaced by its derivative."""
+    base = _kron_index(k, transpose).view(2**k, 2**k, k)
+    replaced = torch.arange(k)[:, None, None, None] == torch.arange(k)  # (k, 1, 1, k)
+    return (base + replaced * 4 * k).reshape(-1)
+
+
 class _BasisPermutation(torch.autograd.Function):
     """``state[..., perm]`` whose backward is a gather with the inverse permutation (no scatter)."""
 
@@ -299,15 +345,16 @@ class _Run:
 
     def step_matrices(self, step: _SingleQubitStep) -> torch.Tensor:
         """(Bx, n, 2, 2): each qubit's gate chain multiplied out; Bx is the batch or 1."""
+        weight_pool, data_pool = self.weight_pool, self.data_pool
         mats = None
         n_weight = self.plan.n_weight_slots
         for slots in step.positions:
             if max(slots) < n_weight:  # weights and constants only
-                pool, local = self.weight_pool, slots
+                pool, local = weight_pool, slots
             elif min(slots) >= n_weight:  # inputs only
-                pool, local = self.data_pool, [s - n_weight for s in slots]
+                pool, local = data_pool, [s - n_weight for s in slots]
             else:
-                pool = torch.cat([self.weight_pool.expand(self.data_pool.shape[0], -1, 2, 2), self.data_pool], dim=1)
+                pool = torch.cat([weight_pool.expand(data_pool.shape[0], -1, 2, 2), data_pool], dim=1)
                 local = slots
             m = self._gather_slots(pool, 1, local)
             mats = m if mats is None else m @ mats
@@ -427,6 +474,137 @@ def _measurement_matrix(circuit: Circuit, device: torch.device, dtype: torch.dty
     return cache[key]
 
 
+@dataclass
+class _AnalyticTables:
+    """Per-plan constants of :class:`_AnalyticSimulation`: every index is built once, with the CNOT
+    permutations folded into the Kronecker gathers, so a call is a few dozen tensor ops."""
+
+    encoded: torch.Tensor  # (2, n): u = (constant gates before RY(x_q)) |0> per wire
+    angle_index: torch.Tensor  # (layers * n,) into [weights, 0]: 0 where a wire has no gate
+    kron_index: torch.Tensor  # (layers, D * D * n) into [M (4n) | dM (4n)] per layer: F_l
+    d_kron_index: torch.Tensor  # (layers, n * D * D * n): F_l with wire r's factor differentiated
+    product_index: torch.Tensor  # (D * n,) into [v (2n) | dv (2n)]: the product state
+    d_product_index: torch.Tensor  # (n * D * n,): the product state with wire r differentiated
+    factors: list  # right factors in order: ("layer", l) or ("perm", matrix)
+    layer_weights: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: wires with a gate, their flat weight index
+
+    @staticmethod
+    def build(plan: _Plan, device: torch.device, dtype: torch.dtype) -> _AnalyticTables:
+        n, dim = plan.circuit.n_qubits, 2**plan.circuit.n_qubits
+        first = plan.steps[0]
+        hadamard = gates.hadamard((), torch.float64, torch.device("cpu"))
+        encoded = []
+        for q in range(n):
+            u = torch.tensor([1.0, 0.0], dtype=torch.float64)
+            for pos in first.positions[:-1]:
+                u = hadamard @ u if pos[q] == _HADAMARD_SLOT else u
+            encoded.append(u)
+        steps = plan.segments[0][1]
+        sentinel = plan.circuit.n_weights
+        angle_index, layer_weights, kron_rows, d_kron_rows, factors = [], [], [], [], []
+        base, d_base = _kron_index(n, True).view(dim, dim, n), _replaced_kron_index(n, True).view(n, dim, dim, n)
+        pending = None
+        for step in steps:
+            if isinstance(step, _PermutationStep):
+                if pending is not None:
+                    factors.append(("perm", torch.eye(dim, dtype=dtype).index_select(0, pending)))
+                pending = _permutation_pair(n, step.pairs)[1]
+                continue
+            slots = step.positions[0]
+            wires = [q for q in range(n) if slots[q] >= _CONSTANT_SLOTS]
+            index = [plan.weight_kinds[0].index[0][slots[q] - _CONSTANT_SLOTS] for q in wires]
+            angle_index += [index[wires.index(q)] if q in wires else sentinel for q in range(n)]
+            layer_weights.append((torch.tensor(wires, device=device), torch.tensor(index, device=device)))
+            rows = pending if pending is not None else torch.arange(dim)  # I[:, p] @ F = F[p^-1]
+            kron_rows.append(base[rows].reshape(-1))
+            d_kron_rows.append(d_base[:, rows].reshape(-1))
+            factors.append(("layer", len(layer_weights) - 1))
+            pending = None
+        if pending is not None:
+            factors.append(("perm", torch.eye(dim, dtype=dtype).index_select(0, pending)))
+        return _AnalyticTables(
+            encoded=torch.stack(encoded, dim=1).to(device=device, dtype=dtype),
+            angle_index=torch.tensor(angle_index, device=device),
+            kron_index=torch.stack(kron_rows).to(device),
+            d_kron_index=torch.stack(d_kron_rows).to(device),
+            product_index=_product_index(n).to(device),
+            d_product_index=_replaced_product_index(n).to(device),
+            factors=[(kind, value.to(device) if kind == "perm" else value) for kind, value in factors],
+            layer_weights=layer_weights,
+        )
+
+
+class _AnalyticSimulation(torch.autograd.Function):
+    """Measured values of a small real circuit, with a hand-written backward.
+
+    Why: at a few qubits, autograd's per-node cost is most of the time. For circuits that
+    :func:`_analytic_eligible` accepts (the paper's), every angle enters exactly one RY gate, and
+    dRY/dtheta = RY(theta + pi) / 2. So the forward pass also builds, in forward mode, the state's
+    Jacobian w.r.t. every input (the product state with one vector differentiated) and the
+    transfer matrix's derivative w.r.t. every weight (one Kronecker factor differentiated,
+    between the prefix and suffix products of the other layers). The backward is then a handful
+    of matmuls. Checked against PennyLane and ``gradcheck`` like the other strategies.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, plan: _Plan, dtype: torch.dtype) -> torch.Tensor:
+        n, dim, batch = plan.circuit.n_qubits, 2**plan.circuit.n_qubits, x.shape[0]
+        tables = plan.analytic_tables(x.device, dtype)
+
+        # Encoding: v_q = RY(x_q) u_q and dv_q = RY(x_q + pi) u_q / 2 = (-v_q1, v_q0) / 2.
+        cos, sin = torch.cos(x * 0.5), torch.sin(x * 0.5)
+        u0, u1 = tables.encoded
+        v0, v1 = cos * u0 - sin * u1, sin * u0 + cos * u1
+        vectors = torch.cat([torch.stack([v0, v1], -1), torch.stack([-0.5 * v1, 0.5 * v0], -1)], dim=1).reshape(batch, 4 * n)
+        psi0 = vectors.index_select(1, tables.product_index).view(batch, dim, n).prod(-1)
+        jac_x = vectors.index_select(1, tables.d_product_index).view(batch, n, dim, n).prod(-1)
+
+        # Weight layers: RY entries [c, -s, s, c] and derivatives [-s, -c, c, -s] / 2, one row per layer.
+        theta = torch.cat([w.reshape(-1), w.new_zeros(1)]).index_select(0, tables.angle_index) * 0.5
+        c, s = torch.cos(theta), torch.sin(theta)
+        n_layers = len(tables.layer_weights)
+        table = torch.cat([torch.stack([c, -s, s, c], -1).view(n_layers, 4 * n), torch.stack([-s, -c, c, -s], -1).view(n_layers, 4 * n) * 0.5], dim=1)
+        kron_t = torch.gather(table, 1, tables.kron_index).view(n_layers, dim, dim, n).prod(-1)
+        d_kron_t = torch.gather(table, 1, tables.d_kron_index).view(n_layers, n, dim, dim, n).prod(-1)
+
+        matrices = [kron_t[value] if kind == "layer" else value for kind, value in tables.factors]
+        prefixes, product = [], None
+        for matrix in matrices:
+            prefixes.append(product)
+            product = matrix if product is None else product @ matrix
+        transfer, suffix, d_parts, weight_index = product, None, [], []
+        for (kind, value), matrix, prefix in zip(reversed(tables.factors), reversed(matrices), reversed(prefixes)):
+            if kind == "layer":
+                wires, index = tables.layer_weights[value]
+                d = d_kron_t[value] if len(wires) == n else d_kron_t[value].index_select(0, wires)
+                d = d if prefix is None else prefix @ d
+                d_parts.append(d if suffix is None else d @ suffix)
+                weight_index.append(index)
+            suffix = matrix if suffix is None else matrix @ suffix
+
+        phi = psi0 @ transfer
+        signs = _measurement_matrix(plan.circuit, x.device, x.dtype, plan.device_cache.setdefault("measurement", {}))
+        probs = phi.square()
+        ctx.save_for_backward(psi0, jac_x, transfer, torch.cat(d_parts), phi, signs if signs is not None else phi.new_zeros(0), torch.cat(weight_index))
+        ctx.weight_shape = w.shape
+        return probs if signs is None else probs @ signs
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        psi0, jac_x, transfer, d_transfer, phi, signs, weight_index = ctx.saved_tensors
+        grad_probs = grad_out if signs.numel() == 0 else grad_out @ signs.T
+        grad_phi = 2 * phi * grad_probs
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_psi0 = grad_phi @ transfer.T
+            grad_x = (jac_x @ grad_psi0.unsqueeze(-1)).squeeze(-1)
+        if ctx.needs_input_grad[1]:
+            grad_transfer = psi0.T @ grad_phi
+            values = d_transfer.reshape(d_transfer.shape[0], -1) @ grad_transfer.reshape(-1)
+            grad_w = grad_transfer.new_zeros(ctx.weight_shape.numel()).index_add_(0, weight_index, values).view(ctx.weight_shape)
+        return grad_x, grad_w, None, None
+
+
 # ---------------------------------------------------------------------------- memory guard
 def available_memory(device: torch.device) -> int:
     """Bytes free on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
@@ -453,7 +631,7 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
         >>> estimate_memory(Circuit(n_qubits=30), batch_size=64) > 2**40
         True
     """
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     n_steps = len(_plan_for(circuit).steps)
     dim = 2**circuit.n_qubits
     # Autograd keeps about one state per step, plus the input, the output and the probabilities.
@@ -513,6 +691,20 @@ def _validate(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, str
         raise ValueError("inputs and weights are real angles; got a complex tensor")
 
 
+def _prepare(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, strategy: str, dtype: torch.dtype | None):
+    """Validate a call; resolve the strategy and dtypes; refuse a register that does not fit."""
+    single = inputs.dim() == 1
+    if single:
+        inputs = inputs.unsqueeze(0)
+    _validate(circuit, inputs, weights, strategy)
+    plan = _plan_for(circuit)
+    state_dtype, real_dtype = _resolve_dtypes(inputs, dtype, plan.real)
+    if strategy == "auto":
+        strategy = choose_strategy(circuit, inputs.shape[0], state_dtype, inputs.device)
+    _check_memory(circuit, inputs.shape[0], strategy, state_dtype, inputs.device)
+    return single, inputs, plan, strategy, state_dtype, real_dtype
+
+
 def statevector(
     circuit: Circuit,
     inputs: torch.Tensor,
@@ -530,17 +722,8 @@ def statevector(
         strategy: ``"auto"``, ``"fused"`` or ``"gates"``.
         dtype: ``torch.complex64`` or ``torch.complex128``; default follows the inputs' precision.
     """
-    single = inputs.dim() == 1
-    if single:
-        inputs = inputs.unsqueeze(0)
-    _validate(circuit, inputs, weights, strategy)
-    plan = _plan_for(circuit)
-    state_dtype, real_dtype = _resolve_dtypes(inputs, dtype, plan.real)
+    single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     batch, n, device = inputs.shape[0], circuit.n_qubits, inputs.device
-    if strategy == "auto":
-        strategy = choose_strategy(circuit, batch, state_dtype, device)
-    _check_memory(circuit, batch, strategy, state_dtype, device)
-
     run = _Run(plan, inputs.to(real_dtype), weights.to(real_dtype).reshape(-1), state_dtype)
     # The leading single-qubit step acts on |0...0>: build it as a product state.
     if plan.leading_product:
@@ -574,6 +757,12 @@ def simulate(
     ``measurement="z"`` gives <Z_i>, ``"zz"`` gives <Z_i Z_{i+1}>, ``"probs"`` the basis-state
     probabilities (wire 0 most significant). Differentiable with respect to inputs and weights.
     """
+    needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad)
+    if needs_grad and strategy != "gates" and _plan_for(circuit).analytic:
+        single, inputs2, plan, resolved, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
+        if resolved == "fused":  # small real circuits: forward-mode Jacobians, matmul backward
+            out = _AnalyticSimulation.apply(inputs2.to(real_dtype), weights.to(real_dtype), plan, state_dtype)
+            return out[0] if single else out
     state = statevector(circuit, inputs, weights, strategy=strategy, dtype=dtype)
     probs = state.square() if not state.is_complex() else torch.view_as_real(state).square().sum(-1)
     single = probs.dim() == 1
