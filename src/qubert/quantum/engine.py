@@ -461,8 +461,9 @@ def _permutation_pair(n: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
     return torch.stack([perm, torch.argsort(perm)])
 
 
-def _measurement_matrix(circuit: Circuit, device: torch.device, dtype: torch.dtype, cache: dict) -> torch.Tensor | None:
-    key = ("meas", device, dtype)
+def _measurement_matrix(plan: _Plan, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    """(2**n, n_outputs) eigenvalues of the measured observables per basis state; None for probs."""
+    circuit, cache, key = plan.circuit, plan.device_cache, ("measurement", device, dtype)
     if key not in cache:
         n = circuit.n_qubits
         if circuit.measurement == "probs":
@@ -583,7 +584,7 @@ class _AnalyticSimulation(torch.autograd.Function):
             suffix = matrix if suffix is None else matrix @ suffix
 
         phi = psi0 @ transfer
-        signs = _measurement_matrix(plan.circuit, x.device, x.dtype, plan.device_cache.setdefault("measurement", {}))
+        signs = _measurement_matrix(plan, x.device, x.dtype)
         probs = phi.square()
         ctx.save_for_backward(psi0, jac_x, transfer, torch.cat(d_parts), phi, signs if signs is not None else phi.new_zeros(0), torch.cat(weight_index))
         ctx.weight_shape = w.shape
@@ -768,6 +769,6 @@ def simulate(
     single = probs.dim() == 1
     probs2 = probs.unsqueeze(0) if single else probs
     plan = _plan_for(circuit)
-    matrix = _measurement_matrix(circuit, probs2.device, probs2.dtype, plan.device_cache.setdefault("measurement", {}))
+    matrix = _measurement_matrix(plan, probs2.device, probs2.dtype)
     out = probs2 if matrix is None else probs2 @ matrix
     return out[0] if single else out
