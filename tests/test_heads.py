@@ -137,15 +137,15 @@ def test_circuit_weights_train_when_not_frozen():
     assert head.q_weights.grad is not None and head.q_weights.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(
-    "circuit",
-    [
-        {"n_qubits": 3, "n_layers": 2},
-        {"n_qubits": 3, "n_layers": 1, "encoding": "rx", "ansatz": "strongly_entangling", "measurement": "zz"},
-        {"n_qubits": 2, "n_layers": 2, "ansatz": "basic_entangler", "rotation": "rz", "measurement": "probs", "reupload": True},
-    ],
-)
-@pytest.mark.parametrize("strategy", ["fused", "gates"])
+GRADCHECK_HEADS = [
+    ({"n_qubits": 3, "n_layers": 2}, ("analytic", "fused", "gates")),
+    ({"n_qubits": 7, "n_layers": 1, "measurement": "zz"}, ("analytic",)),
+    ({"n_qubits": 3, "n_layers": 1, "encoding": "rx", "ansatz": "strongly_entangling", "measurement": "zz"}, ("fused", "gates")),
+    ({"n_qubits": 2, "n_layers": 2, "ansatz": "basic_entangler", "rotation": "rz", "measurement": "probs", "reupload": True}, ("fused", "gates")),
+]
+
+
+@pytest.mark.parametrize("circuit, strategy", [(c, s) for c, strategies in GRADCHECK_HEADS for s in strategies])
 def test_gradcheck_double_precision_head(circuit, strategy):
     torch.manual_seed(0)
     head = QuantumHead(5, 2, circuit=circuit, strategy=strategy, scaling="tanh_pi", seed=0).double()
@@ -182,7 +182,7 @@ def test_measure_is_the_circuit_on_the_angles():
 
 
 def test_strategies_give_the_same_logits():
-    heads = [QuantumHead(IN_FEATURES, 2, n_qubits=5, n_layers=2, strategy=s, seed=0) for s in ("auto", "fused", "gates")]
+    heads = [QuantumHead(IN_FEATURES, 2, n_qubits=5, n_layers=2, strategy=s, seed=0) for s in ("auto", "analytic", "fused", "gates")]
     for h in heads[1:]:
         h.load_state_dict(heads[0].state_dict())
     x = features()
@@ -234,6 +234,7 @@ def test_matched_mlp_for_a_classical_head_and_bad_depth():
         (lambda: MLPHead(8, 2, hidden_sizes=(4, 0)), r"hidden sizes must be >= 1"),
         (lambda: QuantumHead(8, 2, scaling="sigmoid"), r"unknown scaling 'sigmoid'; expected one of tanh_pi_2"),
         (lambda: QuantumHead(8, 2, strategy="fast"), r"unknown strategy 'fast'"),
+        (lambda: QuantumHead(8, 2, circuit={"n_qubits": 3, "encoding": "rx"}, strategy="analytic"), r"strategy 'analytic' needs .*encoding rx"),
         (lambda: QuantumHead(8, 2, n_qubits=0), r"n_qubits must be a positive integer"),
         (lambda: QuantumHead(8, 2, n_layers=-1), r"n_layers \(circuit depth\) must be a non-negative integer"),
         (lambda: QuantumHead(8, 2, circuit={"n_qubits": 3, "layers": 2}), r"unknown circuit field\(s\): layers"),

@@ -81,6 +81,8 @@ def _without_runtimes(metrics):
         ({"max_steps": 0}, "max_steps"),
         ({"ansatz": "zigzag"}, "quantum head: unknown ansatz"),
         ({"scaling": "cubic"}, "unknown scaling"),
+        ({"strategy": "fast"}, "unknown strategy 'fast'"),
+        ({"strategy": "analytic", "encoding": "rx"}, "strategy 'analytic' needs .*encoding rx"),
         ({"hidden_sizes": []}, "hidden_sizes"),
         ({"dropout": 1.5}, "dropout"),
         ({"dataset": None}, "no data given"),

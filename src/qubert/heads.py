@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from qubert.quantum.circuit import Circuit
-from qubert.quantum.engine import STRATEGIES, simulate
+from qubert.quantum.engine import check_strategy, simulate
 from qubert.quantum.execution import ExecutionOptions, execute
 from qubert.quantum.execution import describe as describe_execution
 from qubert.quantum.noise import DEFAULT_TRAJECTORIES, NoiseModel
@@ -128,7 +128,7 @@ class QuantumHead(Head):
         circuit: a full :class:`~qubert.quantum.Circuit` description, or a dict of its fields.
         scaling: how pre-activations become angles: ``tanh_pi_2`` (the paper: tanh(z) * pi/2),
             ``tanh_pi`` (tanh(z) * pi), ``pi`` (z * pi) or ``none``.
-        strategy: simulator strategy (``auto``, ``fused``, ``gates``).
+        strategy: simulator strategy (``auto``, ``analytic``, ``fused``, ``gates``; see :func:`qubert.quantum.simulate`).
         freeze_circuit: keep the circuit weights at their initial values (an ablation control:
             only the dressing layers train).
         seed: seed for the circuit-weight initialisation (``None``: torch's global generator).
@@ -175,8 +175,7 @@ class QuantumHead(Head):
             circuit = Circuit.from_dict(circuit)
         if scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {scaling!r}; expected one of {', '.join(SCALINGS)}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        check_strategy(circuit, strategy)
         self.circuit = circuit
         self.scaling = scaling
         self.strategy = strategy

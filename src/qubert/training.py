@@ -123,7 +123,7 @@ class TrainingConfig:
     reupload: bool = _help("Quantum head: re-upload the encoding before every layer.", default=False)
     scaling: str = _help("Quantum head: features to angles (tanh_pi_2, tanh_pi, pi, none).", default="tanh_pi_2")
     freeze_circuit: bool = _help("Quantum head: keep the circuit weights fixed (ablation).", default=False)
-    strategy: str = _help("Quantum head: simulator strategy (auto, fused, gates).", default="auto")
+    strategy: str = _help("Quantum head: simulator strategy (auto, analytic, fused, gates).", default="auto")
     # ---- classical heads
     hidden_sizes: list[int] = _help("MLP head: hidden layer widths.", default_factory=lambda: [256])
     dropout: float = _help("Linear/MLP head: dropout.", default=0.0)
@@ -198,12 +198,14 @@ class TrainingConfig:
             except ValueError as err:
                 raise TrainingConfigError(f"quantum head: {err}") from None
             from qubert.heads import SCALINGS
-            from qubert.quantum import STRATEGIES
+            from qubert.quantum import check_strategy
 
             if self.scaling not in SCALINGS:
                 fail(f"unknown scaling {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
-            if self.strategy not in STRATEGIES:
-                fail(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+            try:
+                check_strategy(self.circuit(), self.strategy)
+            except ValueError as err:
+                fail(str(err))
         from transformers import SchedulerType
 
         if self.lr_scheduler_type not in {s.value for s in SchedulerType}:

@@ -24,6 +24,7 @@ from qubert.quantum import (
     STRATEGIES,
     Circuit,
     RegisterTooLargeError,
+    analytic,
     choose_strategy,
     engine,
     estimate_memory,
@@ -37,8 +38,10 @@ PRECISIONS = (torch.float64, torch.float32)
 EXACT_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
 
-def random_circuit(rng: random.Random, max_qubits: int = 7, **fixed) -> Circuit:
-    """A random valid circuit; keyword arguments pin fields."""
+def random_circuit(rng: random.Random, max_qubits: int = 7, analytic: bool = False, **fixed) -> Circuit:
+    """A random valid circuit; keyword arguments pin fields. ``analytic``: one the analytic strategy runs."""
+    if analytic:
+        fixed = {"encoding": rng.choice(("h_ry", "ry")), "ansatz": rng.choice(("brickwork", "basic_entangler")), "rotation": "ry", "reupload": False} | fixed
     spec = {
         "n_qubits": rng.randint(1, max_qubits),
         "n_layers": rng.randint(0, 3),
@@ -97,7 +100,7 @@ def test_gradcheck_statevector(strategy, torch_rng):
 def test_probabilities_sum_to_one_and_expectations_are_bounded(strategy, dtype, rng, torch_rng):
     tol = EXACT_TOL[dtype]
     for _ in range(25):
-        circuit = random_circuit(rng)
+        circuit = random_circuit(rng, analytic=strategy == "analytic")
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng, dtype)
         out = simulate(circuit, x, w, strategy=strategy)
         assert out.shape == (x.shape[0], circuit.n_outputs)
@@ -113,7 +116,7 @@ def test_probabilities_sum_to_one_and_expectations_are_bounded(strategy, dtype, 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_statevector_has_unit_norm(strategy, dtype, rng, torch_rng):
     for _ in range(25):
-        circuit = random_circuit(rng)
+        circuit = random_circuit(rng, max_qubits=10, analytic=strategy == "analytic")
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng, dtype)
         state = statevector(circuit, x, w, strategy=strategy)
         assert state.shape == (x.shape[0], 2**circuit.n_qubits)
@@ -174,7 +177,7 @@ def test_identity_init_keeps_every_layer_trainable(torch_rng):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_samples_in_a_batch_are_independent(strategy, rng, torch_rng):
     for _ in range(10):
-        circuit = random_circuit(rng)
+        circuit = random_circuit(rng, max_qubits=10, analytic=strategy == "analytic")
         x, w = random_tensors(circuit, 5, torch_rng)
         batched = simulate(circuit, x, w, strategy=strategy)
         one_by_one = torch.cat([simulate(circuit, x[i : i + 1], w, strategy=strategy) for i in range(5)])
@@ -183,7 +186,7 @@ def test_samples_in_a_batch_are_independent(strategy, rng, torch_rng):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_single_sample_input_gives_unbatched_output(strategy, torch_rng):
-    circuit = Circuit(n_qubits=3, n_layers=2, encoding="rx", measurement="zz")
+    circuit = Circuit(n_qubits=3, n_layers=2, encoding="ry" if strategy == "analytic" else "rx", measurement="zz")
     x, w = random_tensors(circuit, 1, torch_rng)
     out = simulate(circuit, x[0], w, strategy=strategy)
     assert out.shape == (circuit.n_outputs,)
@@ -255,9 +258,22 @@ def test_gradients_flow_in_single_precision(torch_rng):
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 
-def test_auto_picks_fused_for_small_and_gates_for_large_registers():
-    assert choose_strategy(Circuit(n_qubits=4), 64) == "fused"
-    assert choose_strategy(Circuit(n_qubits=engine.FUSED_MAX_QUBITS + 1), 64) == "gates"
+def test_auto_picks_analytic_where_it_applies_else_fused_for_small_and_gates_for_large_registers():
+    for n in (1, 4, 8, analytic.MAX_QUBITS):
+        assert choose_strategy(Circuit(n_qubits=n), 64) == "analytic"
+        assert choose_strategy(Circuit(n_qubits=n, ansatz="basic_entangler", rotation="ry", encoding="ry"), 64) == "analytic"
+    assert choose_strategy(Circuit(n_qubits=analytic.MAX_QUBITS + 1), 64) == "gates"
+    for circuit in (Circuit(n_qubits=4, encoding="rx"), Circuit(n_qubits=4, reupload=True), Circuit(n_qubits=4, rotation="rx")):
+        assert choose_strategy(circuit, 64) == "fused"
+        assert choose_strategy(circuit.replace(n_qubits=engine.FUSED_MAX_QUBITS + 1), 64) == "gates"
+
+
+def test_auto_leaves_analytic_when_its_memory_would_not_fit(monkeypatch):
+    circuit = Circuit(n_qubits=8)
+    need = estimate_memory(circuit, 100_000, "analytic", torch.float32)
+    assert need > estimate_memory(circuit, 100_000, "gates", torch.float32)
+    monkeypatch.setattr(engine, "available_memory", lambda device: need - 1)
+    assert choose_strategy(circuit, 100_000, torch.float32) == "gates"
 
 
 def test_memory_estimate_grows_with_register_and_batch():
@@ -287,8 +303,25 @@ def test_wrong_weight_shape_is_refused():
 
 def test_unknown_strategy_is_refused():
     circuit = Circuit(n_qubits=2)
-    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected one of auto, fused, gates"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected one of auto, analytic, fused, gates"):
         simulate(circuit, torch.zeros(1, 2), circuit.init_weights(), strategy="fast")
+
+
+@pytest.mark.parametrize(
+    "circuit, reason",
+    [
+        (Circuit(n_qubits=3, encoding="rx"), "encoding rx"),
+        (Circuit(n_qubits=3, reupload=True), "encoding h_ry with re-uploading"),
+        (Circuit(n_qubits=3, rotation="rx"), "rotation rx"),
+        (Circuit(n_qubits=3, ansatz="strongly_entangling"), "ansatz strongly_entangling"),
+        (Circuit(n_qubits=11), "got 11 qubits"),
+    ],
+)
+def test_analytic_strategy_is_refused_for_circuits_it_cannot_run(circuit, reason):
+    x, w = torch.zeros(2, circuit.n_qubits), circuit.init_weights()
+    for run in (simulate, statevector):
+        with pytest.raises(ValueError, match=rf"strategy 'analytic' needs at most 10 qubits.*{re.escape(reason)}.*use strategy 'auto'"):
+            run(circuit, x, w, strategy="analytic")
 
 
 def test_complex_angles_and_bad_dtypes_are_refused():
@@ -309,7 +342,7 @@ def test_register_too_large_is_refused_before_allocating():
     torch would fail with its own allocation error instead of the clear refusal."""
     circuit = Circuit(n_qubits=40, n_layers=2)
     assert issubclass(RegisterTooLargeError, ValueError)
-    for strategy in STRATEGIES:
+    for strategy in ("auto", "fused", "gates"):  # (analytic refuses 40 qubits for what they are)
         resolved = "gates" if strategy == "auto" else strategy
         need_gib = estimate_memory(circuit, 64, resolved, torch.float32) / 2**30
         with pytest.raises(RegisterTooLargeError, match=rf"40 qubits with batch 64 .*needs about {re.escape(f'{need_gib:.3g}')} GiB"):
@@ -331,28 +364,73 @@ def test_memory_refusal_uses_the_available_memory(monkeypatch):
         simulate(circuit, x, w, strategy="gates")
 
 
-@pytest.mark.parametrize(
-    "circuit",
-    [
-        Circuit(n_qubits=4, n_layers=2),
-        Circuit(n_qubits=6, n_layers=3, encoding="ry", entanglement="all", init="uniform"),
-        Circuit(n_qubits=3, n_layers=1, measurement="probs", entanglement="ring"),
-        Circuit(n_qubits=2, n_layers=2, measurement="zz"),
-    ],
-    ids=lambda c: f"n{c.n_qubits}-{c.entanglement}-{c.measurement}",
-)
-def test_analytic_jacobian_path_matches_autograd_path(circuit):
-    """Small real circuits take the hand-written backward under fused/auto; it must equal autograd."""
-    from qubert.quantum.engine import _plan_for
+# ---------------------------------------------------------------------------- the analytic strategy
+ANALYTIC_GRADCHECK_CIRCUITS = [
+    Circuit(n_qubits=1, n_layers=2),
+    Circuit(n_qubits=4, n_layers=2),  # one block: layer matrices with the CNOTs folded in
+    Circuit(n_qubits=3, n_layers=1, measurement="probs", entanglement="ring"),
+    Circuit(n_qubits=2, n_layers=0, measurement="zz"),
+    Circuit(n_qubits=3, n_layers=2, ansatz="basic_entangler", rotation="ry", encoding="ry"),  # trailing CNOTs
+    Circuit(n_qubits=7, n_layers=2, entanglement="all"),  # two blocks of 4 and 3 wires
+    Circuit(n_qubits=8, n_layers=1, ansatz="basic_entangler", rotation="ry", measurement="zz"),  # two blocks of 4
+]
 
-    assert _plan_for(circuit).analytic
-    g = torch.Generator().manual_seed(3)
-    x = (torch.rand(7, circuit.n_qubits, generator=g, dtype=torch.float64) * 2 - 1).requires_grad_()
-    w = torch.rand(circuit.weight_shape, generator=g, dtype=torch.float64).requires_grad_()
-    analytic = simulate(circuit, x, w, strategy="fused")
-    reference = simulate(circuit, x, w, strategy="gates")  # autograd through the gate steps
-    torch.testing.assert_close(analytic, reference, atol=1e-12, rtol=0)
-    probe = torch.randn(analytic.shape, generator=g, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad((analytic * probe).sum(), (x, w)), torch.autograd.grad((reference * probe).sum(), (x, w))):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
-    assert torch.autograd.gradcheck(lambda a, b: simulate(circuit, a, b, strategy="fused"), (x, w))
+
+@pytest.mark.parametrize("circuit", ANALYTIC_GRADCHECK_CIRCUITS, ids=lambda c: f"n{c.n_qubits}-L{c.n_layers}-{c.ansatz}-{c.measurement}")
+def test_gradcheck_analytic(circuit, torch_rng):
+    """The hand-written backward against finite differences: measured values and the state."""
+    x, w = random_tensors(circuit, 3, torch_rng)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: simulate(circuit, a, b, strategy="analytic"), (x, w))
+    assert torch.autograd.gradcheck(lambda a, b: statevector(circuit, a, b, strategy="analytic"), (x, w))
+
+
+def test_analytic_equals_autograd_strategies_on_random_circuits(rng, torch_rng):
+    """Outputs, states and both gradients of the analytic strategy equal autograd through the gates
+    (1-10 qubits: one block up to 6, two blocks above; every measurement, entanglement, depth)."""
+    for _ in range(60):
+        circuit = random_circuit(rng, max_qubits=analytic.MAX_QUBITS, analytic=True)
+        x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng)
+        x.requires_grad_(True)
+        w.requires_grad_(True)
+        for run in (simulate, statevector):
+            fast, reference = run(circuit, x, w, strategy="analytic"), run(circuit, x, w, strategy="gates")
+            assert fast.dtype == reference.dtype == torch.float64
+            torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+            probe = torch.randn(fast.shape, generator=torch_rng, dtype=torch.float64)
+            grads = torch.autograd.grad((fast * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+            expected = torch.autograd.grad((reference * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+            for got, want in zip(grads, expected):
+                torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+
+
+def test_analytic_structure_reads_the_papers_circuit():
+    structure = analytic.analytic_structure(Circuit(n_qubits=4, n_layers=2))
+    assert structure.hadamards == (1, 1, 1, 1)
+    assert structure.layers == (((0, 1), (2, 3), (1, 2)),) * 2  # the brickwork before each RY layer
+    assert structure.trailing == ()
+    entangler = analytic.analytic_structure(Circuit(n_qubits=3, n_layers=2, ansatz="basic_entangler", rotation="ry", encoding="ry"))
+    assert entangler.hadamards == (0, 0, 0)
+    assert entangler.layers == ((), ((0, 1), (1, 2), (2, 0))) and entangler.trailing == ((0, 1), (1, 2), (2, 0))
+    mirrored = analytic.analytic_structure(Circuit(n_qubits=3, n_layers=2, init="identity"))  # odd layers run backwards
+    assert mirrored.layers == (((0, 1), (1, 2)), ()) and mirrored.trailing == ((1, 2), (0, 1))
+    for other in (Circuit(n_qubits=3, encoding="rx"), Circuit(n_qubits=3, reupload=True), Circuit(n_qubits=3, rotation="rz"), Circuit(n_qubits=11)):
+        assert analytic.analytic_structure(other) is None
+
+
+def test_every_circuit_of_the_papers_family_gets_the_analytic_strategy():
+    family = itertools.product(range(1, analytic.MAX_QUBITS + 1), ("h_ry", "ry"), ("brickwork", "basic_entangler"), ENTANGLEMENTS, INITS, range(4))
+    for n, encoding, ansatz, entanglement, init, layers in family:
+        circuit = Circuit(n_qubits=n, n_layers=layers, encoding=encoding, ansatz=ansatz, rotation="ry", entanglement=entanglement, init=init)
+        assert analytic.analytic_structure(circuit) is not None, circuit
+
+
+def test_analytic_gradients_flow_only_where_asked(torch_rng):
+    circuit = Circuit(n_qubits=5, n_layers=2)
+    x, w = random_tensors(circuit, 4, torch_rng)
+    out = simulate(circuit, x.requires_grad_(True), w, strategy="analytic")
+    (grad_x,) = torch.autograd.grad(out.sum(), x)
+    assert grad_x.shape == x.shape and w.grad is None
+    with torch.no_grad():
+        assert not simulate(circuit, x, w.requires_grad_(True), strategy="analytic").requires_grad

@@ -5,8 +5,9 @@ Two independent checks:
 - the *engine*: for several hundred random circuits (every encoding, ansatz, entanglement, rotation,
   measurement and init, with and without re-uploading, 1-10 qubits, depth 0-3, random batches),
   a PennyLane QNode built gate by gate from ``circuit.operations()`` must give the same outputs and
-  the same gradients with respect to inputs and weights, for both strategies, to 1e-8 in double
-  precision and 1e-4 in single precision;
+  the same gradients with respect to inputs and weights, for both autograd strategies, to 1e-8 in
+  double precision and 1e-4 in single precision; 60 more random circuits of the paper's family
+  (H/RY encoding, CNOTs, RY layers; 1-10 qubits) check the analytic strategy, forced and under auto;
 - the *description*: where a circuit coincides with a PennyLane template (``AngleEmbedding`` +
   ``StronglyEntanglingLayers`` / ``BasicEntanglerLayers``) or with the paper's circuit as written in
   DESIGN.md, the template (not our gate list) is the reference.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from qubert.quantum import ANSATZES, ENCODINGS, ENTANGLEMENTS, INITS, MEASUREMENTS, ROTATIONS, Circuit, simulate
+from qubert.quantum import ANSATZES, ENCODINGS, ENTANGLEMENTS, INITS, MEASUREMENTS, ROTATIONS, Circuit, choose_strategy, simulate
 
 qml = pytest.importorskip("pennylane")
 
@@ -73,7 +74,8 @@ def _spread(values: tuple, count: int, rnd: random.Random) -> list:
     return out
 
 
-def random_cases(count: int = N_CASES, seed: int = CASE_SEED) -> list[Case]:
+def random_cases(count: int = N_CASES, seed: int = CASE_SEED, **pinned: tuple) -> list[Case]:
+    """``count`` random cases; ``pinned`` narrows a field's choices (e.g. ``reupload=(False,)``)."""
     rnd = random.Random(seed)
     fields = {
         "encoding": _spread(ENCODINGS, count, rnd),
@@ -86,6 +88,7 @@ def random_cases(count: int = N_CASES, seed: int = CASE_SEED) -> list[Case]:
         "n_qubits": _spread(tuple(range(1, 11)), count, rnd),
         "n_layers": _spread((0, 1, 2, 3), count, rnd),
     }
+    fields |= {name: _spread(values, count, rnd) for name, values in pinned.items()}
     cases = []
     for i in range(count):
         spec = {name: values[i] for name, values in fields.items()}
@@ -93,11 +96,15 @@ def random_cases(count: int = N_CASES, seed: int = CASE_SEED) -> list[Case]:
             spec["n_qubits"] = 2
         # Larger registers get smaller batches: the reference simulator's cost grows with both.
         batch = rnd.randint(1, 8) if spec["n_qubits"] <= 6 else rnd.randint(1, 3)
-        cases.append(Case(Circuit(**spec), batch, seed=CASE_SEED + i))
+        cases.append(Case(Circuit(**spec), batch, seed=seed + i))
     return cases
 
 
 CASES = random_cases()
+# The paper's family, which "auto" runs with the analytic strategy (hand-written backward).
+ANALYTIC_CASES = random_cases(
+    60, seed=2718, encoding=("h_ry", "ry"), ansatz=("brickwork", "basic_entangler"), rotation=("ry",), reupload=(False,)
+)
 
 
 def test_random_cases_cover_every_choice():
@@ -161,8 +168,7 @@ def outputs_and_grads(fn, x: torch.Tensor, w: torch.Tensor, coef: torch.Tensor):
 
 
 @functools.cache
-def reference(index: int):
-    case = CASES[index]
+def reference(case: Case):
     x, w, coef = case.tensors()
     return outputs_and_grads(lambda a, b: pennylane_outputs(case.circuit, a, b), x, w, coef)
 
@@ -176,8 +182,19 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{i:03d}-{c.id}" for i, c in enumerate(CASES)])
 def test_matches_pennylane_outputs_and_gradients(index, strategy):
-    case = CASES[index]
-    ref_out, ref_gx, ref_gw = reference(index)
+    check_against_pennylane(CASES[index], strategy)
+
+
+@pytest.mark.parametrize("strategy", ("analytic", "auto"))
+@pytest.mark.parametrize("index", range(len(ANALYTIC_CASES)), ids=[f"{i:02d}-{c.id}" for i, c in enumerate(ANALYTIC_CASES)])
+def test_analytic_strategy_matches_pennylane_outputs_and_gradients(index, strategy):
+    case = ANALYTIC_CASES[index]
+    assert choose_strategy(case.circuit, case.batch) == "analytic"
+    check_against_pennylane(case, strategy)
+
+
+def check_against_pennylane(case: Case, strategy: str) -> None:
+    ref_out, ref_gx, ref_gw = reference(case)
     x, w, coef = case.tensors()
     for precision, (dtype, atol) in PRECISIONS.items():
         out, gx, gw = outputs_and_grads(

@@ -29,7 +29,8 @@ PRECISIONS = [(torch.float64, 1e-10), (torch.float32, 1e-4)]
 CUDA = torch.device("cuda")
 
 
-def random_circuits(count: int, seed: int = 11, max_qubits: int = 10) -> list[Circuit]:
+def random_circuits(count: int, seed: int = 11, max_qubits: int = 10, analytic: bool = False) -> list[Circuit]:
+    """Random circuits; ``analytic``: of the paper's family, which the analytic strategy runs."""
     rnd = random.Random(seed)
     circuits = []
     for _ in range(count):
@@ -39,11 +40,11 @@ def random_circuits(count: int, seed: int = 11, max_qubits: int = 10) -> list[Ci
             Circuit(
                 n_qubits=max(n, 2) if measurement == "zz" else n,
                 n_layers=rnd.randint(0, 3),
-                encoding=rnd.choice(ENCODINGS),
-                reupload=rnd.random() < 0.3,
-                ansatz=rnd.choice(ANSATZES),
+                encoding=rnd.choice(("h_ry", "ry") if analytic else ENCODINGS),
+                reupload=not analytic and rnd.random() < 0.3,
+                ansatz=rnd.choice(("brickwork", "basic_entangler") if analytic else ANSATZES),
                 entanglement=rnd.choice(ENTANGLEMENTS),
-                rotation=rnd.choice(ROTATIONS),
+                rotation="ry" if analytic else rnd.choice(ROTATIONS),
                 measurement=measurement,
                 init=rnd.choice(INITS),
             )
@@ -61,10 +62,10 @@ def run(circuit: Circuit, x: torch.Tensor, w: torch.Tensor, coef: torch.Tensor, 
 
 
 @pytest.mark.parametrize("dtype, atol", PRECISIONS, ids=["complex128", "complex64"])
-@pytest.mark.parametrize("strategy", ["auto", "fused", "gates"])
+@pytest.mark.parametrize("strategy", ["auto", "analytic", "fused", "gates"])
 def test_cuda_outputs_and_gradients_equal_cpu(strategy, dtype, atol):
     g = torch.Generator().manual_seed(0)
-    for circuit in random_circuits(30):
+    for circuit in random_circuits(30, analytic=strategy == "analytic"):
         batch = 5
         x = (torch.rand(batch, circuit.n_qubits, generator=g, dtype=dtype) * 2 - 1) * math.pi
         w = (torch.rand(circuit.weight_shape, generator=g, dtype=dtype) * 2 - 1) * math.pi
@@ -77,13 +78,19 @@ def test_cuda_outputs_and_gradients_equal_cpu(strategy, dtype, atol):
             torch.testing.assert_close(a.cpu(), b, atol=atol, rtol=0, msg=lambda m, what=f"{name} {circuit!r}": f"{what}: {m}")
 
 
-@pytest.mark.parametrize("strategy", ["fused", "gates"])
-def test_statevector_stays_on_the_input_device(strategy):
-    circuit = Circuit(n_qubits=6, n_layers=2, encoding="rx", ansatz="strongly_entangling")
-    x = torch.rand(4, 6, device=CUDA)
+@pytest.mark.parametrize(
+    "circuit, strategy, dtype",
+    [
+        (Circuit(n_qubits=6, n_layers=2, encoding="rx", ansatz="strongly_entangling"), "fused", torch.complex64),
+        (Circuit(n_qubits=6, n_layers=2, encoding="rx", ansatz="strongly_entangling"), "gates", torch.complex64),
+        (Circuit(n_qubits=8, n_layers=2), "analytic", torch.float32),  # real circuits have real states
+    ],
+)
+def test_statevector_stays_on_the_input_device(circuit, strategy, dtype):
+    x = torch.rand(4, circuit.n_qubits, device=CUDA)
     w = circuit.init_weights().to(CUDA)
     state = statevector(circuit, x, w, strategy=strategy)
-    assert state.device.type == "cuda" and state.dtype == torch.complex64
+    assert state.device.type == "cuda" and state.dtype == dtype
     torch.testing.assert_close(torch.linalg.vector_norm(state, dim=-1), torch.ones(4, device=CUDA), atol=1e-5, rtol=0)
     torch.testing.assert_close(state.cpu(), statevector(circuit, x.cpu(), w.cpu(), strategy=strategy), atol=1e-5, rtol=0)
 

@@ -13,14 +13,16 @@ on the input's device:
 - the first encoding layer acting on |0...0> is built directly as a product state;
 - circuits of real gates only (H, RY, CNOT: the paper's circuit) run in real arithmetic.
 
-Two strategies share those steps:
+Two strategies share those steps and leave the backward pass to autograd:
 
 - ``"fused"``: every input-independent (weight-only) run of steps is multiplied into one
   2**n x 2**n matrix, applied to the batch with one matmul;
 - ``"gates"``: every step is applied to the batched state; nothing of size 4**n above 6 qubits.
 
-``"auto"`` picks fused up to 6 qubits. A register that would not fit in memory is refused
-before anything is allocated.
+A third, ``"analytic"`` (:mod:`qubert.quantum.analytic`), has a hand-written backward pass for
+the paper's kind of circuit (H/RY encoding, CNOTs, RY layers) up to 10 qubits. ``"auto"`` picks
+analytic where it applies, else fused up to 6 qubits and gates above. A register that would not
+fit in memory is refused before anything is allocated.
 
 Example:
     >>> import torch
@@ -40,9 +42,12 @@ from dataclasses import dataclass, field
 import torch
 
 from qubert.quantum import gates
+from qubert.quantum.analytic import MAX_QUBITS as ANALYTIC_MAX_QUBITS
+from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, run_analytic
+from qubert.quantum.basis import cnot_permutation, kron_index, observable_signs, product_index
 from qubert.quantum.circuit import Circuit, Operation
 
-STRATEGIES = ("auto", "fused", "gates")
+STRATEGIES = ("auto", "analytic", "fused", "gates")
 # Largest register for which "auto" may pick the fused strategy (2**n x 2**n matrices).
 FUSED_MAX_QUBITS = 6
 # Qubits per Kronecker block: 16x16 blocks are cheap to build and cut the passes over the state
@@ -109,16 +114,6 @@ class _Plan:
         return bool(self.steps) and isinstance(self.steps[0], _SingleQubitStep)
 
     @functools.cached_property
-    def analytic(self) -> bool:
-        return _analytic_eligible(self)
-
-    def analytic_tables(self, device: torch.device, dtype: torch.dtype) -> _AnalyticTables:
-        key = ("analytic", device, dtype)
-        if key not in self.device_cache:
-            self.device_cache[key] = _AnalyticTables.build(self, device, dtype)
-        return self.device_cache[key]
-
-    @functools.cached_property
     def segments(self) -> list[tuple[str, list]]:
         """Steps after the product state, as ("data", [step]) and ("weights", [steps...]) runs."""
         segments: list[tuple[str, list]] = []
@@ -129,26 +124,6 @@ class _Plan:
             else:
                 segments.append((kind, [step]))
         return segments
-
-
-def _analytic_eligible(plan: _Plan) -> bool:
-    """The paper's kind of circuit, small: real gates, one encoding layer (feature i on wire i, once),
-    then weight-only layers with one rotation per qubit. Such circuits get analytic Jacobians."""
-    n = plan.circuit.n_qubits
-    if not (plan.real and plan.leading_product and n <= FUSED_MAX_QUBITS):
-        return False
-    if any(kind == "data" for kind, _ in plan.segments) or len(plan.data_kinds) != 1:
-        return False
-    if plan.data_kinds[0].index[0] != list(range(n)):
-        return False
-    singles = [step for _, steps in plan.segments for step in steps if isinstance(step, _SingleQubitStep)]
-    if not singles or any(len(step.positions) != 1 for step in singles):
-        return False
-    first = plan.steps[0]
-    if any(_CONSTANT_SLOTS <= slot < plan.n_weight_slots for pos in first.positions for slot in pos):
-        return False  # a weight gate merged into the encoding step (no CNOT in between)
-    # each wire ends its encoding chain with RY(x_q), after constant gates only
-    return plan.data_kinds[0].name == "RY" and first.positions[-1] == [plan.n_weight_slots + q for q in range(n)]
 
 
 def _compile(circuit: Circuit) -> _Plan:
@@ -235,45 +210,6 @@ def _blocks(active: list[int], n_qubits: int) -> list[tuple[int, int]]:
 @functools.lru_cache(maxsize=256)
 def _plan_for(circuit: Circuit) -> _Plan:
     return _compile(circuit)
-
-
-def _permutation(n_qubits: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
-    """Index ``p`` with ``(CNOT_k ... CNOT_1 psi)[x] = psi[p[x]]``."""
-    index = torch.arange(2**n_qubits)
-    for control, target in reversed(pairs):  # psi_k[x] = psi_{k-1}[f_k(x)]: compose right to left
-        c_bit, t_bit = 1 << (n_qubits - 1 - control), 1 << (n_qubits - 1 - target)
-        index = torch.where(index & c_bit != 0, index ^ t_bit, index)
-    return index
-
-
-def _product_index(k: int) -> torch.Tensor:
-    """For (..., k, 2) vectors flattened to (..., 2k): entry [x, q] picks qubit q's amplitude of bit x_q."""
-    bits = (torch.arange(2**k)[:, None] >> torch.arange(k - 1, -1, -1)) & 1
-    return (torch.arange(k) * 2 + bits).reshape(-1)
-
-
-def _kron_index(k: int, transpose: bool = False) -> torch.Tensor:
-    """For (..., k, 2, 2) matrices flattened to (..., 4k): entry [i, j, q] picks M_q[i_q, j_q]
-    (``M_q[j_q, i_q]`` with ``transpose``), so gather + prod over q gives the Kronecker product."""
-    bits = (torch.arange(2**k)[:, None] >> torch.arange(k - 1, -1, -1)) & 1
-    rows, cols = (bits[None, :, :], bits[:, None, :]) if transpose else (bits[:, None, :], bits[None, :, :])
-    return (torch.arange(k) * 4 + rows * 2 + cols).reshape(-1)
-
-
-def _replaced_product_index(k: int) -> torch.Tensor:
-    """For a (..., 4k) table [v (2k), v' (2k)]: entry [r, x, q] picks v'_q if q == r else v_q, so
-    gather + prod gives, for every r, the product state with qubit r's vector differentiated."""
-    base = _product_index(k).view(2**k, k)
-    replaced = torch.arange(k)[:, None, None] == torch.arange(k)  # (k, 1, k)
-    return (base + replaced * 2 * k).reshape(-1)
-
-
-def _replaced_kron_index(k: int, transpose: bool = False) -> torch.Tensor:
-    """As :func:`_replaced_product_index` for matrices: a (..., 8k) table [M (4k), M' (4k)] gives,
-    for every r, the Kronecker product with factor r replaced by its derivative."""
-    base = _kron_index(k, transpose).view(2**k, 2**k, k)
-    replaced = torch.arange(k)[:, None, None, None] == torch.arange(k)  # (k, 1, 1, k)
-    return (base + replaced * 4 * k).reshape(-1)
 
 
 class _BasisPermutation(torch.autograd.Function):
@@ -384,7 +320,7 @@ class _Run:
                 slots = [slot for s in singles for slot in self._level(s, level, depth)]
                 m = self._gather_slots(self.weight_pool[0], 0, slots).view(len(singles), self.n, 2, 2)
                 mats = m if mats is None else m @ mats
-            idx = self._index(("kron_t", self.n), _kron_index, self.n, True)
+            idx = self._index(("kron_t", self.n), kron_index, self.n, True)
             dim = 2**self.n
             kron_t = mats.reshape(len(singles), 4 * self.n).index_select(-1, idx).view(len(singles), dim, dim, self.n).prod(-1)
         factors: list = []
@@ -427,7 +363,7 @@ class _Run:
         state = None
         for start in range(0, self.n, PRODUCT_CHUNK):
             k = min(PRODUCT_CHUNK, self.n - start)
-            idx = self._index(("product", k), _product_index, k)
+            idx = self._index(("product", k), product_index, k)
             chunk = vectors[:, start : start + k].reshape(-1, 2 * k).index_select(-1, idx).view(-1, 2**k, k).prod(-1)
             state = chunk if state is None else (state.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(chunk.shape[0], -1)
         return state
@@ -438,7 +374,7 @@ class _Run:
         mats = self.step_matrices(step)
         batch, n = state.shape[0], self.n
         for start, size in step.blocks:
-            idx = self._index(("kron", size), _kron_index, size)
+            idx = self._index(("kron", size), kron_index, size)
             flat = mats[:, start : start + size].reshape(mats.shape[0], 4 * size)
             block = flat.index_select(-1, idx).view(-1, 2**size, 2**size, size).prod(-1)
             view = state.reshape(batch, 2**start, 2**size, 2 ** (n - start - size))
@@ -457,7 +393,7 @@ def _constant_gates(dtype: torch.dtype) -> torch.Tensor:
 
 def _permutation_pair(n: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
     """The permutation of a CNOT run stacked with its inverse."""
-    perm = _permutation(n, pairs)
+    perm = cnot_permutation(n, pairs)
     return torch.stack([perm, torch.argsort(perm)])
 
 
@@ -465,145 +401,9 @@ def _measurement_matrix(plan: _Plan, device: torch.device, dtype: torch.dtype) -
     """(2**n, n_outputs) eigenvalues of the measured observables per basis state; None for probs."""
     circuit, cache, key = plan.circuit, plan.device_cache, ("measurement", device, dtype)
     if key not in cache:
-        n = circuit.n_qubits
-        if circuit.measurement == "probs":
-            cache[key] = None
-        else:
-            bits = (torch.arange(2**n, device=device)[:, None] >> torch.arange(n - 1, -1, -1, device=device)) & 1
-            signs = (1 - 2 * bits).to(dtype)  # (2^n, n): eigenvalue of Z_q on each basis state
-            cache[key] = signs if circuit.measurement == "z" else signs[:, :-1] * signs[:, 1:]
+        signs = observable_signs(circuit.n_qubits, circuit.measurement)
+        cache[key] = None if signs is None else signs.to(device=device, dtype=dtype)
     return cache[key]
-
-
-@dataclass
-class _AnalyticTables:
-    """Per-plan constants of :class:`_AnalyticSimulation`: every index is built once, with the CNOT
-    permutations folded into the Kronecker gathers, so a call is a few dozen tensor ops."""
-
-    encoded: torch.Tensor  # (2, n): u = (constant gates before RY(x_q)) |0> per wire
-    angle_index: torch.Tensor  # (layers * n,) into [weights, 0]: 0 where a wire has no gate
-    kron_index: torch.Tensor  # (layers, D * D * n) into [M (4n) | dM (4n)] per layer: F_l
-    d_kron_index: torch.Tensor  # (layers, n * D * D * n): F_l with wire r's factor differentiated
-    product_index: torch.Tensor  # (D * n,) into [v (2n) | dv (2n)]: the product state
-    d_product_index: torch.Tensor  # (n * D * n,): the product state with wire r differentiated
-    factors: list  # right factors in order: ("layer", l) or ("perm", matrix)
-    layer_weights: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: wires with a gate, their flat weight index
-
-    @staticmethod
-    def build(plan: _Plan, device: torch.device, dtype: torch.dtype) -> _AnalyticTables:
-        n, dim = plan.circuit.n_qubits, 2**plan.circuit.n_qubits
-        first = plan.steps[0]
-        hadamard = gates.hadamard((), torch.float64, torch.device("cpu"))
-        encoded = []
-        for q in range(n):
-            u = torch.tensor([1.0, 0.0], dtype=torch.float64)
-            for pos in first.positions[:-1]:
-                u = hadamard @ u if pos[q] == _HADAMARD_SLOT else u
-            encoded.append(u)
-        steps = plan.segments[0][1]
-        sentinel = plan.circuit.n_weights
-        angle_index, layer_weights, kron_rows, d_kron_rows, factors = [], [], [], [], []
-        base, d_base = _kron_index(n, True).view(dim, dim, n), _replaced_kron_index(n, True).view(n, dim, dim, n)
-        pending = None
-        for step in steps:
-            if isinstance(step, _PermutationStep):
-                if pending is not None:
-                    factors.append(("perm", torch.eye(dim, dtype=dtype).index_select(0, pending)))
-                pending = _permutation_pair(n, step.pairs)[1]
-                continue
-            slots = step.positions[0]
-            wires = [q for q in range(n) if slots[q] >= _CONSTANT_SLOTS]
-            index = [plan.weight_kinds[0].index[0][slots[q] - _CONSTANT_SLOTS] for q in wires]
-            angle_index += [index[wires.index(q)] if q in wires else sentinel for q in range(n)]
-            layer_weights.append((torch.tensor(wires, device=device), torch.tensor(index, device=device)))
-            rows = pending if pending is not None else torch.arange(dim)  # I[:, p] @ F = F[p^-1]
-            kron_rows.append(base[rows].reshape(-1))
-            d_kron_rows.append(d_base[:, rows].reshape(-1))
-            factors.append(("layer", len(layer_weights) - 1))
-            pending = None
-        if pending is not None:
-            factors.append(("perm", torch.eye(dim, dtype=dtype).index_select(0, pending)))
-        return _AnalyticTables(
-            encoded=torch.stack(encoded, dim=1).to(device=device, dtype=dtype),
-            angle_index=torch.tensor(angle_index, device=device),
-            kron_index=torch.stack(kron_rows).to(device),
-            d_kron_index=torch.stack(d_kron_rows).to(device),
-            product_index=_product_index(n).to(device),
-            d_product_index=_replaced_product_index(n).to(device),
-            factors=[(kind, value.to(device) if kind == "perm" else value) for kind, value in factors],
-            layer_weights=layer_weights,
-        )
-
-
-class _AnalyticSimulation(torch.autograd.Function):
-    """Measured values of a small real circuit, with a hand-written backward.
-
-    Why: at a few qubits, autograd's per-node cost is most of the time. For circuits that
-    :func:`_analytic_eligible` accepts (the paper's), every angle enters exactly one RY gate, and
-    dRY/dtheta = RY(theta + pi) / 2. So the forward pass also builds, in forward mode, the state's
-    Jacobian w.r.t. every input (the product state with one vector differentiated) and the
-    transfer matrix's derivative w.r.t. every weight (one Kronecker factor differentiated,
-    between the prefix and suffix products of the other layers). The backward is then a handful
-    of matmuls. Checked against PennyLane and ``gradcheck`` like the other strategies.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, plan: _Plan, dtype: torch.dtype) -> torch.Tensor:
-        n, dim, batch = plan.circuit.n_qubits, 2**plan.circuit.n_qubits, x.shape[0]
-        tables = plan.analytic_tables(x.device, dtype)
-
-        # Encoding: v_q = RY(x_q) u_q and dv_q = RY(x_q + pi) u_q / 2 = (-v_q1, v_q0) / 2.
-        cos, sin = torch.cos(x * 0.5), torch.sin(x * 0.5)
-        u0, u1 = tables.encoded
-        v0, v1 = cos * u0 - sin * u1, sin * u0 + cos * u1
-        vectors = torch.cat([torch.stack([v0, v1], -1), torch.stack([-0.5 * v1, 0.5 * v0], -1)], dim=1).reshape(batch, 4 * n)
-        psi0 = vectors.index_select(1, tables.product_index).view(batch, dim, n).prod(-1)
-        jac_x = vectors.index_select(1, tables.d_product_index).view(batch, n, dim, n).prod(-1)
-
-        # Weight layers: RY entries [c, -s, s, c] and derivatives [-s, -c, c, -s] / 2, one row per layer.
-        theta = torch.cat([w.reshape(-1), w.new_zeros(1)]).index_select(0, tables.angle_index) * 0.5
-        c, s = torch.cos(theta), torch.sin(theta)
-        n_layers = len(tables.layer_weights)
-        table = torch.cat([torch.stack([c, -s, s, c], -1).view(n_layers, 4 * n), torch.stack([-s, -c, c, -s], -1).view(n_layers, 4 * n) * 0.5], dim=1)
-        kron_t = torch.gather(table, 1, tables.kron_index).view(n_layers, dim, dim, n).prod(-1)
-        d_kron_t = torch.gather(table, 1, tables.d_kron_index).view(n_layers, n, dim, dim, n).prod(-1)
-
-        matrices = [kron_t[value] if kind == "layer" else value for kind, value in tables.factors]
-        prefixes, product = [], None
-        for matrix in matrices:
-            prefixes.append(product)
-            product = matrix if product is None else product @ matrix
-        transfer, suffix, d_parts, weight_index = product, None, [], []
-        for (kind, value), matrix, prefix in zip(reversed(tables.factors), reversed(matrices), reversed(prefixes)):
-            if kind == "layer":
-                wires, index = tables.layer_weights[value]
-                d = d_kron_t[value] if len(wires) == n else d_kron_t[value].index_select(0, wires)
-                d = d if prefix is None else prefix @ d
-                d_parts.append(d if suffix is None else d @ suffix)
-                weight_index.append(index)
-            suffix = matrix if suffix is None else matrix @ suffix
-
-        phi = psi0 @ transfer
-        signs = _measurement_matrix(plan, x.device, x.dtype)
-        probs = phi.square()
-        ctx.save_for_backward(psi0, jac_x, transfer, torch.cat(d_parts), phi, signs if signs is not None else phi.new_zeros(0), torch.cat(weight_index))
-        ctx.weight_shape = w.shape
-        return probs if signs is None else probs @ signs
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        psi0, jac_x, transfer, d_transfer, phi, signs, weight_index = ctx.saved_tensors
-        grad_probs = grad_out if signs.numel() == 0 else grad_out @ signs.T
-        grad_phi = 2 * phi * grad_probs
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_psi0 = grad_phi @ transfer.T
-            grad_x = (jac_x @ grad_psi0.unsqueeze(-1)).squeeze(-1)
-        if ctx.needs_input_grad[1]:
-            grad_transfer = psi0.T @ grad_phi
-            values = d_transfer.reshape(d_transfer.shape[0], -1) @ grad_transfer.reshape(-1)
-            grad_w = grad_transfer.new_zeros(ctx.weight_shape.numel()).index_add_(0, weight_index, values).view(ctx.weight_shape)
-        return grad_x, grad_w, None, None
 
 
 # ---------------------------------------------------------------------------- memory guard
@@ -633,6 +433,8 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
         True
     """
     itemsize = dtype.itemsize
+    if strategy == "analytic":
+        return estimate_analytic_memory(circuit, batch_size, itemsize)
     n_steps = len(_plan_for(circuit).steps)
     dim = 2**circuit.n_qubits
     # Autograd keeps about one state per step, plus the input, the output and the probabilities.
@@ -658,11 +460,20 @@ def _check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtyp
 
 
 def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torch.complex64, device: torch.device | str = "cpu") -> str:
-    """The strategy ``"auto"`` resolves to for this circuit and batch."""
-    if circuit.n_qubits <= FUSED_MAX_QUBITS:
-        need = estimate_memory(circuit, batch_size, "fused", dtype)
-        if need < _SMALL_BYTES or need <= available_memory(torch.device(device)):
-            return "fused"
+    """The strategy ``"auto"`` resolves to for this circuit and batch: ``analytic`` for the paper's
+    kind of circuit up to 10 qubits, else ``fused`` up to 6 qubits and ``gates`` above (each only
+    when it fits in memory).
+
+    Example:
+        >>> choose_strategy(Circuit(n_qubits=8), 64), choose_strategy(Circuit(n_qubits=4, encoding="rx"), 64)
+        ('analytic', 'fused')
+    """
+    device = torch.device(device)
+    candidates = (["analytic"] if analytic_structure(circuit) is not None else []) + (["fused"] if circuit.n_qubits <= FUSED_MAX_QUBITS else [])
+    for strategy in candidates:
+        need = estimate_memory(circuit, batch_size, strategy, dtype)
+        if need < _SMALL_BYTES or need <= available_memory(device):
+            return strategy
     return "gates"
 
 
@@ -678,9 +489,29 @@ def _resolve_dtypes(inputs: torch.Tensor, dtype: torch.dtype | None, real: bool)
     return (real_dtype if real else complex_dtype), real_dtype
 
 
-def _validate(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, strategy: str) -> None:
+def check_strategy(circuit: Circuit, strategy: str) -> None:
+    """Raise a ValueError naming the problem when ``strategy`` is unknown or cannot run ``circuit``.
+
+    Example:
+        >>> check_strategy(Circuit(n_qubits=3, encoding="rx"), "analytic")
+        Traceback (most recent call last):
+        ...
+        ValueError: strategy 'analytic' needs at most 10 qubits, ... got 3 qubits, encoding rx, ...
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if strategy == "analytic" and analytic_structure(circuit) is None:
+        c = circuit
+        raise ValueError(
+            f"strategy 'analytic' needs at most {ANALYTIC_MAX_QUBITS} qubits, an h_ry or ry encoding without re-uploading "
+            "and an ansatz of CNOTs and RY rotations (brickwork or basic_entangler with rotation ry); got "
+            f"{c.n_qubits} qubits, encoding {c.encoding}{' with re-uploading' if c.reupload else ''}, ansatz {c.ansatz}, "
+            f"rotation {c.rotation}; use strategy 'auto'"
+        )
+
+
+def _validate(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, strategy: str) -> None:
+    check_strategy(circuit, strategy)
     if inputs.dim() != 2 or inputs.shape[-1] != circuit.n_qubits:
         raise ValueError(
             f"inputs must have shape (batch, {circuit.n_qubits}) for a {circuit.n_qubits}-qubit circuit, "
@@ -706,25 +537,9 @@ def _prepare(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, stra
     return single, inputs, plan, strategy, state_dtype, real_dtype
 
 
-def statevector(
-    circuit: Circuit,
-    inputs: torch.Tensor,
-    weights: torch.Tensor,
-    *,
-    strategy: str = "auto",
-    dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Final state of every sample, shape ``(batch, 2**n)`` (real dtype for real-only circuits).
-
-    Args:
-        circuit: the circuit description.
-        inputs: encoding angles, shape ``(batch, n_qubits)`` (or ``(n_qubits,)`` for one sample).
-        weights: trainable angles, shape ``circuit.weight_shape``.
-        strategy: ``"auto"``, ``"fused"`` or ``"gates"``.
-        dtype: ``torch.complex64`` or ``torch.complex128``; default follows the inputs' precision.
-    """
-    single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
-    batch, n, device = inputs.shape[0], circuit.n_qubits, inputs.device
+def _evolve(plan: _Plan, inputs: torch.Tensor, weights: torch.Tensor, strategy: str, state_dtype: torch.dtype, real_dtype: torch.dtype) -> torch.Tensor:
+    """The final states ``(batch, 2**n)`` under the ``fused`` or ``gates`` strategy (autograd)."""
+    batch, n, device = inputs.shape[0], plan.circuit.n_qubits, inputs.device
     run = _Run(plan, inputs.to(real_dtype), weights.to(real_dtype).reshape(-1), state_dtype)
     # The leading single-qubit step acts on |0...0>: build it as a product state.
     if plan.leading_product:
@@ -742,6 +557,31 @@ def statevector(
         else:
             for step in steps:
                 state = run.apply(state, step)
+    return state
+
+
+def statevector(
+    circuit: Circuit,
+    inputs: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    strategy: str = "auto",
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Final state of every sample, shape ``(batch, 2**n)`` (real dtype for real-only circuits).
+
+    Args:
+        circuit: the circuit description.
+        inputs: encoding angles, shape ``(batch, n_qubits)`` (or ``(n_qubits,)`` for one sample).
+        weights: trainable angles, shape ``circuit.weight_shape``.
+        strategy: one of :data:`STRATEGIES`; ``"auto"`` picks with :func:`choose_strategy`.
+        dtype: ``torch.complex64`` or ``torch.complex128``; default follows the inputs' precision.
+    """
+    single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
+    if strategy == "analytic":
+        state = run_analytic(circuit, inputs.to(real_dtype), weights.to(real_dtype), readout=False)
+    else:
+        state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
     return state[0] if single else state
 
 
@@ -757,18 +597,14 @@ def simulate(
 
     ``measurement="z"`` gives <Z_i>, ``"zz"`` gives <Z_i Z_{i+1}>, ``"probs"`` the basis-state
     probabilities (wire 0 most significant). Differentiable with respect to inputs and weights.
+    Arguments as for :func:`statevector`.
     """
-    needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad)
-    if needs_grad and strategy != "gates" and _plan_for(circuit).analytic:
-        single, inputs2, plan, resolved, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
-        if resolved == "fused":  # small real circuits: forward-mode Jacobians, matmul backward
-            out = _AnalyticSimulation.apply(inputs2.to(real_dtype), weights.to(real_dtype), plan, state_dtype)
-            return out[0] if single else out
-    state = statevector(circuit, inputs, weights, strategy=strategy, dtype=dtype)
-    probs = state.square() if not state.is_complex() else torch.view_as_real(state).square().sum(-1)
-    single = probs.dim() == 1
-    probs2 = probs.unsqueeze(0) if single else probs
-    plan = _plan_for(circuit)
-    matrix = _measurement_matrix(plan, probs2.device, probs2.dtype)
-    out = probs2 if matrix is None else probs2 @ matrix
+    single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
+    if strategy == "analytic":
+        out = run_analytic(circuit, inputs.to(real_dtype), weights.to(real_dtype))
+    else:
+        state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
+        probs = state.square() if not state.is_complex() else torch.view_as_real(state).square().sum(-1)
+        matrix = _measurement_matrix(plan, probs.device, probs.dtype)
+        out = probs if matrix is None else probs @ matrix
     return out[0] if single else out

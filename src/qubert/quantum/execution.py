@@ -132,10 +132,10 @@ def execute(
         ValueError: bad shots, noise spec, gradient/noise method, or shapes (each says which).
 
     Example:
-        >>> c = Circuit(n_qubits=2, n_layers=1)
-        >>> x, w = torch.zeros(1, 2), torch.zeros(c.weight_shape)
-        >>> execute(c, x, w, noise="readout:0.1")          # H|0>: <Z> = 0 with or without readout error
-        tensor([[0., 0.]])
+        >>> c = Circuit(n_qubits=2, n_layers=1, encoding="ry")
+        >>> x, w = torch.tensor([[torch.pi / 3, 0.0]]), torch.zeros(c.weight_shape)
+        >>> execute(c, x, w), execute(c, x, w, noise="readout:0.1")  # readout error p scales <Z> by 1 - 2p
+        (tensor([[0.5000, 0.5000]]), tensor([[0.4000, 0.4000]]))
     """
     options = ExecutionOptions(shots=shots, noise=noise, gradient=gradient, noise_method=noise_method, trajectories=trajectories)
     if strategy not in STRATEGIES:
