@@ -232,9 +232,11 @@ def _encode(tables: _Tables, x: torch.Tensor) -> list[torch.Tensor]:
     batch = x.shape[0]
     vectors = torch.cos(torch.add(tables.encoding_offset, x.unsqueeze(-1), alpha=0.5))  # (B, n, 2)
     gathered = vectors.view(batch, -1).index_select(1, tables.product_index)
-    if len(set(tables.blocks)) == 1:  # blocks of equal size: one prod
+    if tables.one_block:
+        return [gathered.view(batch, -1, tables.n_qubits).prod(-1)]
+    if tables.blocks[0] == tables.blocks[1]:  # one prod for both
         k = tables.blocks[0]
-        return list(gathered.view(batch, len(tables.blocks), 2**k, k).prod(-1).unbind(1))
+        return list(gathered.view(batch, 2, 2**k, k).prod(-1).unbind(1))
     sizes = [2**k * k for k in tables.blocks]
     return [part.view(batch, 2**k, k).prod(-1) for part, k in zip(gathered.split(sizes, dim=1), tables.blocks)]
 
@@ -248,7 +250,7 @@ def _layer_factors(tables: _Tables, weights: torch.Tensor) -> list[torch.Tensor]
         dim = 2**n
         return [entries.view(-1).index_select(0, tables.factor_index).view(layers, dim, dim, n).prod(-1)]
     gathered = entries.index_select(1, tables.factor_index)
-    if len(set(tables.blocks)) == 1:
+    if tables.blocks[0] == tables.blocks[1]:
         k = tables.blocks[0]
         return list(gathered.view(layers, 2, 2**k, 2**k, k).prod(-1).unbind(1))
     sizes = [4**k * k for k in tables.blocks]
