@@ -342,7 +342,7 @@ def test_register_too_large_is_refused_before_allocating():
     torch would fail with its own allocation error instead of the clear refusal."""
     circuit = Circuit(n_qubits=40, n_layers=2)
     assert issubclass(RegisterTooLargeError, ValueError)
-    for strategy in ("auto", "fused", "gates"):  # (analytic refuses 40 qubits for what they are)
+    for strategy in ("auto", "fused", "gates"):  # analytic refuses 40 qubits before any memory check (tested above)
         resolved = "gates" if strategy == "auto" else strategy
         need_gib = estimate_memory(circuit, 64, resolved, torch.float32) / 2**30
         with pytest.raises(RegisterTooLargeError, match=rf"40 qubits with batch 64 .*needs about {re.escape(f'{need_gib:.3g}')} GiB"):
