@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from qubert.quantum.basis import cnot_permutation, kron_index, observable_signs, product_index
+from qubert.quantum.basis import cnot_permutation_and_inverse, kron_index, observable_signs, product_index
 from qubert.quantum.circuit import Circuit, Param
 
 # Largest register of the analytic strategy: from 11 qubits on, the autograd "gates" strategy was
@@ -140,23 +140,18 @@ class _Tables:
         return len(self.blocks) == 1
 
 
-def _permutation_and_inverse(n: int, pairs) -> tuple[torch.Tensor, torch.Tensor]:
-    perm = cnot_permutation(n, list(pairs))
-    return perm, torch.argsort(perm)
-
-
-def _derivative_pairs(k: int, perm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _derivative_pairs(k: int, permutation: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(source, sign)``, each (k, 2**k), with ``<h, J_q chi> / 2 = sum_j sign[q, j] * chi[source[q, j]] * h[j]``.
 
     J = [[0, -1], [1, 0]] on wire q pairs each basis state with the one that differs in bit q,
-    negated when bit q is 0. With ``perm``, chi and h are the state and its gradient before the
-    CNOT permutation ``chi_after = chi[perm]`` that precedes the rotations (folded in).
+    negated when bit q is 0. With ``permutation = (perm, inverse)``, chi and h are the state and its
+    gradient before the CNOT permutation ``chi_after = chi[perm]`` that precedes the rotations (folded in).
     """
     d = 2**k
-    inverse = torch.arange(d) if perm is None else torch.argsort(perm)
+    inverse = torch.arange(d) if permutation is None else permutation[1]
     i = inverse[None, :].expand(k, d)  # index after the permutation of state entry j
     mask = 1 << (k - 1 - torch.arange(k))[:, None]
-    source = i ^ mask if perm is None else perm[i ^ mask]
+    source = i ^ mask if permutation is None else permutation[0][i ^ mask]
     return source, torch.where((i & mask) != 0, 0.5, -0.5).double()
 
 
@@ -177,7 +172,7 @@ def _tables(circuit: Circuit, device: torch.device, dtype: torch.dtype) -> _Tabl
     blocks = [n] if n <= FULL_LAYER_MAX_QUBITS else [n - n // 2, n // 2]
     starts = [0, blocks[0]]
     hadamard_angle = torch.tensor([[math.pi / 4 * (k % 2)] for k in structure.hadamards], dtype=torch.float64)  # H|0> = (cos, sin)(pi/4)
-    layer_perms = [_permutation_and_inverse(n, pairs) if pairs else None for pairs in layers]
+    layer_perms = [cnot_permutation_and_inverse(n, list(pairs)) if pairs else None for pairs in layers]
 
     selection = None
     if len(blocks) == 1:
@@ -186,7 +181,7 @@ def _tables(circuit: Circuit, device: torch.device, dtype: torch.dtype) -> _Tabl
         rows = [(base if p is None else base[p[1]]) + l * 4 * n for l, p in enumerate(layer_perms)]
         factor_index = torch.cat([r.reshape(-1) for r in rows]) if rows else torch.zeros(0, dtype=torch.long)
         # slot 0: the input angles (chi = the encoded state); slot l + 1: the rotations of layer l.
-        pairs = [_derivative_pairs(n)] + [_derivative_pairs(n, None if p is None else p[0]) for p in layer_perms]
+        pairs = [_derivative_pairs(n)] + [_derivative_pairs(n, p) for p in layer_perms]
         derivative_index = torch.cat([(source + slot * dim).reshape(-1) for slot, (source, _) in enumerate(pairs)])
         derivative_sign = torch.cat([sign.reshape(-1) for _, sign in pairs])
         permutations = []
@@ -198,7 +193,7 @@ def _tables(circuit: Circuit, device: torch.device, dtype: torch.dtype) -> _Tabl
     product = torch.cat([product_index(k) + 2 * start for k, start in zip(blocks, starts)])
 
     readout = observable_signs(n, circuit.measurement)
-    trailing = _permutation_and_inverse(n, structure.trailing) if structure.trailing else None
+    trailing = cnot_permutation_and_inverse(n, list(structure.trailing)) if structure.trailing else None
     if trailing is not None and readout is not None:
         readout = readout[trailing[1]]  # sum_i phi[perm[i]]^2 s[i] = sum_k phi[k]^2 s[inverse[k]]
 

@@ -27,6 +27,12 @@ def cnot_permutation(n_qubits: int, pairs: list[tuple[int, int]]) -> torch.Tenso
     return index
 
 
+def cnot_permutation_and_inverse(n_qubits: int, pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cnot_permutation` and its inverse (``state[perm][inverse] == state``)."""
+    perm = cnot_permutation(n_qubits, pairs)
+    return perm, torch.argsort(perm)
+
+
 def product_index(k: int) -> torch.Tensor:
     """For (..., k, 2) vectors flattened to (..., 2k): entry [x, q] picks qubit q's amplitude of bit x_q,
     so gather + prod over q gives the product state."""

@@ -44,7 +44,7 @@ import torch
 from qubert.quantum import gates
 from qubert.quantum.analytic import MAX_QUBITS as ANALYTIC_MAX_QUBITS
 from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, run_analytic
-from qubert.quantum.basis import cnot_permutation, kron_index, observable_signs, product_index
+from qubert.quantum.basis import cnot_permutation_and_inverse, kron_index, observable_signs, product_index
 from qubert.quantum.circuit import Circuit, Operation
 
 STRATEGIES = ("auto", "analytic", "fused", "gates")
@@ -393,8 +393,7 @@ def _constant_gates(dtype: torch.dtype) -> torch.Tensor:
 
 def _permutation_pair(n: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
     """The permutation of a CNOT run stacked with its inverse."""
-    perm = cnot_permutation(n, pairs)
-    return torch.stack([perm, torch.argsort(perm)])
+    return torch.stack(cnot_permutation_and_inverse(n, pairs))
 
 
 def _measurement_matrix(plan: _Plan, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from qubert.quantum import gates
+from qubert.quantum.basis import cnot_permutation
 from qubert.quantum.circuit import Circuit, Operation, Param
 from qubert.quantum.engine import RegisterTooLargeError, available_memory
 
@@ -196,10 +197,8 @@ def _gate_matrices(op: Operation, angles: torch.Tensor, dtype: torch.dtype) -> t
 
 @functools.lru_cache(maxsize=512)
 def _cnot_permutation(n_qubits: int, control: int, target: int, device: torch.device) -> torch.Tensor:
-    """Index ``p`` with ``(CNOT psi)[x] = psi[p[x]]`` (wire 0 = most significant bit)."""
-    index = torch.arange(2**n_qubits, device=device)
-    c_bit, t_bit = 1 << (n_qubits - 1 - control), 1 << (n_qubits - 1 - target)
-    return torch.where(index & c_bit != 0, index ^ t_bit, index)
+    """Index ``p`` with ``(CNOT psi)[x] = psi[p[x]]`` (wire 0 = most significant bit), on ``device``."""
+    return cnot_permutation(n_qubits, [(control, target)]).to(device)
 
 
 def _apply_one_qubit(state: torch.Tensor, mats: torch.Tensor, wire: int, n_qubits: int) -> torch.Tensor:
