@@ -87,7 +87,10 @@ def test_saved_model_reloads_with_identical_predictions_and_runs_in_a_pipeline(f
     results = pipe(texts, truncation=True)
     assert [r["label"] for r in results] == saved["predicted"].tolist()[:16]
     expected = saved[["prob_ham", "prob_spam"]].max(axis=1).tolist()[:16]
-    assert [r["score"] for r in results] == pytest.approx(expected, abs=1e-4)
+    # The pipeline encodes one text at a time, qubert in padded batches: equal in fp32 to 1e-4; under
+    # bf16 autocast (the default where the CPU has it) the rounding depends on the batch shape.
+    precision = json.loads((run / "model" / "config.json").read_text())["precision"]
+    assert [r["score"] for r in results] == pytest.approx(expected, abs=1e-4 if precision == "fp32" else 5e-3)
 
 
 def test_evaluate_saved_model_matches_the_run(frozen_run, cache_dir):

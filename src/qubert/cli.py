@@ -104,10 +104,10 @@ def _config_option() -> Any:
 
 _PANELS = {
     "Data": ("dataset", "data_dir", "train_file", "validation_file", "test_file", "text_column", "label_column", "max_train_samples", "max_eval_samples", "drop_empty"),
-    "Model": ("model", "pooling", "max_length", "mode", "head"),
+    "Model": ("model", "pooling", "max_length", "mode", "precision", "cache_bottom", "head"),
     "Quantum head": ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement", "init", "reupload", "scaling", "freeze_circuit", "strategy"),
     "Classical heads": ("hidden_sizes", "dropout"),
-    "Optimisation": ("learning_rate", "encoder_learning_rate", "num_epochs", "batch_size", "weight_decay", "lr_scheduler_type", "early_stopping_patience", "max_steps"),
+    "Optimisation": ("learning_rate", "encoder_learning_rate", "num_epochs", "batch_size", "weight_decay", "lr_scheduler_type", "early_stopping_patience", "max_steps", "group_by_length"),
     "Run": ("seed", "output_dir", "overwrite_output_dir", "cache_dir", "resume", "progress"),
 }
 _PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}

@@ -20,14 +20,14 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
 if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
 
-__all__ = ["ENV_CACHE_DIR", "EmbeddingCache", "cache_key", "cached_features", "default_cache_dir", "encode_texts"]
+__all__ = ["ENV_CACHE_DIR", "EmbeddingCache", "cache_key", "cached_features", "default_cache_dir", "encode_texts", "length_sorted_batches"]
 
 ENV_CACHE_DIR = "QUBERT_CACHE_DIR"
 _FORMAT_VERSION = "1"
@@ -44,14 +44,19 @@ def default_cache_dir() -> Path:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "qubert"
 
 
-def cache_key(*, encoder_id: str, pooling: str, max_length: int, fingerprint: str, split: str) -> str:
+def cache_key(*, encoder_id: str, pooling: str, max_length: int, fingerprint: str, split: str, precision: str = "fp32") -> str:
     """File stem for one split's features: readable prefix + hash of everything they depend on.
+
+    Features computed under bf16 autocast get their own key, so they never mix with fp32 ones.
 
     Example:
         >>> cache_key(encoder_id="ab12", pooling="mean", max_length=64, fingerprint="f00", split="train")[:14]
         'train-mean-64-'
     """
-    digest = hashlib.sha256(f"{_FORMAT_VERSION}|{encoder_id}|{pooling}|{max_length}|{fingerprint}|{split}".encode()).hexdigest()[:20]
+    parts = [_FORMAT_VERSION, encoder_id, pooling, str(max_length), fingerprint, split]
+    if precision != "fp32":  # fp32 keeps the keys it always had
+        parts.append(precision)
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
     return f"{split}-{pooling}-{max_length}-{digest}"
 
 
@@ -59,7 +64,9 @@ class EmbeddingCache:
     """A folder of ``<key>.safetensors`` files, each one ``features`` tensor ``(N, hidden)``.
 
     Args:
-        root: cache directory (default :func:`default_cache_dir`); files go to ``root/embeddings``.
+        root: cache directory (default :func:`default_cache_dir`); files go to ``root/<subdir>``.
+        subdir: ``embeddings`` (pooled features) or another kind of cached tensors
+            (:mod:`qubert.layer_cache` keeps bottom-layer hidden states in ``hidden_states``).
 
     Example:
         >>> import tempfile
@@ -69,15 +76,27 @@ class EmbeddingCache:
         (torch.Size([2, 3]), None)
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, subdir: str = "embeddings") -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
-        self.directory = self.root / "embeddings"
+        self.directory = self.root / subdir
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.safetensors"
 
     def load(self, key: str, n_rows: int | None = None) -> torch.Tensor | None:
         """The cached features, or ``None`` when absent, unreadable or of the wrong row count."""
+        tensors = self.load_tensors(key)
+        features = tensors.get("features") if tensors is not None else None
+        if features is None or features.dim() != 2 or (n_rows is not None and features.shape[0] != n_rows):
+            return None
+        return features
+
+    def save(self, key: str, features: torch.Tensor, metadata: dict[str, str] | None = None) -> Path:
+        """Write atomically (temporary file, then ``os.replace``)."""
+        return self.save_tensors(key, {"features": features.detach().float()}, metadata)
+
+    def load_tensors(self, key: str) -> dict[str, torch.Tensor] | None:
+        """All tensors of one file, or ``None`` when it is absent or unreadable."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -85,15 +104,12 @@ class EmbeddingCache:
         if not path.is_file():
             return None
         try:
-            features = load_file(str(path))["features"]
-        except (SafetensorError, KeyError, OSError, ValueError):
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError):
             return None  # a damaged file is recomputed and overwritten, never trusted
-        if features.dim() != 2 or (n_rows is not None and features.shape[0] != n_rows):
-            return None
-        return features
 
-    def save(self, key: str, features: torch.Tensor, metadata: dict[str, str] | None = None) -> Path:
-        """Write atomically (temporary file, then ``os.replace``)."""
+    def save_tensors(self, key: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+        """Write named tensors atomically (temporary file, then ``os.replace``)."""
         from safetensors.torch import save_file
 
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -102,12 +118,29 @@ class EmbeddingCache:
         os.close(fd)
         try:
             meta = {k: str(v) for k, v in (metadata or {}).items()}
-            save_file({"features": features.detach().cpu().contiguous().float()}, tmp, metadata=meta)
+            save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, tmp, metadata=meta)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return path
+
+
+def length_sorted_batches(tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """``(row indices, padded batch)`` over ``texts``, longest first, each batch padded to its own
+    longest text only (so little compute goes into padding).
+
+    Example:
+        >>> from transformers import AutoTokenizer  # doctest: +SKIP
+        >>> [idx for idx, _ in length_sorted_batches(tokenizer, ["a", "a b c", "a b"], max_length=8, batch_size=2)]  # doctest: +SKIP
+        [[1, 2], [0]]
+    """
+    encodings = tokenizer(list(texts), truncation=True, max_length=max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(encodings["input_ids"][i]), reverse=True)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encodings]
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, tokenizer.pad({k: [encodings[k][i] for i in idx] for k in keys}, return_tensors="pt")
 
 
 def encode_texts(
@@ -120,10 +153,11 @@ def encode_texts(
     progress: bool = True,
     description: str = "Encoding",
 ) -> torch.Tensor:
-    """Pooled encoder features ``(len(texts), hidden)`` in input order.
+    """Pooled encoder features ``(len(texts), hidden)`` in input order, as float32.
 
-    Runs the encoder in eval mode under ``torch.inference_mode()``; texts are batched in order of
-    token length so little time goes into padding. The model's train/eval state is restored.
+    Runs the encoder in eval mode under ``torch.inference_mode()`` (and in the model's
+    ``config.precision``); texts are batched in order of token length so little time goes into
+    padding. The model's train/eval state is restored.
 
     Example:
         >>> feats = encode_texts(model, tokenizer, ["good film", "bad film"], progress=False)  # doctest: +SKIP
@@ -136,18 +170,13 @@ def encode_texts(
     if not texts:
         return torch.zeros(0, hidden)
     device = next(model.parameters()).device
-    encodings = tokenizer(texts, truncation=True, max_length=max_length)
-    order = sorted(range(len(texts)), key=lambda i: len(encodings["input_ids"][i]), reverse=True)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encodings]
     out = torch.empty(len(texts), hidden)
     was_training = model.training
     model.eval()
     bar = _progress_bar(len(texts), description) if progress else None
     try:
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = tokenizer.pad({k: [encodings[k][i] for i in idx] for k in keys}, return_tensors="pt")
+            for idx, batch in length_sorted_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 feats = model.encode(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
                 out[torch.tensor(idx)] = feats.float().cpu()
@@ -203,7 +232,8 @@ def cached_features(
     cache = cache or EmbeddingCache()
     encoder_id = encoder_id or encoder_identity(model.encoder)
     max_length = int(model.config.max_length)
-    key = cache_key(encoder_id=encoder_id, pooling=model.config.pooling, max_length=max_length, fingerprint=fingerprint, split=split)
+    precision = getattr(model.config, "precision", "fp32")
+    key = cache_key(encoder_id=encoder_id, pooling=model.config.pooling, max_length=max_length, fingerprint=fingerprint, split=split, precision=precision)
     features = cache.load(key, n_rows=len(texts))
     if features is not None:
         return features, True
@@ -211,6 +241,7 @@ def cached_features(
     metadata = {
         "encoder": str(model.config.encoder_name_or_path), "encoder_id": encoder_id, "pooling": model.config.pooling,
         "max_length": str(max_length), "fingerprint": fingerprint, "split": split, "rows": str(len(texts)),
+        "precision": precision,
     }
     cache.save(key, features, metadata)
     return features, False

@@ -9,7 +9,13 @@ the tokenisation length, so ``save_pretrained`` / ``from_pretrained`` round-trip
 ``transformers.pipeline("text-classification", model=<dir>)``.
 
 Training modes: ``frozen`` (encoder fixed and kept in eval mode), ``full`` fine-tuning, or
-``top<k>`` (the last k transformer layers and the pooler train, the rest stays fixed).
+``top<k>`` (the last k transformer layers and the pooler train; the embeddings and the bottom
+layers stay fixed and, like a frozen encoder, run in eval mode: no dropout). Because the bottom
+never changes, its outputs can be computed once and cached (:mod:`qubert.layer_cache`): the
+model then runs only the top layers, :meth:`~QubertForSequenceClassification.encode_top`.
+
+The head never runs under autocast: whatever ``--precision`` the encoder uses, the head (and so
+the quantum simulator) computes in float32.
 
 Example:
     >>> from qubert.modeling import QubertForSequenceClassification
@@ -54,12 +60,16 @@ __all__ = [
     "parse_mode",
     "quiet_transformers",
     "resolve_model_path",
+    "SPLITTABLE_MODEL_TYPES",
 ]
 
 DEFAULT_MODEL = "default"
 POOLINGS = ("mean", "cls", "pooler")
 _TOP_K = re.compile(r"^top(\d+)$")
 # Config entries that change what an encoder computes (besides its weights).
+# Encoder families whose layer stack can be split into a cached bottom and a trainable top: the
+# BERT layout (embeddings, encoder.layer[i](hidden, mask) -> hidden) that these share.
+SPLITTABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 _ARCHITECTURE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "hidden_act", "layer_norm_eps", "position_embedding_type")
 
 
@@ -119,6 +129,8 @@ class QubertConfig(PreTrainedConfig):
         head_config: the head's ``config()`` dict (``type`` linear, mlp or quantum).
         max_length: tokenisation length used in training (and by ``qubert predict``).
         mode: ``frozen``, ``full`` or ``top<k>``: which encoder parameters train.
+        precision: ``fp32``, ``bf16`` or ``fp16``: the autocast dtype the encoder ran in during
+            training (features for prediction are computed the same way).
         id2label / label2id: class names, as for any transformers classifier.
 
     Example:
@@ -138,6 +150,7 @@ class QubertConfig(PreTrainedConfig):
     head_config: dict | None = None
     max_length: int = 128
     mode: str = "frozen"
+    precision: str = "fp32"
 
     def __post_init__(self, **kwargs: Any) -> None:
         head_config = self.head_config
@@ -264,6 +277,7 @@ class QubertForSequenceClassification(PreTrainedModel):
         mode: str = "frozen",
         max_length: int = 128,
         seed: int | None = None,
+        precision: str = "fp32",
     ) -> "QubertForSequenceClassification":
         """A new classifier on a pretrained encoder (hub name, local path or ``"default"``).
 
@@ -272,7 +286,7 @@ class QubertForSequenceClassification(PreTrainedModel):
             head: head config; ``in_features`` and ``n_classes`` are filled in from the encoder and
                 ``id2label`` when missing.
             id2label: class names by id.
-            pooling, mode, max_length: see :class:`QubertConfig`.
+            pooling, mode, max_length, precision: see :class:`QubertConfig`.
             seed: seed of the quantum head's circuit-weight initialisation.
 
         Raises:
@@ -304,6 +318,7 @@ class QubertForSequenceClassification(PreTrainedModel):
             head_config=head_module.config(),
             max_length=max_length,
             mode=mode,
+            precision=precision,
             id2label=id2label,
             label2id={v: k for k, v in id2label.items()},
         )
@@ -334,26 +349,43 @@ class QubertForSequenceClassification(PreTrainedModel):
         """Set which encoder parameters train (``frozen``, ``full`` or ``top<k>``); the head always trains
         (except a frozen circuit's weights)."""
         k = parse_mode(mode)
+        if k:
+            n_layers = len(self._transformer_layers())
+            if k >= n_layers:
+                raise ModelConfigError(
+                    f"mode {mode!r} asks for {k} trainable layers but the encoder has {n_layers}; "
+                    f"use top1..top{n_layers - 1}, or full to train all of it" if n_layers > 1 else
+                    f"mode {mode!r}: the encoder has only {n_layers} layer; use frozen or full"
+                )
         self.config.mode = mode
         if k is None:
             self.encoder.requires_grad_(True)
         else:
             self.encoder.requires_grad_(False)
             if k > 0:
-                layers = self._transformer_layers()
-                if k > len(layers):
-                    raise ModelConfigError(f"mode {mode!r} asks for {k} layers but the encoder has {len(layers)}")
-                for layer in list(layers)[-k:]:
+                for layer in list(self._transformer_layers())[-k:]:
                     layer.requires_grad_(True)
                 pooler = getattr(self.encoder, "pooler", None)
                 if pooler is not None:
                     pooler.requires_grad_(True)
         self.train(self.training)
 
+    def _fixed_modules(self) -> list[nn.Module]:
+        """The encoder modules that never train in this mode (kept in eval mode: no dropout)."""
+        k = self.trainable_layers
+        if k is None:
+            return []
+        if k == 0:
+            return [self.encoder]
+        layers = list(self._transformer_layers())
+        fixed = layers[: len(layers) - k]
+        embeddings = getattr(self.encoder, "embeddings", None)
+        return ([embeddings] if embeddings is not None else []) + fixed
+
     def train(self, mode: bool = True) -> "QubertForSequenceClassification":
         super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()  # a frozen encoder never drops out: features match the embedding cache
+        for module in self._fixed_modules():
+            module.eval()  # fixed layers never drop out: their outputs match the caches exactly
         return self
 
     def parameter_groups(self, learning_rate: float, encoder_learning_rate: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:
@@ -394,9 +426,62 @@ class QubertForSequenceClassification(PreTrainedModel):
         kwargs = {"attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen), self._autocast(input_ids.device):
             outputs = self.encoder(input_ids=input_ids, return_dict=True, **kwargs)
             return self.pool(outputs.last_hidden_state, attention_mask, getattr(outputs, "pooler_output", None))
+
+    def _split(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """(bottom, top) layers of a ``top<k>`` model whose encoder family supports splitting."""
+        k = self.trainable_layers
+        model_type = self.encoder.config.model_type
+        if not k:
+            raise ModelConfigError(f"only top<k> models run split; this one is {self.config.mode!r}")
+        if model_type not in SPLITTABLE_MODEL_TYPES or getattr(self.encoder.config, "is_decoder", False):
+            raise ModelConfigError(
+                f"cannot cache the bottom layers of encoder type {model_type!r}; cached top<k> training works "
+                f"for {', '.join(SPLITTABLE_MODEL_TYPES)} (use --no-cache-bottom to fine-tune it uncached)"
+            )
+        layers = list(self.encoder.encoder.layer)
+        return layers[: len(layers) - k], layers[len(layers) - k :]
+
+    def _layer_mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+    def encode_bottom(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, T, hidden)`` after the fixed bottom layers of a ``top<k>`` model (no gradient).
+
+        :meth:`encode_top` on them gives what :meth:`encode` gives on the token ids.
+        """
+        bottom, _ = self._split()
+        with torch.no_grad(), self._autocast(input_ids.device):
+            hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+            if hasattr(self.encoder, "embeddings_project"):  # ELECTRA: embedding size != hidden size
+                hidden = self.encoder.embeddings_project(hidden)
+            mask = self._layer_mask(hidden, attention_mask)
+            for layer in bottom:
+                hidden = layer(hidden, mask)
+        return hidden
+
+    def encode_top(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled features ``(B, hidden)`` from the bottom layers' outputs, through the trainable top layers."""
+        _, top = self._split()
+        hidden = hidden_states.to(self.encoder.dtype)  # bf16-stored states; autocast recasts inside the layers
+        with self._autocast(hidden.device):
+            mask = self._layer_mask(hidden, attention_mask)
+            for layer in top:
+                hidden = layer(hidden, mask)
+            pooler = getattr(self.encoder, "pooler", None)
+            pooled = pooler(hidden) if self.config.pooling == "pooler" and pooler is not None else None
+            return self.pool(hidden, attention_mask, pooled)
+
+    def _autocast(self, device: torch.device):
+        """The encoder's autocast context (``config.precision``), wherever the model is called from:
+        training, the caches, ``qubert predict`` and a plain transformers pipeline compute alike."""
+        from qubert.precision import autocast
+
+        return autocast(getattr(self.config, "precision", "fp32"), device)
 
     def forward(
         self,
@@ -404,16 +489,23 @@ class QubertForSequenceClassification(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        hidden_states: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> SequenceClassifierOutput | tuple:
-        """Logits (and cross-entropy loss when ``labels`` are given) from token ids or pooled ``features``."""
+        """Logits (and cross-entropy loss when ``labels`` are given) from token ids, from the bottom
+        layers' ``hidden_states`` (cached ``top<k>`` training, with ``attention_mask``) or from pooled
+        ``features``."""
         if features is None:
-            if input_ids is None:
-                raise ValueError("pass input_ids (token ids) or features (pooled encoder outputs)")
-            features = self.encode(input_ids, attention_mask, token_type_ids)
-        logits = self.head(features.float())
+            if hidden_states is not None:
+                features = self.encode_top(hidden_states, attention_mask)
+            elif input_ids is not None:
+                features = self.encode(input_ids, attention_mask, token_type_ids)
+            else:
+                raise ValueError("pass input_ids (token ids), hidden_states (bottom-layer outputs) or features (pooled encoder outputs)")
+        with torch.autocast(device_type=features.device.type, enabled=False):  # the head computes in fp32, always
+            logits = self.head(features.float())
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits, labels.long().view(-1))

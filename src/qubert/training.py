@@ -110,6 +110,9 @@ class TrainingConfig:
     pooling: str = _help("Sentence vector: mean (attention-mask weighted), cls or pooler (BERT's pooler output).", default="mean")
     max_length: int = _help("Maximum tokens per text (longer texts are truncated).", default=128)
     mode: str = _help("Encoder training: frozen (cached features), full, or top<k> (last k layers, e.g. top2).", default="frozen")
+    precision: str = _help("Encoder precision: auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU). The head always computes in fp32.", default="auto")
+    cache_bottom: bool = _help("top<k>: compute the fixed bottom layers once per split and train the top k layers on the cached outputs.", default=True)
+    group_by_length: bool = _help("full / top<k>: batch texts of similar length together (less padding).", default=True)
     head: str = _help("Classification head: linear, mlp or quantum.", default="quantum")
     # ---- quantum head
     qubits: int = _help("Quantum head: number of qubits.", default=8)
@@ -165,6 +168,10 @@ class TrainingConfig:
             parse_mode(self.mode)
         except ModelConfigError as err:
             raise TrainingConfigError(str(err)) from None
+        from qubert.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            fail(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
         for name in ("max_length", "qubits"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -223,6 +230,13 @@ class TrainingConfig:
     @property
     def resolved_learning_rate(self) -> float:
         return float(self.learning_rate if self.learning_rate is not None else (1e-2 if self.frozen else 1e-3))
+
+    @property
+    def resolved_precision(self) -> str:
+        """``fp32``, ``bf16`` or ``fp16`` on this machine (raises PrecisionError when unsupported)."""
+        from qubert.precision import resolve_precision
+
+        return resolve_precision(self.precision)
 
     @property
     def resolved_num_epochs(self) -> float:
@@ -406,18 +420,42 @@ class _FeatureDataset(torch.utils.data.Dataset):
 
 
 class _TokenDataset(torch.utils.data.Dataset):
-    """Tokenised texts + labels (full / top<k> modes); padded per batch by the collator."""
+    """Tokenised texts + labels (full / top<k> modes); padded per batch by the collator.
+
+    ``lengths`` (tokens per row) feed length-grouped training batches.
+    """
 
     def __init__(self, tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int) -> None:
         self.encodings = tokenizer(list(texts), truncation=True, max_length=max_length)
         self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in self.encodings]
         self.labels = list(labels)
+        self.lengths = [len(ids) for ids in self.encodings["input_ids"]]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {**{k: self.encodings[k][i] for k in self.keys}, "labels": self.labels[i]}
+
+
+class _LengthSorted(torch.utils.data.Dataset):
+    """An evaluation dataset read longest row first (batches padded to similar lengths);
+    :meth:`in_input_order` puts predictions back in the dataset's own order."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+        self.order = sorted(range(len(dataset)), key=lambda i: dataset.lengths[i], reverse=True)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.dataset[self.order[i]]
+
+    def in_input_order(self, rows: Any) -> Any:
+        restored = rows.copy() if hasattr(rows, "copy") else rows.clone()
+        restored[self.order] = rows
+        return restored
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,6 +538,19 @@ def _make_trainer_class():
             self.encoder_learning_rate = encoder_learning_rate
             self.head_only_checkpoints = head_only_checkpoints
 
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "lengths"):
+                from transformers.trainer_pt_utils import LengthGroupedSampler
+
+                # Our datasets know their lengths; the Trainer would otherwise look for input_ids in every row.
+                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=dataset.lengths)
+            return super()._get_train_sampler(train_dataset)
+
+        def _get_eval_sampler(self, eval_dataset):
+            # In order: predictions must line up with the rows (the Trainer would shuffle them by length).
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
         def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
             if self.head_only_checkpoints and state_dict is None:
                 model = getattr(self.model, "module", self.model)
@@ -537,11 +588,12 @@ def _quiet_transformers():
     return quiet_transformers()
 
 
-def run_training(config: TrainingConfig) -> dict[str, float]:
+def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[str, float]:
     """Train, keep the best epoch by validation macro-F1, evaluate on test and write the run directory.
 
     Args:
         config: the run's options (see :class:`TrainingConfig`).
+        callbacks: extra ``transformers.TrainerCallback`` objects (timers, loggers) for the Trainer.
 
     Returns:
         Flat metrics (also in ``metrics.json``): ``test_macro_f1``, ``test_accuracy``,
@@ -560,7 +612,7 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     bundle = _load_bundle(config)
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
-    resolved = {**config.to_dict(), "output_dir": str(run_dir), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate}
+    resolved = {**config.to_dict(), "output_dir": str(run_dir), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate, "precision": config.resolved_precision}
     if config.resume and (run_dir / "metrics.json").is_file():
         _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
         return _read_metrics(run_dir)
@@ -573,7 +625,7 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
     if config.progress:
         _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
     try:
-        return _train(config, bundle, run_dir, resume_from, model, tokenizer)
+        return _train(config, bundle, run_dir, resume_from, model, tokenizer, callbacks)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
@@ -589,13 +641,15 @@ def _build_model(config: TrainingConfig, bundle):
     with _quiet_transformers():
         model = QubertForSequenceClassification.from_encoder(
             config.model, head=head_config_from(config), id2label=bundle.id2label, pooling=config.pooling,
-            mode=config.mode, max_length=config.max_length, seed=config.seed,
+            mode=config.mode, max_length=config.max_length, seed=config.seed, precision=config.resolved_precision,
         )
         tokenizer = load_tokenizer(config.model)
+    if config.cache_bottom and model.trainable_layers:
+        model._split()  # an encoder family that cannot be split fails here, before anything is written
     return model, tokenizer
 
 
-def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer) -> dict[str, float]:
+def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer, extra_callbacks: Sequence[Any] = ()) -> dict[str, float]:
     from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
@@ -617,14 +671,33 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
             )
             datasets[split] = _FeatureDataset(feats, data.labels)
         collator = None
+    elif config.cache_bottom and model.trainable_layers:
+        from qubert.layer_cache import HiddenStateDataset, cached_hidden_states, collate_hidden_states
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+        encoder_id = encoder_identity(model.encoder)
+        datasets = {}
+        for split in ("train", "validation", "test"):
+            data = bundle.split(split)
+            states, _ = cached_hidden_states(
+                model, tokenizer, data.texts, fingerprint=bundle.fingerprint(split), split=split, cache_dir=config.cache_dir,
+                encoder_id=encoder_id, progress=config.progress,
+            )
+            datasets[split] = HiddenStateDataset(states, data.labels)
+        collator = collate_hidden_states
     else:
         from transformers import DataCollatorWithPadding
 
         datasets = {s: _TokenDataset(tokenizer, bundle.split(s).texts, bundle.split(s).labels, config.max_length) for s in ("train", "validation", "test")}
         collator = DataCollatorWithPadding(tokenizer)
     encode_runtime = time.perf_counter() - encode_start
+    if not config.frozen:
+        for split in ("validation", "test"):
+            datasets[split] = _LengthSorted(datasets[split])
 
     batch_size = config.resolved_batch_size
+    precision = "fp32" if config.frozen else model.config.precision  # a frozen run trains only the head: fp32
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=batch_size,
@@ -649,6 +722,10 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         label_names=["labels"],
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        train_sampling_strategy="group_by_length" if config.group_by_length and not config.frozen else "random",
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)] if config.early_stopping_patience else []
     trainer = _make_trainer_class()(
@@ -659,7 +736,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         data_collator=collator,
         processing_class=None if config.frozen else tokenizer,
         compute_metrics=_compute_metrics,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *extra_callbacks],
         encoder_learning_rate=config.encoder_learning_rate,
         head_only_checkpoints=config.frozen,
     )
@@ -674,6 +751,8 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
     test_output = trainer.predict(datasets["test"], metric_key_prefix="test")
 
     logits = torch.as_tensor(test_output.predictions[0] if isinstance(test_output.predictions, tuple) else test_output.predictions)
+    if isinstance(datasets["test"], _LengthSorted):
+        logits = datasets["test"].in_input_order(logits)
     probabilities = torch.softmax(logits.float(), dim=-1).numpy()
     predicted = probabilities.argmax(-1).tolist()
     history = _history(trainer.state.log_history)
