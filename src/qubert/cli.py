@@ -162,6 +162,7 @@ def train(**options: Any) -> None:
     except _user_errors() as err:
         raise _fail(str(err))
     _print_metrics(metrics, title="Test results")
+    console.print(f"Run directory: {metrics.run_dir}", highlight=False, soft_wrap=True)
 
 
 train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
@@ -321,11 +322,14 @@ def _format_predictions(fmt: str, texts: list[str], labels: list[str], probabili
 def _write_atomic(path: Path, text: str) -> None:
     import tempfile
 
+    from qubert.files import apply_umask
+
     path = Path(path).expanduser()
     if path.parent and not path.parent.exists():
         raise ValueError(f"output folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        apply_umask(tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)

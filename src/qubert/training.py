@@ -45,6 +45,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from qubert.files import apply_umask
+
 __all__ = [
     "RunDirectoryError",
     "TrainingInterrupted",
@@ -353,6 +355,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        apply_umask(tmp)  # mkstemp makes 0600; a run's files are as readable as any other file
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
@@ -373,6 +376,7 @@ def _replace_dir(build: Callable[[Path], None], target: Path) -> None:
     """Build a directory in a temporary sibling, then swap it in for ``target``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        apply_umask(tmp, directory=True)
         build(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -463,7 +467,7 @@ def _prepare_run_dir(run_dir: Path, resolved: dict[str, Any], config: TrainingCo
     import yaml
 
     saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    differing = sorted(k for k, v in _identity(resolved).items() if saved.get(k) != v)
+    differing = sorted(k for k, v in _identity(resolved).items() if k != "output_dir" and saved.get(k) != v)
     if differing:
         raise RunDirectoryError(
             f"cannot resume {run_dir}: options differ from the saved run ({', '.join(differing)}); "
@@ -520,6 +524,71 @@ def _make_trainer_class():
     return QubertTrainer
 
 
+def _epoch_reporter():
+    """A TrainerCallback: a rich progress bar over the optimizer steps (in a terminal only) and
+    one line per epoch (train loss, validation loss and macro-F1, time) on stderr.
+
+    Example line: ``epoch 2/10  train loss 0.4113  eval loss 0.3877  eval macro-F1 0.9120  1.8 s``
+    """
+    from rich.console import Console
+    from transformers import TrainerCallback
+
+    class EpochReporter(TrainerCallback):
+        def __init__(self) -> None:
+            self.console = Console(stderr=True, highlight=False)
+            self.bar = None
+            self.training = False
+            self.train_loss: float | None = None
+            self.epoch_start = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.training = True
+            self.epoch_start = time.perf_counter()
+            if self.console.is_terminal:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+                self.bar = Progress(
+                    TextColumn("[bold]Training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+                )
+                self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step)
+                self.bar.start()
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.epoch_start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.train_loss = float(logs["loss"])
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if not self.training:  # the best model's final re-evaluation is not an epoch
+                return
+            metrics = metrics or {}
+            parts = [f"epoch {state.epoch:g}/{args.num_train_epochs:g}" if args.max_steps <= 0 else f"epoch {state.epoch:.2f}"]
+            for name, value in (("train loss", self.train_loss), ("eval loss", metrics.get("eval_loss")), ("eval macro-F1", metrics.get("eval_macro_f1"))):
+                if value is not None:
+                    parts.append(f"{name} {value:.4f}")
+            parts.append(f"{time.perf_counter() - self.epoch_start:.1f} s")
+            self.console.print("  ".join(parts), markup=False)
+            self.train_loss = None
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.close()
+
+        def close(self) -> None:
+            self.training = False
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    return EpochReporter()
+
+
 def _load_bundle(config: TrainingConfig):
     from qubert.data import load_dataset_bundle
 
@@ -547,7 +616,7 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
         Flat metrics (also in ``metrics.json``): ``test_macro_f1``, ``test_accuracy``,
         ``test_weighted_f1``, ``test_precision``, ``test_recall``, ``test_runtime``, the same
         with ``eval_`` for the validation split, ``train_runtime``, ``train_loss``,
-        ``encode_runtime`` (seconds spent producing cached features), ``trainable_params``
+        ``encode_runtime`` (frozen mode: seconds spent producing cached features), ``trainable_params``
         (the head's), ``encoder_trainable_params``, ``best_epoch`` and split sizes.
 
     Raises:
@@ -560,24 +629,79 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     bundle = _load_bundle(config)
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
-    resolved = {**config.to_dict(), "output_dir": str(run_dir), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate}
-    if config.resume and (run_dir / "metrics.json").is_file():
-        _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
-        return _read_metrics(run_dir)
-    resume_from = _prepare_run_dir(run_dir, resolved, config)
-    model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    import yaml
+    # config.yaml keeps output_dir as given (None: derived from dataset and seed), so a run's own
+    # config.yaml with another --seed makes a new run; resume / overwrite are per-invocation.
+    resolved = {**config.to_dict(), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate}
+    with _lock_run_dir(run_dir):
+        _remove_stale_temporaries(run_dir)
+        if config.resume and (run_dir / "metrics.json").is_file():
+            _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
+            return RunMetrics(_read_metrics(run_dir), run_dir=run_dir)
+        resume_from = _prepare_run_dir(run_dir, resolved, config)
+        model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
+        run_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
 
-    _write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    if config.progress:
-        _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+        saved = {k: v for k, v in resolved.items() if k not in ("resume", "overwrite_output_dir")}
+        _write_text(run_dir / "config.yaml", yaml.safe_dump(saved, sort_keys=False))
+        if config.progress:
+            _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+        try:
+            return RunMetrics(_train(config, bundle, run_dir, resume_from, model, tokenizer), run_dir=run_dir)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(run_dir) from None
+
+
+class RunMetrics(dict):
+    """The flat metrics of a run (a ``dict``, as in ``metrics.json``) and where the run lives (``run_dir``)."""
+
+    def __init__(self, metrics: dict[str, Any], *, run_dir: Path) -> None:
+        super().__init__(metrics)
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """One process per run directory: a second one fails at once, naming the first one's pid.
+
+    The lock file ``.<name>.lock`` lies beside the run directory (inside, it would be deleted by
+    ``overwrite_output_dir``) and is removed on release; the kernel frees it if the holder dies.
+    """
+    from qubert.files import LockHeld, exclusive_lock
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _train(config, bundle, run_dir, resume_from, model, tokenizer)
-    except TrainingInterrupted:
-        raise
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(run_dir) from None
+        with exclusive_lock(run_dir.parent / f".{run_dir.name}.lock", blocking=False):
+            yield
+    except LockHeld as held:
+        raise RunDirectoryError(f"run directory {run_dir} is in use by another qubert process (pid {held.pid})") from None
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Remove what an interrupted save left (``.<name>.*.tmp`` files and folders, ``.model.old``).
+
+    Only called with the run directory locked, so no other process is writing these.
+    """
+    if not run_dir.is_dir():
+        return
+    for path in [*run_dir.glob(".*.tmp"), run_dir / ".model.old"]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+
+
+_KILL_AT_ENV = "QUBERT_TEST_KILL_AT"
+
+
+def _test_kill_point(stage: str) -> None:
+    """Tests only: SIGKILL this process at ``stage`` when ``$QUBERT_TEST_KILL_AT`` names it."""
+    if os.environ.get(_KILL_AT_ENV) == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _build_model(config: TrainingConfig, bundle):
@@ -597,7 +721,7 @@ def _build_model(config: TrainingConfig, bundle):
 
 def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer) -> dict[str, float]:
     from transformers import EarlyStoppingCallback, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from qubert.embeddings import EmbeddingCache, cached_features
     from qubert.modeling import encoder_identity
@@ -663,28 +787,38 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         encoder_learning_rate=config.encoder_learning_rate,
         head_only_checkpoints=config.frozen,
     )
-    if not config.progress:
-        trainer.remove_callback(PrinterCallback)
+    for printer in (PrinterCallback, ProgressCallback):  # raw dicts and tqdm bars; _epoch_reporter instead
+        trainer.remove_callback(printer)
+    reporter = _epoch_reporter() if config.progress else None
+    if reporter is not None:
+        trainer.add_callback(reporter)
 
     _discard_incomplete_checkpoints(run_dir / "checkpoints")
-    with _quiet_transformers():
-        train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        with _quiet_transformers():
+            train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        if reporter is not None:
+            reporter.close()  # the bar, also when Ctrl-C ends training
     best_model = trainer.model
+    # Before the best model's re-evaluation below, which the Trainer logs at the last epoch.
+    history = _history(trainer.state.log_history)
     eval_metrics = trainer.evaluate(datasets["validation"], metric_key_prefix="eval")
     test_output = trainer.predict(datasets["test"], metric_key_prefix="test")
 
     logits = torch.as_tensor(test_output.predictions[0] if isinstance(test_output.predictions, tuple) else test_output.predictions)
     probabilities = torch.softmax(logits.float(), dim=-1).numpy()
     predicted = probabilities.argmax(-1).tolist()
-    history = _history(trainer.state.log_history)
 
     metrics: dict[str, float] = {}
     metrics.update({k: v for k, v in train_output.metrics.items() if k != "total_flos"})
+    metrics["train_loss"] = _run_train_loss(trainer.state.log_history, default=metrics.get("train_loss"))
     metrics.update(eval_metrics)
     metrics.update(test_output.metrics)
+    if config.frozen:
+        metrics["encode_runtime"] = round(encode_runtime, 4)
     metrics.update(
         {
-            "encode_runtime": round(encode_runtime, 4),
             "trainable_params": int(best_model.head.trainable_params),
             "encoder_trainable_params": int(sum(p.numel() for p in best_model.encoder.parameters() if p.requires_grad)),
             "best_epoch": _best_epoch(history),
@@ -702,6 +836,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
 
     def save_model(folder: Path) -> None:
         best_model.save_pretrained(folder)
+        _test_kill_point("save_model")
         tokenizer.save_pretrained(folder)
 
     with _quiet_transformers():
@@ -733,6 +868,20 @@ def _history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
             if key.startswith("eval_") and isinstance(value, (int, float)):
                 row[key] = float(value)
     return [rows[k] for k in sorted(rows)]
+
+
+def _run_train_loss(log_history: list[dict[str, Any]], default: float | None) -> float | None:
+    """Mean training loss over every step of the run, also those before a resume.
+
+    The Trainer's own ``train_loss`` covers only the steps of the last ``train()`` call; the
+    per-epoch ``loss`` entries (restored from the checkpoint on resume) cover them all.
+    """
+    total, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            n = int(entry["step"]) - previous
+            total, steps, previous = total + float(entry["loss"]) * n, steps + n, int(entry["step"])
+    return total / steps if steps else default
 
 
 def _best_epoch(history: list[dict[str, float]]) -> float:
