@@ -115,9 +115,9 @@ class EmbeddingCache:
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.directory)
         os.close(fd)
         try:
-            apply_umask(tmp)
             meta = {k: str(v) for k, v in (metadata or {}).items()}
             save_file({"features": features.detach().cpu().contiguous().float()}, tmp, metadata=meta)
+            apply_umask(tmp)  # mkstemp (and safetensors) make 0600
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -355,8 +355,8 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        apply_umask(tmp)  # mkstemp makes 0600; a run's files are as readable as any other file
         yield Path(tmp)
+        apply_umask(tmp)  # mkstemp makes 0600; a run's files are as readable as any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
