@@ -261,3 +261,15 @@ def test_cli_train_ends_with_the_run_directory_and_its_config_makes_new_runs(env
     assert (tmp_path / "runs" / "train-linear-frozen-s8" / "metrics.json").is_file()
     resumed = runner.invoke(app, ["train", "--config", str(first / "config.yaml"), "--resume"])  # still the same run
     assert resumed.exit_code == 0, resumed.output
+
+
+# ------------------------------------------------------------------ data caps
+
+
+def test_max_train_samples_caps_a_validation_split_carved_from_train(env):
+    from qubert.data import load_dataset_bundle
+
+    bundle = load_dataset_bundle(None, train_file=str(env / "train.csv"), test_file=str(env / "test.csv"), max_train_samples=18)
+    assert len(bundle.train) == 18 and len(bundle.validation) == 2  # round(18 * 0.1 / 0.9), was 5 of the 48 rows
+    given = load_dataset_bundle(None, train_file=str(env / "train.csv"), validation_file=str(env / "validation.csv"), test_file=str(env / "test.csv"), max_train_samples=18)
+    assert len(given.validation) == 16  # a validation split of its own is not touched
