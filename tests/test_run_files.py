@@ -273,3 +273,35 @@ def test_max_train_samples_caps_a_validation_split_carved_from_train(env):
     assert len(bundle.train) == 18 and len(bundle.validation) == 2  # round(18 * 0.1 / 0.9), was 5 of the 48 rows
     given = load_dataset_bundle(None, train_file=str(env / "train.csv"), validation_file=str(env / "validation.csv"), test_file=str(env / "test.csv"), max_train_samples=18)
     assert len(given.validation) == 16  # a validation split of its own is not touched
+
+
+# ------------------------------------------------------------------ qubert eval
+
+
+@pytest.fixture(scope="module")
+def quantum_run(env, tmp_path_factory):
+    run = tmp_path_factory.mktemp("quantum") / "run"
+    metrics = run_training(_config(env, run, head="quantum", qubits=2, layers=1, num_epochs=1))
+    return run, metrics
+
+
+def test_eval_of_a_file_reuses_cached_features_of_a_frozen_model(env, quantum_run, monkeypatch):
+    run, _ = quantum_run
+    encoded = []
+    real_encode = embeddings.encode_texts
+    monkeypatch.setattr(embeddings, "encode_texts", lambda *a, **k: encoded.append(1) or real_encode(*a, **k))
+    cache = str(env / "eval-cache")
+    first = training.evaluate_model(run, test_file=str(env / "test.csv"), cache_dir=cache, progress=False)
+    second = training.evaluate_model(run, test_file=str(env / "test.csv"), cache_dir=cache, progress=False)
+    assert len(encoded) == 1 and first["test_macro_f1"] == second["test_macro_f1"]
+
+
+def test_eval_defaults_to_the_runs_own_data_and_says_how_the_circuit_ran(env, quantum_run):
+    run, metrics = quantum_run
+    result = runner.invoke(app, ["eval", str(run), "--no-progress", "--cache-dir", str(env / "cache")])
+    assert result.exit_code == 0, result.output
+    assert "Data: train (test split), the run's own data" in result.stdout and "Quantum head: exact simulation" in result.stdout
+    assert f"{metrics['test_macro_f1']:.4f}" in result.stdout
+    noisy = runner.invoke(app, ["eval", str(run / "model"), "--no-progress", "--shots", "100", "--noise", "depolarizing:0.01", "--cache-dir", str(env / "cache")])
+    assert noisy.exit_code == 0, noisy.output
+    assert "Quantum head: 100 shots, noise depolarizing:0.01" in noisy.stdout

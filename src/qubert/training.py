@@ -1032,37 +1032,69 @@ def evaluate_model(
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
         ``<split>_samples`` and ``confusion_matrix`` (a nested list).
     """
-    from qubert.data import DataError, load_dataset_bundle, read_table
+    from qubert.data import DataError, TextDataset, load_dataset_bundle, read_table
 
-    if test_file is None and dataset is None:
-        raise DataError("nothing to evaluate on: pass --dataset or --test-file")
     model, tokenizer = load_model(model_dir)
     _configure_execution(model, shots, noise, seed)
     label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
     n_classes = model.config.num_labels
-    fingerprint = None
+    if split not in ("train", "validation", "test"):
+        raise DataError(f"unknown split {split!r}; expected train, validation or test")
     if test_file is not None:
         texts, raw = read_table(test_file, text_column=text_column, label_column=label_column)
         labels = [_label_id(v, label2id, n_classes, test_file, row) for row, v in enumerate(raw, start=2)]
         split = "test"
-    elif dataset is not None:
-        if split not in ("train", "validation", "test"):
-            raise DataError(f"unknown split {split!r}; expected train, validation or test")
-        bundle = load_dataset_bundle(dataset, data_dir=data_dir, max_eval_samples=max_eval_samples, seed=seed, text_column=text_column, label_column=label_column)
+        fingerprint = TextDataset(texts, labels).fingerprint()  # frozen models reuse the features
+        evaluated_on = str(test_file)
+    else:
+        if dataset is not None:
+            bundle = load_dataset_bundle(dataset, data_dir=data_dir, max_eval_samples=max_eval_samples, seed=seed, text_column=text_column, label_column=label_column)
+        else:
+            bundle = _run_bundle(model_dir, max_eval_samples=max_eval_samples)
         model_labels = [model.config.id2label[i] for i in range(n_classes)]
         if bundle.label_names != model_labels:
             raise DataError(f"data set {bundle.name!r} has labels {bundle.label_names}, the model predicts {model_labels}")
         data = bundle.split(split)
         texts, labels, fingerprint = data.texts, data.labels, bundle.fingerprint(split)
-    else:
-        raise DataError("nothing to evaluate on: pass --dataset or --test-file")
+        evaluated_on = f"{bundle.name} ({split} split)" + ("" if dataset is not None else ", the run's own data")
     start = time.perf_counter()
     features = _features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
     predicted = _head_probabilities(model, features).argmax(-1).tolist()
     runtime = time.perf_counter() - start
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
     metrics.update({f"{split}_runtime": round(runtime, 4), f"{split}_samples": len(texts), "confusion_matrix": confusion_matrix(labels, predicted, n_classes)})
+    metrics["evaluated_on"] = evaluated_on
+    if model.head.head_type == "quantum":
+        metrics["execution"] = _execution_summary(shots, noise)
     return metrics
+
+
+def _execution_summary(shots: int | None, noise: Any) -> str:
+    """How the circuit ran, in words: ``exact simulation`` or ``1000 shots, noise depolarizing:0.01``."""
+    parts = [f"{shots} shots" if shots is not None else "exact expectation values"]
+    if noise:
+        parts.append(f"noise {noise}")
+    return ", ".join(parts) if shots is not None or noise else "exact simulation"
+
+
+def _run_bundle(model_dir: str | os.PathLike[str], *, max_eval_samples: int | None):
+    """The data set a run was trained on, split as in training (from the run's ``config.yaml``)."""
+    import yaml
+
+    from qubert.data import DataError
+
+    path = Path(model_dir).expanduser()
+    config_file = next((d / "config.yaml" for d in (path, path.parent) if (d / "config.yaml").is_file()), None)
+    if config_file is None:
+        raise DataError(f"nothing to evaluate on: {model_dir} has no run config.yaml; pass --dataset or --test-file")
+    try:
+        saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        config = TrainingConfig.from_dict({k: v for k, v in saved.items() if k in TrainingConfig.field_names()})
+    except (OSError, yaml.YAMLError, TypeError, ValueError) as err:
+        raise DataError(f"cannot read the run's data set from {config_file}: {err}; pass --dataset or --test-file") from None
+    if max_eval_samples is not None:
+        config.max_eval_samples = max_eval_samples
+    return _load_bundle(config)
 
 
 def _label_id(value: Any, label2id: dict[str, int], n_classes: int, path: Any, row: int) -> int:
