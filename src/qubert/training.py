@@ -904,28 +904,28 @@ def _plot_history(history: list[dict[str, float]], path: Path, title: str) -> No
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(9, 3.4))
-    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     for key, label in (("train_loss", "train loss"), ("eval_loss", "validation loss")):
         points = [(r["epoch"], r[key]) for r in history if key in r]
         if points:
             ax_loss.plot(*zip(*points), marker="o", label=label)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy")
-    ax_loss.legend()
+    ax_loss.set_ylabel("cross-entropy loss")
     points = [(r["epoch"], r["eval_macro_f1"]) for r in history if "eval_macro_f1" in r]
     if points:
         ax_f1.plot(*zip(*points), marker="o", color="tab:green", label="validation macro-F1")
         best = max(points, key=lambda p: p[1])
         ax_f1.axvline(best[0], color="grey", linestyle=":", label=f"best (epoch {best[0]:g})")
-        ax_f1.legend()
-    ax_f1.set_xlabel("epoch")
-    ax_f1.set_ylabel("macro-F1")
-    if epochs:
-        ax_loss.set_xlim(left=0)
-    fig.suptitle(title)
-    fig.tight_layout()
+    ax_f1.set_ylabel("validation macro-F1")
+    for ax in (ax_loss, ax_f1):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=10)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # below the plot, never over the data
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, fontsize=10, frameon=False)
+    fig.suptitle(title, fontsize=12)
     with _atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
