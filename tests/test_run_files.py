@@ -305,3 +305,11 @@ def test_eval_defaults_to_the_runs_own_data_and_says_how_the_circuit_ran(env, qu
     noisy = runner.invoke(app, ["eval", str(run / "model"), "--no-progress", "--shots", "100", "--noise", "depolarizing:0.01", "--cache-dir", str(env / "cache")])
     assert noisy.exit_code == 0, noisy.output
     assert "Quantum head: 100 shots, noise depolarizing:0.01" in noisy.stdout
+
+
+def test_training_curve_is_a_legible_figure(env, uninterrupted):
+    from PIL import Image
+
+    run = Path(uninterrupted.run_dir)
+    width, height = Image.open(run / "training_curve.png").size
+    assert height >= 420 and width >= 1000  # was 990 x 374 px with 8-pt legends over the data

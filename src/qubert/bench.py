@@ -1614,7 +1614,7 @@ def _plot_training_curves(results: Any, output_dir: Path, path: Path) -> Path | 
             for ax, metric in ((ax_loss, "train_loss"), (ax_f1, "eval_macro_f1")):
                 if metric in metrics:
                     epochs = sorted(metrics[metric])
-                    ax.plot(epochs, [np.mean(metrics[metric][e]) for e in epochs], color=colour, lw=1.2,
+                    ax.plot(epochs, [np.mean(metrics[metric][e]) for e in epochs], color=colour, lw=1.2, marker="o", ms=4,
                             label=head)
         ax_loss.set_title(f"{panel[0]} ({panel[1]}): train loss", fontsize=11)
         ax_f1.set_title(f"{panel[0]} ({panel[1]}): validation macro-F1", fontsize=11)

@@ -104,7 +104,7 @@ class TrainingConfig:
     test_file: str | None = _help("Test file.", default=None)
     text_column: str = _help("Column holding the text.", default="text")
     label_column: str = _help("Column holding the label.", default="label")
-    max_train_samples: int | None = _help("Use a stratified subset of this many training rows (quick runs); a validation split carved from train shrinks in proportion.", default=None)
+    max_train_samples: int | None = _help("Use a stratified subset of this many training rows (quick runs); a validation split carved from train shrinks in proportion unless --max-eval-samples is given.", default=None)
     max_eval_samples: int | None = _help("Use stratified subsets of this many validation and test rows.", default=None)
     drop_empty: bool = _help("Drop empty texts instead of failing.", default=False)
     # ---- model
