@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -115,7 +114,7 @@ def test_encode_runtime_only_for_frozen_runs(env, tmp_path, uninterrupted):
 def test_kill_while_saving_the_model_then_resume(env, tmp_path, uninterrupted):
     run = tmp_path / "run"
     script = "import json, sys; from qubert.training import TrainingConfig, run_training; run_training(TrainingConfig(**json.loads(sys.argv[1])))"
-    child_env = {**os.environ, training._KILL_AT_ENV: "save_model", "PYTHONPATH": os.pathsep.join(sys.path)}
+    child_env = {**os.environ, "QUBERT_TEST_KILL_AT": "save_model", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", script, json.dumps(_options(env, run))], env=child_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert list(run.glob(".model.*.tmp")) and not (run / "metrics.json").exists()  # the hook fired mid-save
@@ -307,9 +306,10 @@ def test_eval_defaults_to_the_runs_own_data_and_says_how_the_circuit_ran(env, qu
     assert "Quantum head: 100 shots, noise depolarizing:0.01" in noisy.stdout
 
 
-def test_training_curve_is_a_legible_figure(env, uninterrupted):
+def test_training_curve_is_a_legible_figure(env, tmp_path):
     from PIL import Image
 
-    run = Path(uninterrupted.run_dir)
+    run = tmp_path / "run"
+    run_training(_config(env, run, num_epochs=2))
     width, height = Image.open(run / "training_curve.png").size
     assert height >= 420 and width >= 1000  # was 990 x 374 px with 8-pt legends over the data

@@ -49,6 +49,7 @@ from qubert.files import apply_umask
 
 __all__ = [
     "RunDirectoryError",
+    "RunMetrics",
     "TrainingInterrupted",
     "TrainingConfig",
     "TrainingConfigError",
