@@ -618,7 +618,8 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
         ``test_weighted_f1``, ``test_precision``, ``test_recall``, ``test_runtime``, the same
         with ``eval_`` for the validation split, ``train_runtime``, ``train_loss``,
         ``encode_runtime`` (frozen mode: seconds spent producing cached features), ``trainable_params``
-        (the head's), ``encoder_trainable_params``, ``best_epoch`` and split sizes.
+        (the head's), ``encoder_trainable_params``, ``best_epoch`` and split sizes; a
+        :class:`RunMetrics` dict whose ``run_dir`` is the run directory.
 
     Raises:
         TrainingConfigError, RunDirectoryError, qubert.data.DataError,
