@@ -106,7 +106,7 @@ def test_eval_on_a_file_and_bad_requests(env, trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert "test_macro_f1" in result.output and json.loads(out.read_text())["test_samples"] == 12
     _one_red_line(runner.invoke(app, ["eval", str(tmp_path / "nowhere"), "--test-file", str(env / "test.csv")]), "not a saved qubert model")
-    _one_red_line(runner.invoke(app, ["eval", str(trained)]), "pass --dataset or --test-file")
+    _one_red_line(runner.invoke(app, ["eval", str(tmp_path)]), "not a saved qubert model")
     _one_red_line(runner.invoke(app, ["eval", str(trained), "--test-file", str(env / "test.csv"), "--noise", "depolarizing"]), "noise")
 
 

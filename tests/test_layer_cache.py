@@ -201,6 +201,7 @@ def test_cached_top_k_trains_exactly_like_the_uncached_path(env, tmp_path, group
     torch.testing.assert_close(_probabilities(tmp_path / "cached"), _probabilities(tmp_path / "uncached"), atol=1e-5, rtol=0)
     assert _train_losses(tmp_path / "cached") == pytest.approx(_train_losses(tmp_path / "uncached"), abs=1e-5)
     assert list((tmp_path / "cache" / "hidden_states").glob("*.safetensors"))
+    assert cached["encode_runtime"] >= 0 and "encode_runtime" not in uncached  # only the cached run computes ahead
 
 
 def test_predictions_keep_the_input_order_under_length_sorted_evaluation(env, tmp_path):

@@ -1482,27 +1482,28 @@ def _new_figure(n_panels: int, width: float, height: float, ncols: int | None = 
 def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Path:
     panels = _panels(table)
     n_heads = table.groupby(["dataset", "mode"]).size().max()
-    fig, axes = _new_figure(len(panels), 5.0, 0.9 + 0.32 * n_heads)
+    fig, axes = _new_figure(len(panels), 5.0, 1.2 + 0.36 * n_heads)
     for ax, (dataset, mode) in zip(axes, panels):
         block = table[(table["dataset"] == dataset) & (table["mode"] == mode)].reset_index(drop=True)
         ys = np.arange(len(block))[::-1]
         for y, row in zip(ys, block.itertuples()):
             colour = _head_colour(row.head_type, row.control)
-            ax.barh(y, row.f1_mean, color=colour, alpha=0.8, height=0.7)
+            # A dot plot, not bars: the axis does not start at 0, and a bar would say it does.
             ax.errorbar(row.f1_mean, y, xerr=[[row.f1_mean - row.f1_ci_low], [row.f1_ci_high - row.f1_mean]],
-                        fmt="none", ecolor="black", capsize=3, lw=1)
+                        fmt="D", ms=7, color=colour, ecolor=colour, capsize=3, lw=1.5, zorder=2)
             seeds = results[(results["dataset"] == dataset) & (results["mode"] == mode) & (results["head"] == row.head)]
-            ax.scatter(seeds["test_macro_f1"], np.full(len(seeds), y), s=8, color="black", zorder=3)
+            ax.scatter(seeds["test_macro_f1"], np.full(len(seeds), y), s=12, color="black", alpha=0.6, zorder=3)
         classical = block[block["head_type"].isin(CLASSICAL_HEADS) & (block["control"] == "")]
         if len(classical):
             ax.axvline(classical["f1_mean"].max(), color="black", ls="--", lw=0.8)
-        ax.set_yticks(ys, block["head"], fontsize=7)
+        ax.set_yticks(ys, block["head"], fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
         low = max(0.0, min(block["f1_ci_low"].min(), results.loc[results["dataset"] == dataset, "test_macro_f1"].min()) - 0.05)
         ax.set_xlim(low, 1.0)
         ax.set_xlabel("test macro-F1")
-        ax.set_title(f"{dataset} ({mode})", fontsize=10)
-    fig.suptitle(f"Macro-F1 by head: mean over seeds, {round(confidence * 100)}% bootstrap CI, dots = seeds; "
-                 "dashed = best classical", fontsize=9)
+        ax.set_title(f"{dataset} ({mode})", fontsize=11)
+    fig.suptitle(f"Test macro-F1 by head: diamond = mean over seeds with {round(confidence * 100)}% bootstrap CI, "
+                 "dots = seeds, dashed = best classical head", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
 
@@ -1537,11 +1538,22 @@ def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
             ax.set_xticks(sorted(int(q) for q in quantum_like["qubits"].unique()))
         ax.set_xlabel("qubits")
         ax.set_ylabel("test macro-F1")
-        ax.set_title(f"{dataset} ({mode})", fontsize=10)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(f"Macro-F1 versus qubit count (mean, {round(confidence * 100)}% bootstrap CI over seeds)", fontsize=9)
+        ax.set_title(f"{dataset} ({mode})", fontsize=11)
+        ax.grid(alpha=0.3)
+    _figure_legend(fig, axes)
+    fig.suptitle(f"Test macro-F1 versus qubit count (mean, {round(confidence * 100)}% bootstrap CI over seeds)", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
+
+
+def _figure_legend(fig: Any, axes: Any) -> None:
+    """One legend for all panels, below them (never over the data)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=10, frameon=False)
 
 
 def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
@@ -1590,7 +1602,9 @@ def _plot_training_curves(results: Any, output_dir: Path, path: Path) -> Path | 
     from matplotlib.figure import Figure
 
     panels = list(curves)
-    fig = Figure(figsize=(9, 2.6 * len(panels)), layout="constrained")
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 1.0 + 3.2 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 2, squeeze=False)
     heads = list(dict.fromkeys(main["head"]))
     cmap = _colour_cycle(len(heads))
@@ -1600,15 +1614,23 @@ def _plot_training_curves(results: Any, output_dir: Path, path: Path) -> Path | 
             for ax, metric in ((ax_loss, "train_loss"), (ax_f1, "eval_macro_f1")):
                 if metric in metrics:
                     epochs = sorted(metrics[metric])
-                    ax.plot(epochs, [np.mean(metrics[metric][e]) for e in epochs], color=colour, lw=1.2,
+                    ax.plot(epochs, [np.mean(metrics[metric][e]) for e in epochs], color=colour, lw=1.2, marker="o", ms=4,
                             label=head)
-        ax_loss.set_title(f"{panel[0]} ({panel[1]}): train loss", fontsize=9)
-        ax_f1.set_title(f"{panel[0]} ({panel[1]}): validation macro-F1", fontsize=9)
+        ax_loss.set_title(f"{panel[0]} ({panel[1]}): train loss", fontsize=11)
+        ax_f1.set_title(f"{panel[0]} ({panel[1]}): validation macro-F1", fontsize=11)
+        ax_loss.set_ylabel("train loss (cross-entropy)")
+        ax_f1.set_ylabel("validation macro-F1")
         for ax in (ax_loss, ax_f1):
             ax.set_xlabel("epoch")
-        ax_f1.legend(fontsize=6, loc="lower right")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+    entries: dict[str, Any] = {}
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=10, frameon=False, title="head")
     fig.suptitle("Training curves: mean over the seeds still training at each epoch (early stopping); "
-                 "controls omitted", fontsize=9)
+                 "controls omitted", fontsize=11)
     fig.savefig(path, dpi=100)
     return path
 

@@ -162,6 +162,7 @@ def train(**options: Any) -> None:
     except _user_errors() as err:
         raise _fail(str(err))
     _print_metrics(metrics, title="Test results")
+    console.print(f"Run directory: {metrics.run_dir}", highlight=False, soft_wrap=True)
 
 
 train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
@@ -188,7 +189,7 @@ def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
 def evaluate(
     model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
     config: Optional[Path] = _config_option(),
-    dataset: Optional[str] = typer.Option(None, help="Data set to score (registry name, file or folder).", rich_help_panel="Data"),
+    dataset: Optional[str] = typer.Option(None, help="Data set to score (registry name, file or folder); default: the run's own data set.", rich_help_panel="Data"),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the benchmark data.", rich_help_panel="Data"),
     split: str = typer.Option("test", help="Split to score: train, validation or test.", rich_help_panel="Data"),
     test_file: Optional[str] = typer.Option(None, help="A labelled file to score instead of --dataset.", rich_help_panel="Data"),
@@ -223,6 +224,9 @@ def evaluate(
     except _user_errors() as err:
         raise _fail(str(err))
     _print_metrics(metrics, title=f"Evaluation of {model_dir}")
+    console.print(f"Data: {metrics['evaluated_on']}", highlight=False, soft_wrap=True)
+    if "execution" in metrics:
+        console.print(f"Quantum head: {metrics['execution']}", highlight=False, soft_wrap=True)
     matrix = metrics.get("confusion_matrix")
     if matrix:
         console.print(f"confusion matrix (rows true, columns predicted): {json.dumps(matrix)}")
@@ -321,11 +325,14 @@ def _format_predictions(fmt: str, texts: list[str], labels: list[str], probabili
 def _write_atomic(path: Path, text: str) -> None:
     import tempfile
 
+    from qubert.files import apply_umask
+
     path = Path(path).expanduser()
     if path.parent and not path.parent.exists():
         raise ValueError(f"output folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        apply_umask(tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)

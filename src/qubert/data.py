@@ -870,7 +870,9 @@ def load_dataset_bundle(
         data_dir: data directory (default: see :func:`resolve_data_dir`).
         train_file, validation_file, test_file: explicit files.
         text_column, label_column: column names in files (and generic Hub sets).
-        max_train_samples: cap on train rows (stratified subset).
+        max_train_samples: cap on train rows (stratified subset); a validation split carved from
+            train is capped in proportion (``max_train_samples * validation_fraction / train share``)
+            unless ``max_eval_samples`` is given.
         max_eval_samples: cap on validation and on test rows (stratified subset).
         seed: seed of all carving and subsampling.
         validation_fraction: share carved for validation when there is no validation split.
@@ -1023,6 +1025,13 @@ def _build_bundle(
             raise DataError(f"data set {name!r}: the {split} split is empty (too few rows)")
 
     caps = {"train": max_train_samples, "validation": max_eval_samples, "test": max_eval_samples}
+    given = {s for s in SPLITS if encoded.get(s) is not None}
+    if max_train_samples is not None and max_eval_samples is None and given != set(SPLITS):
+        # Validation was carved from the training rows (see _fill_splits): it shrinks with them.
+        single_pool = "train" not in given and given != {"validation", "test"} or given == {"train"}
+        train_share = 1 - validation_fraction - (TEST_FRACTION if single_pool else 0)
+        proportional = max(round(max_train_samples * validation_fraction / train_share), n_ref_classes)
+        caps["validation"] = proportional
     for split, cap in caps.items():
         data = splits[split]
         if cap is None or len(data) <= cap:

@@ -4,7 +4,8 @@ With the encoder frozen, every epoch, every head and every seed sees the same po
 they are computed once (eval mode, ``torch.inference_mode()``, batches sorted by length) and stored
 as safetensors files under ``<cache_dir>/embeddings/``. The key covers everything the vectors
 depend on: the encoder's identity (a hash of its weights), the pooling, the tokenisation length and
-the data set split's fingerprint. Files are written atomically, and a file that does not match what
+the data set split's fingerprint. Files are written atomically, one process at a time per key
+(:meth:`EmbeddingCache.lock`: a second process waits, then reads the first one's file), and a file that does not match what
 is asked for (wrong row count, unreadable) is recomputed, never trusted.
 
 Example:
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
+
+from qubert.files import apply_umask, exclusive_lock
 
 if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
@@ -83,6 +86,17 @@ class EmbeddingCache:
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.safetensors"
 
+    def lock(self, key: str):
+        """An inter-process lock for ``key`` (a context manager): hold it while computing the entry.
+
+        Example:
+            >>> with cache.lock("k"):  # doctest: +SKIP
+            ...     if cache.load("k") is None:
+            ...         cache.save("k", compute_features())
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return exclusive_lock(self.directory / f".{key}.lock")
+
     def load(self, key: str, n_rows: int | None = None) -> torch.Tensor | None:
         """The cached features, or ``None`` when absent, unreadable or of the wrong row count."""
         tensors = self.load_tensors(key)
@@ -119,6 +133,7 @@ class EmbeddingCache:
         try:
             meta = {k: str(v) for k, v in (metadata or {}).items()}
             save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, tmp, metadata=meta)
+            apply_umask(tmp)  # mkstemp (and safetensors) make 0600
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -237,11 +252,15 @@ def cached_features(
     features = cache.load(key, n_rows=len(texts))
     if features is not None:
         return features, True
-    features = encode_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, progress=progress, description=f"Encoding {split}")
-    metadata = {
-        "encoder": str(model.config.encoder_name_or_path), "encoder_id": encoder_id, "pooling": model.config.pooling,
-        "max_length": str(max_length), "fingerprint": fingerprint, "split": split, "rows": str(len(texts)),
-        "precision": precision,
-    }
-    cache.save(key, features, metadata)
+    with cache.lock(key):  # another process encoding the same split: wait, then read its file
+        features = cache.load(key, n_rows=len(texts))
+        if features is not None:
+            return features, True
+        features = encode_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, progress=progress, description=f"Encoding {split}")
+        metadata = {
+            "encoder": str(model.config.encoder_name_or_path), "encoder_id": encoder_id, "pooling": model.config.pooling,
+            "max_length": str(max_length), "fingerprint": fingerprint, "split": split, "rows": str(len(texts)),
+            "precision": precision,
+        }
+        cache.save(key, features, metadata)
     return features, False

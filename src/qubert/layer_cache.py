@@ -138,16 +138,17 @@ def cached_hidden_states(
     precision = getattr(model.config, "precision", "fp32")
     top_k = int(model.trainable_layers)
     key = hidden_state_key(encoder_id=encoder_id, top_k=top_k, max_length=max_length, fingerprint=fingerprint, split=split, precision=precision)
-    stored = cache.load_tensors(key)
-    if stored is not None and _valid(stored, len(texts), model.config.encoder.hidden_size):
-        return HiddenStates(stored["hidden"], stored["lengths"]), True
-    states = _compute(model, tokenizer, list(texts), max_length=max_length, batch_size=batch_size, precision=precision,
-                      progress=progress, description=f"Bottom layers {split}")
-    metadata = {
-        "encoder": str(model.config.encoder_name_or_path), "encoder_id": encoder_id, "top_k": top_k,
-        "max_length": max_length, "fingerprint": fingerprint, "split": split, "rows": len(texts), "precision": precision,
-    }
-    cache.save_tensors(key, {"hidden": states.hidden, "lengths": states.lengths}, {k: str(v) for k, v in metadata.items()})
+    with cache.lock(key):  # another process building the same split: wait, then read its file
+        stored = cache.load_tensors(key)
+        if stored is not None and _valid(stored, len(texts), model.config.encoder.hidden_size):
+            return HiddenStates(stored["hidden"], stored["lengths"]), True
+        states = _compute(model, tokenizer, list(texts), max_length=max_length, batch_size=batch_size, precision=precision,
+                          progress=progress, description=f"Bottom layers {split}")
+        metadata = {
+            "encoder": str(model.config.encoder_name_or_path), "encoder_id": encoder_id, "top_k": top_k,
+            "max_length": max_length, "fingerprint": fingerprint, "split": split, "rows": len(texts), "precision": precision,
+        }
+        cache.save_tensors(key, {"hidden": states.hidden, "lengths": states.lengths}, {k: str(v) for k, v in metadata.items()})
     return states, False
 
 

@@ -45,8 +45,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from qubert.files import apply_umask
+
 __all__ = [
     "RunDirectoryError",
+    "RunMetrics",
     "TrainingInterrupted",
     "TrainingConfig",
     "TrainingConfigError",
@@ -102,7 +105,7 @@ class TrainingConfig:
     test_file: str | None = _help("Test file.", default=None)
     text_column: str = _help("Column holding the text.", default="text")
     label_column: str = _help("Column holding the label.", default="label")
-    max_train_samples: int | None = _help("Use a stratified subset of this many training rows (quick runs).", default=None)
+    max_train_samples: int | None = _help("Use a stratified subset of this many training rows (quick runs); a validation split carved from train shrinks in proportion unless --max-eval-samples is given.", default=None)
     max_eval_samples: int | None = _help("Use stratified subsets of this many validation and test rows.", default=None)
     drop_empty: bool = _help("Drop empty texts instead of failing.", default=False)
     # ---- model
@@ -368,6 +371,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        apply_umask(tmp)  # mkstemp makes 0600; a run's files are as readable as any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -387,6 +391,7 @@ def _replace_dir(build: Callable[[Path], None], target: Path) -> None:
     """Build a directory in a temporary sibling, then swap it in for ``target``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        apply_umask(tmp, directory=True)
         build(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -501,7 +506,7 @@ def _prepare_run_dir(run_dir: Path, resolved: dict[str, Any], config: TrainingCo
     import yaml
 
     saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    differing = sorted(k for k, v in _identity(resolved).items() if saved.get(k) != v)
+    differing = sorted(k for k, v in _identity(resolved).items() if k != "output_dir" and saved.get(k) != v)
     if differing:
         raise RunDirectoryError(
             f"cannot resume {run_dir}: options differ from the saved run ({', '.join(differing)}); "
@@ -571,6 +576,71 @@ def _make_trainer_class():
     return QubertTrainer
 
 
+def _epoch_reporter():
+    """A TrainerCallback: a rich progress bar over the optimizer steps (in a terminal only) and
+    one line per epoch (train loss, validation loss and macro-F1, time) on stderr.
+
+    Example line: ``epoch 2/10  train loss 0.4113  eval loss 0.3877  eval macro-F1 0.9120  1.8 s``
+    """
+    from rich.console import Console
+    from transformers import TrainerCallback
+
+    class EpochReporter(TrainerCallback):
+        def __init__(self) -> None:
+            self.console = Console(stderr=True, highlight=False)
+            self.bar = None
+            self.training = False
+            self.train_loss: float | None = None
+            self.epoch_start = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.training = True
+            self.epoch_start = time.perf_counter()
+            if self.console.is_terminal:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+                self.bar = Progress(
+                    TextColumn("[bold]Training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+                )
+                self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step)
+                self.bar.start()
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.epoch_start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.train_loss = float(logs["loss"])
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if not self.training:  # the best model's final re-evaluation is not an epoch
+                return
+            metrics = metrics or {}
+            parts = [f"epoch {state.epoch:g}/{args.num_train_epochs:g}" if args.max_steps <= 0 else f"epoch {state.epoch:.2f}"]
+            for name, value in (("train loss", self.train_loss), ("eval loss", metrics.get("eval_loss")), ("eval macro-F1", metrics.get("eval_macro_f1"))):
+                if value is not None:
+                    parts.append(f"{name} {value:.4f}")
+            parts.append(f"{time.perf_counter() - self.epoch_start:.1f} s")
+            self.console.print("  ".join(parts), markup=False)
+            self.train_loss = None
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.close()
+
+        def close(self) -> None:
+            self.training = False
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    return EpochReporter()
+
+
 def _load_bundle(config: TrainingConfig):
     from qubert.data import load_dataset_bundle
 
@@ -599,8 +669,10 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
         Flat metrics (also in ``metrics.json``): ``test_macro_f1``, ``test_accuracy``,
         ``test_weighted_f1``, ``test_precision``, ``test_recall``, ``test_runtime``, the same
         with ``eval_`` for the validation split, ``train_runtime``, ``train_loss``,
-        ``encode_runtime`` (seconds spent producing cached features), ``trainable_params``
-        (the head's), ``encoder_trainable_params``, ``best_epoch`` and split sizes.
+        ``encode_runtime`` (frozen and cached top<k> modes: seconds spent producing cached features
+        or bottom-layer states), ``trainable_params``
+        (the head's), ``encoder_trainable_params``, ``best_epoch`` and split sizes; a
+        :class:`RunMetrics` dict whose ``run_dir`` is the run directory.
 
     Raises:
         TrainingConfigError, RunDirectoryError, qubert.data.DataError,
@@ -612,24 +684,79 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     bundle = _load_bundle(config)
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
-    resolved = {**config.to_dict(), "output_dir": str(run_dir), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate, "precision": config.resolved_precision}
-    if config.resume and (run_dir / "metrics.json").is_file():
-        _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
-        return _read_metrics(run_dir)
-    resume_from = _prepare_run_dir(run_dir, resolved, config)
-    model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    import yaml
+    # config.yaml keeps output_dir as given (None: derived from dataset and seed), so a run's own
+    # config.yaml with another --seed makes a new run; resume / overwrite are per-invocation.
+    resolved = {**config.to_dict(), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate, "precision": config.resolved_precision}
+    with _lock_run_dir(run_dir):
+        _remove_stale_temporaries(run_dir)
+        if config.resume and (run_dir / "metrics.json").is_file():
+            _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
+            return RunMetrics(_read_metrics(run_dir), run_dir=run_dir)
+        resume_from = _prepare_run_dir(run_dir, resolved, config)
+        model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
+        run_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
 
-    _write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    if config.progress:
-        _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+        saved = {k: v for k, v in resolved.items() if k not in ("resume", "overwrite_output_dir")}
+        _write_text(run_dir / "config.yaml", yaml.safe_dump(saved, sort_keys=False))
+        if config.progress:
+            _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+        try:
+            return RunMetrics(_train(config, bundle, run_dir, resume_from, model, tokenizer, callbacks), run_dir=run_dir)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(run_dir) from None
+
+
+class RunMetrics(dict):
+    """The flat metrics of a run (a ``dict``, as in ``metrics.json``) and where the run lives (``run_dir``)."""
+
+    def __init__(self, metrics: dict[str, Any], *, run_dir: Path) -> None:
+        super().__init__(metrics)
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """One process per run directory: a second one fails at once, naming the first one's pid.
+
+    The lock file ``.<name>.lock`` lies beside the run directory (inside, it would be deleted by
+    ``overwrite_output_dir``) and is removed on release; the kernel frees it if the holder dies.
+    """
+    from qubert.files import LockHeld, exclusive_lock
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _train(config, bundle, run_dir, resume_from, model, tokenizer, callbacks)
-    except TrainingInterrupted:
-        raise
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(run_dir) from None
+        with exclusive_lock(run_dir.parent / f".{run_dir.name}.lock", blocking=False):
+            yield
+    except LockHeld as held:
+        raise RunDirectoryError(f"run directory {run_dir} is in use by another qubert process (pid {held.pid})") from None
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Remove what an interrupted save left (``.<name>.*.tmp`` files and folders, ``.model.old``).
+
+    Only called with the run directory locked, so no other process is writing these.
+    """
+    if not run_dir.is_dir():
+        return
+    for path in [*run_dir.glob(".*.tmp"), run_dir / ".model.old"]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+
+
+_KILL_AT_ENV = "QUBERT_TEST_KILL_AT"
+
+
+def _test_kill_point(stage: str) -> None:
+    """Tests only: SIGKILL this process at ``stage`` when ``$QUBERT_TEST_KILL_AT`` names it."""
+    if os.environ.get(_KILL_AT_ENV) == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _build_model(config: TrainingConfig, bundle):
@@ -651,12 +778,13 @@ def _build_model(config: TrainingConfig, bundle):
 
 def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer, extra_callbacks: Sequence[Any] = ()) -> dict[str, float]:
     from transformers import EarlyStoppingCallback, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from qubert.embeddings import EmbeddingCache, cached_features
     from qubert.modeling import encoder_identity
 
     encode_start = time.perf_counter()
+    cached_bottom = bool(config.cache_bottom and model.trainable_layers)
     if config.frozen:
         cache = EmbeddingCache(config.cache_dir)
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -671,7 +799,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
             )
             datasets[split] = _FeatureDataset(feats, data.labels)
         collator = None
-    elif config.cache_bottom and model.trainable_layers:
+    elif cached_bottom:
         from qubert.layer_cache import HiddenStateDataset, cached_hidden_states, collate_hidden_states
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -740,13 +868,22 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         encoder_learning_rate=config.encoder_learning_rate,
         head_only_checkpoints=config.frozen,
     )
-    if not config.progress:
-        trainer.remove_callback(PrinterCallback)
+    for printer in (PrinterCallback, ProgressCallback):  # raw dicts and tqdm bars; _epoch_reporter instead
+        trainer.remove_callback(printer)
+    reporter = _epoch_reporter() if config.progress else None
+    if reporter is not None:
+        trainer.add_callback(reporter)
 
     _discard_incomplete_checkpoints(run_dir / "checkpoints")
-    with _quiet_transformers():
-        train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        with _quiet_transformers():
+            train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        if reporter is not None:
+            reporter.close()  # the bar, also when Ctrl-C ends training
     best_model = trainer.model
+    # Before the best model's re-evaluation below, which the Trainer logs at the last epoch.
+    history = _history(trainer.state.log_history)
     eval_metrics = trainer.evaluate(datasets["validation"], metric_key_prefix="eval")
     test_output = trainer.predict(datasets["test"], metric_key_prefix="test")
 
@@ -755,15 +892,16 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         logits = datasets["test"].in_input_order(logits)
     probabilities = torch.softmax(logits.float(), dim=-1).numpy()
     predicted = probabilities.argmax(-1).tolist()
-    history = _history(trainer.state.log_history)
 
     metrics: dict[str, float] = {}
     metrics.update({k: v for k, v in train_output.metrics.items() if k != "total_flos"})
+    metrics["train_loss"] = _run_train_loss(trainer.state.log_history, default=metrics.get("train_loss"))
     metrics.update(eval_metrics)
     metrics.update(test_output.metrics)
+    if config.frozen or cached_bottom:  # features or bottom-layer states computed ahead (or read from the cache)
+        metrics["encode_runtime"] = round(encode_runtime, 4)
     metrics.update(
         {
-            "encode_runtime": round(encode_runtime, 4),
             "trainable_params": int(best_model.head.trainable_params),
             "encoder_trainable_params": int(sum(p.numel() for p in best_model.encoder.parameters() if p.requires_grad)),
             "best_epoch": _best_epoch(history),
@@ -781,6 +919,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
 
     def save_model(folder: Path) -> None:
         best_model.save_pretrained(folder)
+        _test_kill_point("save_model")
         tokenizer.save_pretrained(folder)
 
     with _quiet_transformers():
@@ -814,6 +953,20 @@ def _history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _run_train_loss(log_history: list[dict[str, Any]], default: float | None) -> float | None:
+    """Mean training loss over every step of the run, also those before a resume.
+
+    The Trainer's own ``train_loss`` covers only the steps of the last ``train()`` call; the
+    per-epoch ``loss`` entries (restored from the checkpoint on resume) cover them all.
+    """
+    total, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            n = int(entry["step"]) - previous
+            total, steps, previous = total + float(entry["loss"]) * n, steps + n, int(entry["step"])
+    return total / steps if steps else default
+
+
 def _best_epoch(history: list[dict[str, float]]) -> float:
     scored = [row for row in history if "eval_macro_f1" in row]
     return max(scored, key=lambda r: r["eval_macro_f1"])["epoch"] if scored else float("nan")
@@ -834,28 +987,28 @@ def _plot_history(history: list[dict[str, float]], path: Path, title: str) -> No
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(9, 3.4))
-    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     for key, label in (("train_loss", "train loss"), ("eval_loss", "validation loss")):
         points = [(r["epoch"], r[key]) for r in history if key in r]
         if points:
             ax_loss.plot(*zip(*points), marker="o", label=label)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy")
-    ax_loss.legend()
+    ax_loss.set_ylabel("cross-entropy loss")
     points = [(r["epoch"], r["eval_macro_f1"]) for r in history if "eval_macro_f1" in r]
     if points:
         ax_f1.plot(*zip(*points), marker="o", color="tab:green", label="validation macro-F1")
         best = max(points, key=lambda p: p[1])
         ax_f1.axvline(best[0], color="grey", linestyle=":", label=f"best (epoch {best[0]:g})")
-        ax_f1.legend()
-    ax_f1.set_xlabel("epoch")
-    ax_f1.set_ylabel("macro-F1")
-    if epochs:
-        ax_loss.set_xlim(left=0)
-    fig.suptitle(title)
-    fig.tight_layout()
+    ax_f1.set_ylabel("validation macro-F1")
+    for ax in (ax_loss, ax_f1):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=10)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # below the plot, never over the data
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, fontsize=10, frameon=False)
+    fig.suptitle(title, fontsize=12)
     with _atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -962,37 +1115,69 @@ def evaluate_model(
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
         ``<split>_samples`` and ``confusion_matrix`` (a nested list).
     """
-    from qubert.data import DataError, load_dataset_bundle, read_table
+    from qubert.data import DataError, TextDataset, load_dataset_bundle, read_table
 
-    if test_file is None and dataset is None:
-        raise DataError("nothing to evaluate on: pass --dataset or --test-file")
     model, tokenizer = load_model(model_dir)
     _configure_execution(model, shots, noise, seed)
     label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
     n_classes = model.config.num_labels
-    fingerprint = None
+    if split not in ("train", "validation", "test"):
+        raise DataError(f"unknown split {split!r}; expected train, validation or test")
     if test_file is not None:
         texts, raw = read_table(test_file, text_column=text_column, label_column=label_column)
         labels = [_label_id(v, label2id, n_classes, test_file, row) for row, v in enumerate(raw, start=2)]
         split = "test"
-    elif dataset is not None:
-        if split not in ("train", "validation", "test"):
-            raise DataError(f"unknown split {split!r}; expected train, validation or test")
-        bundle = load_dataset_bundle(dataset, data_dir=data_dir, max_eval_samples=max_eval_samples, seed=seed, text_column=text_column, label_column=label_column)
+        fingerprint = TextDataset(texts, labels).fingerprint()  # frozen models reuse the features
+        evaluated_on = str(test_file)
+    else:
+        if dataset is not None:
+            bundle = load_dataset_bundle(dataset, data_dir=data_dir, max_eval_samples=max_eval_samples, seed=seed, text_column=text_column, label_column=label_column)
+        else:
+            bundle = _run_bundle(model_dir, max_eval_samples=max_eval_samples)
         model_labels = [model.config.id2label[i] for i in range(n_classes)]
         if bundle.label_names != model_labels:
             raise DataError(f"data set {bundle.name!r} has labels {bundle.label_names}, the model predicts {model_labels}")
         data = bundle.split(split)
         texts, labels, fingerprint = data.texts, data.labels, bundle.fingerprint(split)
-    else:
-        raise DataError("nothing to evaluate on: pass --dataset or --test-file")
+        evaluated_on = f"{bundle.name} ({split} split)" + ("" if dataset is not None else ", the run's own data")
     start = time.perf_counter()
     features = _features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
     predicted = _head_probabilities(model, features).argmax(-1).tolist()
     runtime = time.perf_counter() - start
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
     metrics.update({f"{split}_runtime": round(runtime, 4), f"{split}_samples": len(texts), "confusion_matrix": confusion_matrix(labels, predicted, n_classes)})
+    metrics["evaluated_on"] = evaluated_on
+    if model.head.head_type == "quantum":
+        metrics["execution"] = _execution_summary(shots, noise)
     return metrics
+
+
+def _execution_summary(shots: int | None, noise: Any) -> str:
+    """How the circuit ran, in words: ``exact simulation`` or ``1000 shots, noise depolarizing:0.01``."""
+    parts = [f"{shots} shots" if shots is not None else "exact expectation values"]
+    if noise:
+        parts.append(f"noise {noise}")
+    return ", ".join(parts) if shots is not None or noise else "exact simulation"
+
+
+def _run_bundle(model_dir: str | os.PathLike[str], *, max_eval_samples: int | None):
+    """The data set a run was trained on, split as in training (from the run's ``config.yaml``)."""
+    import yaml
+
+    from qubert.data import DataError
+
+    path = Path(model_dir).expanduser()
+    config_file = next((d / "config.yaml" for d in (path, path.parent) if (d / "config.yaml").is_file()), None)
+    if config_file is None:
+        raise DataError(f"nothing to evaluate on: {model_dir} has no run config.yaml; pass --dataset or --test-file")
+    try:
+        saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        config = TrainingConfig.from_dict({k: v for k, v in saved.items() if k in TrainingConfig.field_names()})
+    except (OSError, yaml.YAMLError, TypeError, ValueError) as err:
+        raise DataError(f"cannot read the run's data set from {config_file}: {err}; pass --dataset or --test-file") from None
+    if max_eval_samples is not None:
+        config.max_eval_samples = max_eval_samples
+    return _load_bundle(config)
 
 
 def _label_id(value: Any, label2id: dict[str, int], n_classes: int, path: Any, row: int) -> int:
