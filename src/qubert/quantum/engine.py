@@ -365,7 +365,7 @@ class _Run:
             k = min(PRODUCT_CHUNK, self.n - start)
             idx = self._index(("product", k), product_index, k)
             chunk = vectors[:, start : start + k].reshape(-1, 2 * k).index_select(-1, idx).view(-1, 2**k, k).prod(-1)
-            state = chunk if state is None else (state.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(chunk.shape[0], -1)
+            state = chunk if state is None else (state.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(chunk.shape[0], state.shape[1] * 2**k)
         return state
 
     def apply(self, state: torch.Tensor, step) -> torch.Tensor:
@@ -379,7 +379,7 @@ class _Run:
             block = flat.index_select(-1, idx).view(-1, 2**size, 2**size, size).prod(-1)
             view = state.reshape(batch, 2**start, 2**size, 2 ** (n - start - size))
             # einsum picks the bmm layout; broadcasting matmul measured ~2x slower at 16 qubits.
-            if block.shape[0] > 1:
+            if block.shape[0] != 1:
                 state = torch.einsum("bij,bajr->bair", block, view).reshape(batch, 2**n)
             else:
                 state = torch.einsum("ij,bajr->bair", block[0], view).reshape(batch, 2**n)
