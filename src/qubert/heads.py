@@ -41,7 +41,7 @@ class NonFiniteError(ValueError):
         qubert.heads.NonFiniteError: LinearHead got NaN or inf in 1 of 1 rows of its input features; ...
     """
 
-    def __init__(self, head: str, what: str, tensor: torch.Tensor, bad: torch.Tensor) -> None:
+    def __init__(self, head: str, what: str, bad: torch.Tensor) -> None:
         if what == "input features":
             count = f"{int(bad.any(-1).sum())} of {bad.shape[0]} rows of its input features"
             fix = "check the encoder's outputs (or the embedding cache), or lower the learning rate if training diverged"
@@ -95,7 +95,7 @@ class Head(nn.Module):
         for what, tensor in tensors.items():
             bad = ~torch.isfinite(tensor.detach())
             if bad.any():
-                raise NonFiniteError(type(self).__name__, what, tensor, bad)
+                raise NonFiniteError(type(self).__name__, what, bad)
 
 
 class LinearHead(Head):
