@@ -331,6 +331,29 @@ class QuantumHead(Head):
         return f"circuit={self.circuit}".replace("\n", "\n  ") if self.circuit.n_qubits <= 8 else f"n_qubits={self.circuit.n_qubits}"
 
 
+def check_head_memory(
+    circuit: Circuit, batch_size: int, strategy: str = "auto", dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> None:
+    """Refuse, before any data is loaded or encoded, a circuit the simulator would refuse on its first batch.
+
+    Raises the :class:`~qubert.quantum.RegisterTooLargeError` (a ``ValueError``, one line) that a
+    forward + backward pass on ``batch_size`` samples of ``dtype`` features would raise on ``device``.
+
+    Example:
+        >>> check_head_memory(Circuit(n_qubits=40), batch_size=64)
+        Traceback (most recent call last):
+        ...
+        qubert.quantum.engine.RegisterTooLargeError: simulating 40 qubits with batch 64 (gates strategy, torch.float32) needs about ...
+    """
+    from qubert.quantum import engine
+
+    device = torch.device(device)
+    state_dtype, _ = engine._resolve_dtypes(torch.empty(0, dtype=dtype), None, circuit.is_real)
+    if strategy == "auto":
+        strategy = engine.choose_strategy(circuit, batch_size, state_dtype, device)
+    engine._check_memory(circuit, batch_size, strategy, state_dtype, device)
+
+
 def build_head(config: dict[str, Any], seed: int | None = None) -> Head:
     """A head from its ``config()`` dict (``type`` is ``linear``, ``mlp`` or ``quantum``).
 
