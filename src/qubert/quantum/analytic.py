@@ -101,12 +101,22 @@ def analytic_structure(circuit: Circuit) -> Structure | None:
 
 
 def estimate_analytic_memory(circuit: Circuit, batch_size: int, itemsize: int) -> int:
-    """Bytes the analytic strategy holds at its peak: the kept states and gradients, and the
-    per-sample partner amplitudes (one block) or pair products (two blocks) of the backward pass."""
-    n, slots = circuit.n_qubits, circuit.n_layers + 1
-    dim = 2**n
-    derivatives = 2 * slots * n * dim if n <= FULL_LAYER_MAX_QUBITS else 2 * 4 ** (n - n // 2)
-    return itemsize * batch_size * (dim * (2 * slots + 4) + derivatives)
+    """Bytes the analytic strategy may hold at its peak (an upper bound; the measurement's sign table aside).
+
+    Forward: the state entering every layer and the final state. Backward: the gradient arriving at
+    every layer and, for one block, the stacked states, their partner amplitudes and signed products
+    (``slots * n`` states each), for two blocks the stacked states and gradients and the copies their
+    batch-summed products make; a few states of temporaries; the per-circuit index tables.
+    """
+    n, layers = circuit.n_qubits, circuit.n_layers
+    dim, slots = 2**n, layers + 1
+    if n <= FULL_LAYER_MAX_QUBITS:
+        states = 2 * layers + 2 * slots + 3 * slots * n + 6
+        tables = layers * dim * dim * (8 * n + itemsize) * 2 + 16 * slots * n * dim
+    else:
+        states = 6 * layers + 10
+        tables = 40 * dim * slots
+    return itemsize * batch_size * dim * states + tables
 
 
 # ---------------------------------------------------------------------------- per-circuit tables
