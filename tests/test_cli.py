@@ -150,3 +150,17 @@ def test_ctrl_c_during_training_exits_130_and_says_how_to_resume(env, tmp_path, 
     assert result.exit_code == 130
     assert "Interrupted" in result.output and "--resume" in result.output
     assert "Traceback" not in result.output
+
+
+def test_train_refuses_a_register_too_large_before_encoding_and_writes_nothing(env, tmp_path, monkeypatch):
+    import qubert.embeddings
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded before refusing the register")
+
+    monkeypatch.setattr(qubert.embeddings, "cached_features", no_encoding)
+    args = _train_args(env, tmp_path / "r", "--cache-dir", str(tmp_path / "cache"))
+    result = runner.invoke(app, [*args[: args.index("--qubits")], "--qubits", "40", *args[args.index("--qubits") + 2 :]])
+    _one_red_line(result, "simulating 40 qubits with batch 8")
+    assert "GiB" in result.output and "use fewer qubits or a smaller batch" in result.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "cache").exists()

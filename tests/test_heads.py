@@ -257,3 +257,51 @@ def test_quantum_head_too_large_for_memory_is_refused():
     head = QuantumHead(8, 2, n_qubits=40, n_layers=1)
     with pytest.raises(RegisterTooLargeError, match="GiB"):
         head(torch.zeros(64, 8))
+
+
+# ---------------------------------------------------------------------------- NaN and inf
+def _poison(tensor: torch.Tensor, value: float, *positions) -> None:
+    with torch.no_grad():
+        for position in positions:
+            tensor[position] = value
+
+
+NON_FINITE_CASES = {
+    # name: (make head, corrupt(head, x) -> x, message)
+    "nan_features": (None, lambda h, x: _poison(x, math.nan, (1, 0), (4, 2)), r"NaN or inf in 2 of 6 rows of its input features; check"),
+    "inf_features": (None, lambda h, x: _poison(x, math.inf, (0, 3)), r"in 1 of 6 rows of its input features"),
+    "nan_circuit_weights": ("quantum", lambda h, x: _poison(h.q_weights, math.nan, (0, 1)), r"in 1 of 8 circuit weights \(q_weights\); training diverged"),
+    "inf_pre_net_weight": ("quantum", lambda h, x: _poison(h.pre_net.weight, -math.inf, (0, 0)), r"input layer weights \(pre_net.weight\)"),
+    "nan_pre_net_bias": ("quantum_sel_zz", lambda h, x: _poison(h.pre_net.bias, math.nan, 0), r"input layer biases \(pre_net.bias\)"),
+    "overflowing_angles": ("quantum_probs", lambda h, x: (h.pre_net.weight.data.fill_(torch.finfo(x.dtype).max / 10), x.fill_(1)), r"6 of 6 rows of its encoding angles although features and weights are finite"),
+}
+NON_FINITE_PARAMS = [
+    pytest.param(head_name, corrupt, message, id=f"{case}-{head_name}")
+    for case, (only, corrupt, message) in NON_FINITE_CASES.items()
+    for head_name in ([only] if only else HEAD_NAMES)
+]
+
+
+@pytest.mark.parametrize("shots", [None, 64], ids=["exact", "shots"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("head_name, corrupt, message", NON_FINITE_PARAMS)
+def test_nan_or_inf_reaching_a_head_is_refused_with_one_line(head_name, corrupt, message, dtype, shots):
+    from qubert.heads import NonFiniteError
+
+    head = make_heads()[head_name].to(dtype)
+    if shots is not None:
+        if head.head_type != "quantum":
+            pytest.skip("shots are a quantum-head option")
+        head.set_execution(shots=shots, seed=0)
+    x = features(dtype=dtype)
+    corrupt(head, x)
+    with pytest.raises(NonFiniteError, match=message) as info:
+        head(x)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{type(head).__name__} got NaN or inf in ")
+
+
+def test_finite_features_whose_sum_overflows_are_accepted():
+    head = make_heads()["quantum"]
+    x = torch.full((6, IN_FEATURES), torch.finfo(torch.float32).max / 2)  # finite, but their sum is inf
+    assert torch.isfinite(head(x)).all()

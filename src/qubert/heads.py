@@ -31,6 +31,29 @@ HEAD_TYPES = ("linear", "mlp", "quantum")
 SCALINGS = ("tanh_pi_2", "tanh_pi", "pi", "none")
 
 
+class NonFiniteError(ValueError):
+    """NaN or inf reached a head: in its input features, or in the circuit's angles or weights.
+
+    Example:
+        >>> LinearHead(2, 2)(torch.tensor([[0.0, float("nan")]]))
+        Traceback (most recent call last):
+        ...
+        qubert.heads.NonFiniteError: LinearHead got NaN or inf in 1 of 1 rows of its input features; ...
+    """
+
+    def __init__(self, head: str, what: str, bad: torch.Tensor) -> None:
+        if what == "input features":
+            count = f"{int(bad.any(-1).sum())} of {bad.shape[0]} rows of its input features"
+            fix = "check the encoder's outputs (or the embedding cache), or lower the learning rate if training diverged"
+        elif what == "encoding angles":
+            count = f"{int(bad.any(-1).sum())} of {bad.shape[0]} rows of its encoding angles although features and weights are finite"
+            fix = "the input layer (pre_net) overflowed: scale the features down, or compute the head in full precision"
+        else:
+            count = f"{int(bad.sum())} of {bad.numel()} {what}"
+            fix = "training diverged: lower the learning rate, or start again from a saved model"
+        super().__init__(f"{head} got NaN or inf in {count}; {fix}")
+
+
 class Head(nn.Module):
     """Base class: a module from pooled features to logits."""
 
@@ -53,8 +76,26 @@ class Head(nn.Module):
         return {"type": self.head_type, "in_features": self.in_features, "n_classes": self.n_classes}
 
     def _check_input(self, features: torch.Tensor) -> None:
+        """Refuse features of the wrong shape, or holding NaN or inf."""
+        self._check_shape(features)
+        self._check_finite(features)
+
+    def _check_shape(self, features: torch.Tensor) -> None:
         if features.dim() != 2 or features.shape[-1] != self.in_features:
             raise ValueError(f"{type(self).__name__} expects features of shape (batch, {self.in_features}), got {tuple(features.shape)}")
+
+    def _check_finite(self, features: torch.Tensor, **also: torch.Tensor) -> None:
+        """Raise :class:`NonFiniteError` when ``features`` or a tensor of ``also`` holds NaN or inf."""
+        tensors = {"input features": features, **also}
+        # Fast path, one device sync: a sum is finite unless a term is NaN or inf (several times
+        # cheaper than isfinite().all() on CPU). A finite sum that overflowed is cleared below.
+        sums = torch.stack([t.detach().sum(dtype=torch.float32 if t.element_size() < 4 else None) for t in tensors.values()])
+        if bool(sums.sum().isfinite()):
+            return
+        for what, tensor in tensors.items():
+            bad = ~torch.isfinite(tensor.detach())
+            if bad.any():
+                raise NonFiniteError(type(self).__name__, what, bad)
 
 
 class LinearHead(Head):
@@ -242,15 +283,25 @@ class QuantumHead(Head):
 
     def measure(self, features: torch.Tensor) -> torch.Tensor:
         """The circuit's measured values for a batch, before the output layer."""
-        self._check_input(features)
+        self._check_shape(features)
+        angles = self.angles(features)
+        self._check_finite(
+            features,
+            **{
+                "input layer weights (pre_net.weight)": self.pre_net.weight,
+                "input layer biases (pre_net.bias)": self.pre_net.bias,
+                "circuit weights (q_weights)": self.q_weights,
+                "encoding angles": angles,
+            },
+        )
         if self.execution.is_exact:
-            return simulate(self.circuit, self.angles(features), self.q_weights, strategy=self.strategy)
+            return simulate(self.circuit, angles, self.q_weights, strategy=self.strategy)
         if self._sampler is None:
             self._sampler = make_generator(self.execution_seed)
         options = self.execution
         return execute(
             self.circuit,
-            self.angles(features),
+            angles,
             self.q_weights,
             shots=options.shots,
             noise=options.noise,
@@ -278,6 +329,29 @@ class QuantumHead(Head):
 
     def extra_repr(self) -> str:
         return f"circuit={self.circuit}".replace("\n", "\n  ") if self.circuit.n_qubits <= 8 else f"n_qubits={self.circuit.n_qubits}"
+
+
+def check_head_memory(
+    circuit: Circuit, batch_size: int, strategy: str = "auto", dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> None:
+    """Refuse, before any data is loaded or encoded, a circuit the simulator would refuse on its first batch.
+
+    Raises the :class:`~qubert.quantum.RegisterTooLargeError` (a ``ValueError``, one line) that a
+    forward + backward pass on ``batch_size`` samples of ``dtype`` features would raise on ``device``.
+
+    Example:
+        >>> check_head_memory(Circuit(n_qubits=40), batch_size=64)
+        Traceback (most recent call last):
+        ...
+        qubert.quantum.engine.RegisterTooLargeError: simulating 40 qubits with batch 64 (gates strategy, torch.float32) needs about ...
+    """
+    from qubert.quantum import engine
+
+    device = torch.device(device)
+    state_dtype, _ = engine._resolve_dtypes(torch.empty(0, dtype=dtype), None, circuit.is_real)
+    if strategy == "auto":
+        strategy = engine.choose_strategy(circuit, batch_size, state_dtype, device)
+    engine._check_memory(circuit, batch_size, strategy, state_dtype, device)
 
 
 def build_head(config: dict[str, Any], seed: int | None = None) -> Head:

@@ -681,6 +681,12 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
             complete checkpoints only, and ``resume=True`` continues from the last one.
     """
     config.validate()
+    if config.head == "quantum":  # refuse a register that cannot fit before loading, encoding or writing anything
+        from qubert.heads import check_head_memory
+
+        batch, device = config.resolved_batch_size, "cuda" if torch.cuda.is_available() else "cpu"
+        for size in (batch, max(batch, 256 if config.frozen else 2 * batch)):  # train and eval batches, as in _train
+            check_head_memory(config.circuit(), size, config.strategy, device=device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     bundle = _load_bundle(config)
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()

@@ -271,7 +271,6 @@ def test_auto_picks_analytic_where_it_applies_else_fused_for_small_and_gates_for
 def test_auto_leaves_analytic_when_its_memory_would_not_fit(monkeypatch):
     circuit = Circuit(n_qubits=8)
     need = estimate_memory(circuit, 100_000, "analytic", torch.float32)
-    assert need > estimate_memory(circuit, 100_000, "gates", torch.float32)
     monkeypatch.setattr(engine, "available_memory", lambda device: need - 1)
     assert choose_strategy(circuit, 100_000, torch.float32) == "gates"
 

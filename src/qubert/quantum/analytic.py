@@ -101,12 +101,22 @@ def analytic_structure(circuit: Circuit) -> Structure | None:
 
 
 def estimate_analytic_memory(circuit: Circuit, batch_size: int, itemsize: int) -> int:
-    """Bytes the analytic strategy holds at its peak: the kept states and gradients, and the
-    per-sample partner amplitudes (one block) or pair products (two blocks) of the backward pass."""
-    n, slots = circuit.n_qubits, circuit.n_layers + 1
-    dim = 2**n
-    derivatives = 2 * slots * n * dim if n <= FULL_LAYER_MAX_QUBITS else 2 * 4 ** (n - n // 2)
-    return itemsize * batch_size * (dim * (2 * slots + 4) + derivatives)
+    """Bytes the analytic strategy may hold at its peak (an upper bound; the measurement's sign table aside).
+
+    Forward: the state entering every layer and the final state. Backward: the gradient arriving at
+    every layer and, for one block, the stacked states, their partner amplitudes and signed products
+    (``slots * n`` states each), for two blocks the stacked states and gradients and the copies their
+    batch-summed products make; a few states of temporaries; the per-circuit index tables.
+    """
+    n, layers = circuit.n_qubits, circuit.n_layers
+    dim, slots = 2**n, layers + 1
+    if n <= FULL_LAYER_MAX_QUBITS:
+        states = 2 * layers + 2 * slots + 3 * slots * n + 6
+        tables = layers * dim * dim * (8 * n + itemsize) * 2 + 16 * slots * n * dim
+    else:
+        states = 6 * layers + 10
+        tables = 40 * dim * slots
+    return itemsize * batch_size * dim * states + tables
 
 
 # ---------------------------------------------------------------------------- per-circuit tables
@@ -238,7 +248,7 @@ def _block_products(tables: _Tables, gathered: torch.Tensor, square: bool) -> li
 def _encode(tables: _Tables, x: torch.Tensor) -> list[torch.Tensor]:
     """Per block, the product state (B, 2**wires) of RY(x_q) H^k |0> over the block's wires."""
     vectors = torch.cos(torch.add(tables.encoding_offset, x.unsqueeze(-1), alpha=0.5))  # (B, n, 2)
-    return _block_products(tables, vectors.view(x.shape[0], -1).index_select(1, tables.product_index), square=False)
+    return _block_products(tables, vectors.view(x.shape[0], 2 * x.shape[1]).index_select(1, tables.product_index), square=False)
 
 
 def _layer_factors(tables: _Tables, weights: torch.Tensor) -> list[torch.Tensor]:
@@ -290,9 +300,9 @@ def _one_block_derivatives(tables: _Tables, encoded: torch.Tensor, kept: list, g
     """(B, n) input and (L * n,) weight derivatives: every <h, J_q chi> / 2 from one gather of
     partner amplitudes (slot 0: the inputs on the encoded state; slot l + 1: layer l)."""
     batch, dim = encoded.shape
-    states = torch.stack([encoded, *kept], 1).view(batch, -1)  # (B, slots * D)
+    states = torch.stack([encoded, *kept], 1).view(batch, (len(kept) + 1) * dim)  # (B, slots * D)
     partners = states.index_select(1, tables.derivative_index) * tables.derivative_sign
-    values = (partners.view(batch, -1, tables.n_qubits, dim) * torch.stack([grad, *arriving], 1).unsqueeze(2)).sum(-1)
+    values = (partners.view(batch, len(kept) + 1, tables.n_qubits, dim) * torch.stack([grad, *arriving], 1).unsqueeze(2)).sum(-1)
     return values[:, 0], values[:, 1:].sum(0).view(-1)
 
 
@@ -304,11 +314,11 @@ def _two_block_derivatives(tables: _Tables, encoded: list, kept: list, grad: tor
     batch, d1, d2 = a.shape[0], a.shape[1], b.shape[1]
     h = grad.view(batch, d1, d2)
     env_a, env_b = (h * b.unsqueeze(1)).sum(2), (a.unsqueeze(-1) * h).sum(1)  # h contracted with b; with a
-    rows = [torch.cat([(a.unsqueeze(-1) * env_a.unsqueeze(1)).view(batch, -1), (b.unsqueeze(-1) * env_b.unsqueeze(1)).view(batch, -1)], 1)]
+    rows = [torch.cat([(a.unsqueeze(-1) * env_a.unsqueeze(1)).view(batch, d1 * d1), (b.unsqueeze(-1) * env_b.unsqueeze(1)).view(batch, d2 * d2)], 1)]
     if kept:
-        chi, h = torch.stack(kept).view(-1, batch, d1, d2), torch.stack(arriving).view(-1, batch, d1, d2)
+        chi, h = torch.stack(kept).view(len(kept), batch, d1, d2), torch.stack(arriving).view(len(kept), batch, d1, d2)
         sums_a = (chi @ h.mT).sum(1)  # (L, d1, d1), summed over the batch
-        sums_b = chi.view(-1, batch * d1, d2).mT @ h.view(-1, batch * d1, d2)  # (L, d2, d2)
+        sums_b = chi.view(len(kept), batch * d1, d2).mT @ h.view(len(kept), batch * d1, d2)  # (L, d2, d2)
         rows.append(torch.cat([sums_a.view(len(kept), -1), sums_b.view(len(kept), -1)], 1))
     values = torch.cat(rows) @ tables.selection
     return values[:batch], values[batch:].reshape(-1)
@@ -322,7 +332,7 @@ class _AnalyticCircuit(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, tables: _Tables, readout: bool) -> torch.Tensor:
         encoded = _encode(tables, x)
         factors = _layer_factors(tables, w) if tables.n_layers else []
-        start = encoded[0] if tables.one_block else (encoded[0].unsqueeze(-1) * encoded[1].unsqueeze(1)).view(x.shape[0], -1)
+        start = encoded[0] if tables.one_block else (encoded[0].unsqueeze(-1) * encoded[1].unsqueeze(1)).view(x.shape[0], 2**tables.n_qubits)
         state, kept = _apply_layers(tables, factors, start)
         ctx.tables, ctx.readout, ctx.sizes = tables, readout, (len(encoded), len(kept))
         ctx.save_for_backward(state, *encoded, *kept, *factors)

@@ -365,7 +365,7 @@ class _Run:
             k = min(PRODUCT_CHUNK, self.n - start)
             idx = self._index(("product", k), product_index, k)
             chunk = vectors[:, start : start + k].reshape(-1, 2 * k).index_select(-1, idx).view(-1, 2**k, k).prod(-1)
-            state = chunk if state is None else (state.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(chunk.shape[0], -1)
+            state = chunk if state is None else (state.unsqueeze(-1) * chunk.unsqueeze(1)).reshape(chunk.shape[0], state.shape[1] * 2**k)
         return state
 
     def apply(self, state: torch.Tensor, step) -> torch.Tensor:
@@ -379,7 +379,7 @@ class _Run:
             block = flat.index_select(-1, idx).view(-1, 2**size, 2**size, size).prod(-1)
             view = state.reshape(batch, 2**start, 2**size, 2 ** (n - start - size))
             # einsum picks the bmm layout; broadcasting matmul measured ~2x slower at 16 qubits.
-            if block.shape[0] > 1:
+            if block.shape[0] != 1:
                 state = torch.einsum("bij,bajr->bair", block, view).reshape(batch, 2**n)
             else:
                 state = torch.einsum("ij,bajr->bair", block[0], view).reshape(batch, 2**n)
@@ -425,24 +425,63 @@ def available_memory(device: torch.device) -> int:
 
 
 def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", dtype: torch.dtype = torch.complex64) -> int:
-    """Bytes a forward + backward pass is expected to hold at its peak (an upper-bound estimate).
+    """Bytes one forward + backward pass may hold at its peak: an upper bound for the state ``dtype``.
+
+    It counts the batch states autograd keeps for the backward pass (one per Kronecker block or
+    matrix applied to the batch), the gradients and temporaries of the backward pass, the
+    whole-register layer matrices (``fused``; ``gates`` up to 6 qubits) with the gathered entries
+    their products keep, and the index and sign tables built on a circuit's first call.
+    ``tests/quantum/test_memory_estimate.py`` checks it against measured peaks.
 
     Example:
         >>> estimate_memory(Circuit(n_qubits=30), batch_size=64) > 2**40
         True
     """
     itemsize = dtype.itemsize
+    n, dim = circuit.n_qubits, 2**circuit.n_qubits
+    tables = _measurement_table_bytes(circuit, 8 if dtype in (torch.float64, torch.complex128) else 4)
     if strategy == "analytic":
-        return estimate_analytic_memory(circuit, batch_size, itemsize)
-    n_steps = len(_plan_for(circuit).steps)
-    dim = 2**circuit.n_qubits
-    # Autograd keeps about one state per step, plus the input, the output and the probabilities.
-    total = itemsize * batch_size * dim * (n_steps + 4)
-    if strategy == "fused":
-        total += itemsize * dim * dim * (n_steps + 2)
+        return estimate_analytic_memory(circuit, batch_size, itemsize) + tables
+    kept = 0  # batch states saved for the backward pass
+    layer_matrices = 0  # weight-only single-qubit layers built as 2**n x 2**n matrices
+    blocks = 0  # bytes of per-sample Kronecker blocks (data-dependent steps) and their gathered entries
+    plan = _plan_for(circuit)
+    for kind, steps in plan.segments:
+        singles = [step for step in steps if isinstance(step, _SingleQubitStep)]
+        tables += 40 * dim * (len(steps) - len(singles))  # each CNOT run: permutation and inverse, and their build
+        if kind == "weights" and (strategy == "fused" or n <= LAYER_MATRIX_MAX_QUBITS):
+            layer_matrices += len(singles)
+            kept += 1 if strategy == "fused" else len(steps)
+        else:
+            kept += sum(len(step.blocks) for step in singles)
+            if kind == "data":
+                # per block of k qubits: (batch, 4**k, k) gathered entries (kept by prod), the block,
+                # and their gradients (about twice that for complex gates; see the layer matrices)
+                factor = 4 if dtype.is_complex else 2
+                blocks += sum(batch_size * 4**k * factor * (k + 2) * itemsize for step in singles for _, k in step.blocks)
+    # Besides the kept states: the final state, the probabilities, and the gradient and copies the
+    # backward pass holds at once; per sample, the (2**k, k) gathered entries of each product-state
+    # chunk (kept by prod) and their gradient, and the gate matrices of the inputs.
+    per_sample = dim * (kept + 6 + (circuit.measurement == "probs")) + 24 * sum(len(k.index) * len(k.index[0]) for k in plan.data_kinds)
+    if plan.leading_product:
+        per_sample += sum(4 * 2**k * k for k in (min(PRODUCT_CHUNK, n - start) for start in range(0, n, PRODUCT_CHUNK)))
+    states = itemsize * batch_size * per_sample
+    matrices = 0
+    if layer_matrices:
+        # Per layer: its (2**n, 2**n, n) gathered entries (kept by prod) and their gradient (complex
+        # gates have zero entries, for which prod's backward takes about twice as much), the
+        # matrix, its gradient and the fused products; once: the int64 Kronecker index and its build.
+        per_entry = (4 * n + 14) if dtype.is_complex else (2 * n + 10)
+        matrices = layer_matrices * dim * dim * itemsize * per_entry + 24 * n * dim * dim
+    return states + blocks + matrices + tables
+
+
+def _measurement_table_bytes(circuit: Circuit, real_itemsize: int) -> int:
+    """Bytes of the measured observables' signs (2**n, n_outputs), cached per circuit, and of their int64 build."""
     if circuit.measurement == "probs":
-        total += itemsize * batch_size * dim
-    return total
+        return 0
+    dim = 2**circuit.n_qubits
+    return dim * (16 * circuit.n_qubits + real_itemsize * circuit.n_outputs)
 
 
 def _check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtype, device: torch.device) -> None:

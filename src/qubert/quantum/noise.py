@@ -205,7 +205,7 @@ def _apply_one_qubit(state: torch.Tensor, mats: torch.Tensor, wire: int, n_qubit
     """Apply (rows or 1, 2, 2) matrices to ``wire`` of pure states (rows, 2**n)."""
     rows = state.shape[0]
     view = state.reshape(rows, 2**wire, 2, 2 ** (n_qubits - wire - 1))
-    return torch.matmul(mats.unsqueeze(1), view).reshape(rows, -1)
+    return torch.matmul(mats.unsqueeze(1), view).reshape(rows, 2**n_qubits)
 
 
 def _kraus(noise: NoiseModel, dtype: torch.dtype) -> list[list[torch.Tensor]]:
@@ -248,8 +248,8 @@ def _apply_superoperator(vec: torch.Tensor, sup: torch.Tensor, wire: int, n_qubi
     if sup.dim() == 3 and sup.shape[0] == 1:
         sup = sup[0]
     if sup.dim() == 2:
-        return torch.einsum("ij,nljr->nlir", sup, view).reshape(rows, -1)
-    return torch.einsum("nij,nljr->nlir", sup, view).reshape(rows, -1)
+        return torch.einsum("ij,nljr->nlir", sup, view).reshape(rows, 4**n_qubits)
+    return torch.einsum("nij,nljr->nlir", sup, view).reshape(rows, 4**n_qubits)
 
 
 @functools.lru_cache(maxsize=512)
@@ -320,7 +320,7 @@ def density_matrix(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor
     vec = _evolve_density(circuit, gate_angles(circuit, inputs, weights), noise)
     # (r0, c0, r1, c1, ...) -> (r0, r1, ..., c0, c1, ...)
     order = [0] + [1 + 2 * q for q in range(n)] + [2 + 2 * q for q in range(n)]
-    return vec.reshape(-1, *([2] * 2 * n)).permute(order).reshape(-1, 2**n, 2**n)
+    return vec.reshape(vec.shape[0], *([2] * 2 * n)).permute(order).reshape(vec.shape[0], 2**n, 2**n)
 
 
 def _evolve_density(circuit: Circuit, angles: torch.Tensor, noise: NoiseModel) -> torch.Tensor:
@@ -395,7 +395,7 @@ def _product_density(pending: dict[int, torch.Tensor], n: int, rows: int, dtype:
         else:
             factor = torch.zeros(rows, 4, dtype=dtype, device=device)
             factor[:, 0] = 1
-        vec = factor if vec is None else (vec[:, :, None] * factor[:, None, :]).reshape(rows, -1)
+        vec = factor if vec is None else (vec[:, :, None] * factor[:, None, :]).reshape(rows, 4 * vec.shape[1])
     return vec
 
 
@@ -455,7 +455,7 @@ def trajectory_probabilities(
             wires[wire] = _sample_channels(wires[wire], 0, 1, noise, kraus, generator)
     state = wires[0]
     for wire_state in wires[1:]:
-        state = (state[:, :, None] * wire_state[:, None, :]).reshape(rows, -1)
+        state = (state[:, :, None] * wire_state[:, None, :]).reshape(rows, 2 * state.shape[1])
     for op in ops[first_cnot:]:
         if op.name == "CNOT":
             state = state.index_select(1, _cnot_permutation(n, *op.wires, device))
@@ -466,7 +466,7 @@ def trajectory_probabilities(
         for wire in op.wires if noise.has_gate_noise else ():
             state = _sample_channels(state, wire, n, noise, kraus, generator)
     probs = state.abs().square() if state.is_complex() else state.square()
-    return probs.reshape(batch, per_sample, -1).mean(dim=1)
+    return probs.reshape(batch, per_sample, 2**n).mean(dim=1)
 
 
 def _trajectory_kraus(noise: NoiseModel, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
@@ -498,7 +498,7 @@ def _sample_channels(
         state = _apply_one_qubit(state, kraus["paulis"][branch], wire, n)
     g = noise.amplitude_damping
     if g > 0:
-        view = state.detach().reshape(rows, 2**wire, 2, -1)[:, :, 1]
+        view = state.detach().reshape(rows, 2**wire, 2, 2 ** (n - wire - 1))[:, :, 1]
         excited = (view.abs().square() if view.is_complex() else view.square()).sum(dim=(1, 2))
         jump = _uniform(rows, generator, state.device) < g * excited.double()
         state = _apply_one_qubit(state, kraus["damping"][jump.long()], wire, n)
@@ -521,7 +521,7 @@ def apply_readout_error(probs: torch.Tensor, n_qubits: int, p: float) -> torch.T
     rows = probs.shape[0]
     for wire in range(n_qubits):
         view = probs.reshape(rows, 2**wire, 2, 2 ** (n_qubits - wire - 1))
-        probs = torch.matmul(confusion, view).reshape(rows, -1)
+        probs = torch.matmul(confusion, view).reshape(rows, 2**n_qubits)
     return probs
 
 

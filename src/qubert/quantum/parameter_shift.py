@@ -67,7 +67,7 @@ def parameter_shift_jacobian(evaluate: Evaluate, angles: torch.Tensor, *, max_ro
     rows = shifted.shape[0] if max_rows is None else max(1, int(max_rows))
     with torch.no_grad():
         values = torch.cat([evaluate(part) for part in shifted.split(rows)])
-    values = values.reshape(batch, 2, n_angles, -1)
+    values = values.reshape(batch, 2, n_angles, values.shape[-1])
     return (values[:, 0] - values[:, 1]) / 2
 
 

@@ -1,0 +1,56 @@
+"""Peak memory of one forward + backward pass of the simulator, measured from the process's RSS.
+
+Run as ``python memory_probe.py '<json list of cases>'``; prints one JSON object per case with
+``measured`` (peak RSS minus the RSS just before the pass, in bytes) and ``estimate``
+(:func:`qubert.quantum.estimate_memory`). Linux only: the peak is reset before each case by
+writing 5 to ``/proc/self/clear_refs`` and read back as ``VmHWM``. Run it with
+``MALLOC_MMAP_THRESHOLD_`` set low so that freed tensors go back to the system at once.
+
+A case is ``{"n_qubits": .., "n_layers": .., "batch": .., "strategy": .., "dtype": "float64", ...}``;
+other keys are Circuit fields.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import sys
+
+import torch
+
+from qubert.quantum import Circuit, estimate_memory, simulate
+from qubert.quantum.engine import _plan_for, _resolve_dtypes
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{key}:\s+(\d+) kB", f.read()).group(1)) * 1024
+
+
+def measure(case: dict) -> dict:
+    case = dict(case)
+    batch, strategy, dtype = case.pop("batch"), case.pop("strategy"), getattr(torch, case.pop("dtype"))
+    circuit = Circuit(**case)
+    x = torch.rand(batch, circuit.n_qubits, dtype=dtype, requires_grad=True)
+    w = circuit.init_weights().to(dtype).requires_grad_()
+    state_dtype, _ = _resolve_dtypes(x, None, _plan_for(circuit).real)
+    # Warm up the same kernels on a smaller register, so that loading their code is not counted
+    # while this circuit's own cached tables (built on its first call) are.
+    warm = Circuit(**{**case, "n_qubits": max(circuit.n_qubits - 1, 2)})
+    simulate(warm, torch.rand(1, warm.n_qubits, dtype=dtype, requires_grad=True), warm.init_weights().to(dtype), strategy=strategy).sum().backward()
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status("VmRSS")
+    simulate(circuit, x, w, strategy=strategy).sum().backward()
+    measured = _status("VmHWM") - before
+    del x, w
+    gc.collect()
+    return {**case, "batch": batch, "strategy": strategy, "measured": measured, "estimate": estimate_memory(circuit, batch, strategy, state_dtype)}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for case in json.loads(sys.argv[1]):
+        print(json.dumps(measure(case)), flush=True)
