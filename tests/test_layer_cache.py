@@ -304,3 +304,15 @@ def test_an_interrupted_cache_build_keeps_only_complete_files(env, tmp_path, mon
     computed.clear()
     run_training(_config(env, tmp_path, "killed", num_epochs=1, resume=True))
     assert len(computed) == 2  # validation and test; the complete train file was reused
+
+
+def test_a_quantum_head_called_alone_under_autocast_computes_in_float32():
+    from qubert.heads import QuantumHead
+
+    head = QuantumHead(in_features=8, n_classes=3, n_qubits=3, n_layers=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        angles_seen = []
+        original = head.measure
+        head.measure = lambda f: angles_seen.append(f.dtype) or original(f)
+        logits = head(torch.randn(4, 8).bfloat16())
+    assert angles_seen == [torch.float32] and logits.dtype == torch.float32

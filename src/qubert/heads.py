@@ -313,7 +313,11 @@ class QuantumHead(Head):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.post_net(self.measure(features).to(self.post_net.weight.dtype))
+        # Autocast never reaches the circuit: angles in bf16 would round away the differences it
+        # measures. The head computes in its own dtype (float32 / float64) whatever the caller uses.
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            features = features.to(self.pre_net.weight.dtype)
+            return self.post_net(self.measure(features).to(self.post_net.weight.dtype))
 
     def config(self) -> dict[str, Any]:
         return {
