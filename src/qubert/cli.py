@@ -43,6 +43,25 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("qubert")
+        except PackageNotFoundError:  # a source checkout that was never installed
+            from qubert import __version__ as number
+        console.print(f"qubert {number}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_version_callback),
+) -> None:
+    """Fine-tune BERT-family encoders with a variational quantum (or classical) classification head."""
+
+
 def _fail(message: str) -> typer.Exit:
     """Print one red error line; the caller raises the returned Exit (code 2)."""
     err_console.print(f"[bold red]Error:[/bold red] [red]{_escape(message)}[/red]", highlight=False, soft_wrap=True)
@@ -87,8 +106,21 @@ def _load_config_file(ctx: typer.Context, param: Any, value: Optional[Path]) -> 
         close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise _fail(f"config {value}: unknown option {unknown[0]!r}{hint} for 'qubert {ctx.command.name}'")
+    params = {p.name: p for p in ctx.command.params}
+    for key, raw in normalised.items():
+        normalised[key] = _config_value(ctx, params[key], raw, value)
     ctx.default_map = {**(ctx.default_map or {}), **normalised}
     return value
+
+
+def _config_value(ctx: typer.Context, param: Any, raw: Any, source: Path) -> Any:
+    """A YAML value checked against its option's type, so a bad one names the file and the key."""
+    if raw is None:
+        return raw
+    try:
+        return param.process_value(ctx, raw)
+    except typer.BadParameter as err:
+        raise _fail(f"config {source}: {param.name}: {raw!r} is not valid ({err.message})") from None
 
 
 def _config_option() -> Any:
