@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 HEADS = ("linear", "mlp", "quantum")
+MAX_LEARNING_RATE = 10.0  # above this no optimizer converges: the value is a typo, not a choice
+MAX_LAYERS = 1000  # circuit depth cap: far beyond trainable (barren plateaus), and memory grows with it
 _NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir")  # may differ when resuming a run
 
 
@@ -113,7 +115,7 @@ class TrainingConfig:
     head: str = _help("Classification head: linear, mlp or quantum.", default="quantum")
     # ---- quantum head
     qubits: int = _help("Quantum head: number of qubits.", default=8)
-    layers: int = _help("Quantum head: number of variational layers (circuit depth).", default=2)
+    layers: int = _help(f"Quantum head: number of variational layers (circuit depth, at most {MAX_LAYERS}).", default=2)
     encoding: str = _help("Quantum head: angle encoding (h_ry, ry, rx, rz, h_rz).", default="h_ry")
     ansatz: str = _help("Quantum head: ansatz (brickwork, basic_entangler, strongly_entangling).", default="brickwork")
     entanglement: str = _help("Quantum head: entanglement (default, none, linear, ring, all, ranged).", default="default")
@@ -125,13 +127,13 @@ class TrainingConfig:
     freeze_circuit: bool = _help("Quantum head: keep the circuit weights fixed (ablation).", default=False)
     strategy: str = _help("Quantum head: simulator strategy (auto, analytic, fused, gates).", default="auto")
     # ---- classical heads
-    hidden_sizes: list[int] = _help("MLP head: hidden layer widths.", default_factory=lambda: [256])
+    hidden_sizes: list[int] = _help("MLP head: hidden layer widths (a single int means one layer).", default_factory=lambda: [256])
     dropout: float = _help("Linear/MLP head: dropout.", default=0.0)
     # ---- optimisation
-    learning_rate: float | None = _help("Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise).", default=None)
-    encoder_learning_rate: float = _help("Learning rate of the trainable encoder layers (full / top<k> modes).", default=2e-5)
+    learning_rate: float | None = _help(f"Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise; at most {MAX_LEARNING_RATE:g}).", default=None)
+    encoder_learning_rate: float = _help(f"Learning rate of the trainable encoder layers (full / top<k> modes; at most {MAX_LEARNING_RATE:g}).", default=2e-5)
     num_epochs: float | None = _help("Training epochs (default 10 frozen, 3 otherwise).", default=None)
-    batch_size: int | None = _help("Training batch size (default 64 frozen, 16 otherwise).", default=None)
+    batch_size: int | None = _help("Training batch size (default 64 frozen, 16 otherwise; more than the training rows is lowered to them, with a warning).", default=None)
     weight_decay: float = _help("AdamW weight decay (not on biases, norms or circuit angles).", default=0.0)
     lr_scheduler_type: str = _help("Learning-rate schedule (transformers names: linear, constant, cosine, ...).", default="linear")
     early_stopping_patience: int | None = _help("Stop after this many epochs without a better validation macro-F1 (None: never).", default=3)
@@ -165,11 +167,15 @@ class TrainingConfig:
             parse_mode(self.mode)
         except ModelConfigError as err:
             raise TrainingConfigError(str(err)) from None
+        if _is_int(self.hidden_sizes):
+            self.hidden_sizes = [self.hidden_sizes]  # `hidden_sizes: 32` in YAML: one hidden layer
         for name in ("max_length", "qubits"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not _is_int(self.layers) or self.layers < 0:
             fail(f"layers must be a non-negative integer, got {self.layers!r}")
+        if self.layers > MAX_LAYERS:
+            fail(f"layers must be at most {MAX_LAYERS}, got {self.layers}")
         for name in ("max_train_samples", "max_eval_samples", "batch_size", "early_stopping_patience"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
@@ -182,6 +188,8 @@ class TrainingConfig:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
                 fail(f"{name} must be a positive number, got {value!r}")
+            if value > MAX_LEARNING_RATE:
+                fail(f"{name} {value:g} is surely a mistake (at most {MAX_LEARNING_RATE:g}; typical values are 1e-5 to 1e-1)")
         if self.num_epochs is not None and (not isinstance(self.num_epochs, (int, float)) or not self.num_epochs > 0):
             fail(f"num_epochs must be a positive number, got {self.num_epochs!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
