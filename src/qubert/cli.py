@@ -74,6 +74,15 @@ def _escape(text: str) -> str:
     return escape(" ".join(str(text).split()))
 
 
+def _message(err: BaseException) -> str:
+    """The one line for a user error; a full disk says what was being written and what to do."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC and not str(err).startswith("no space left"):
+        return f"no space left on device while writing {err.filename or 'the output'}; free space or choose another output or --cache-dir"
+    return str(err)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     # DataError, TrainingConfigError, ModelConfigError, RunDirectoryError are ValueErrors;
     # OSError covers unreadable/unwritable paths given by the user.
@@ -192,7 +201,7 @@ def train(**options: Any) -> None:
         err_console.print("[yellow]Interrupted[/yellow] before training started; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     _print_metrics(metrics, title="Test results")
 
 
@@ -253,7 +262,7 @@ def evaluate(
         err_console.print("[yellow]Interrupted.[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     _print_metrics(metrics, title=f"Evaluation of {model_dir}")
     matrix = metrics.get("confusion_matrix")
     if matrix:
@@ -296,7 +305,7 @@ def predict(
         err_console.print("[yellow]Interrupted[/yellow]; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     if output is not None:
         err_console.print(f"Wrote {len(texts)} predictions to {output}")
 
@@ -386,7 +395,7 @@ def datasets(
         directory = resolve_data_dir(data_dir)
         rows = available_datasets(data_dir)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     table = Table(title=f"Data sets (data directory: {directory or 'none found'})", header_style="bold")
     for column in ("name", "classes", "labels", "available", "rows"):
         table.add_column(column, overflow="fold")

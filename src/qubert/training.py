@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -46,6 +48,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 __all__ = [
+    "DiskFullError",
     "RunDirectoryError",
     "TrainingInterrupted",
     "TrainingConfig",
@@ -71,6 +74,17 @@ class TrainingConfigError(ValueError):
 
 class RunDirectoryError(ValueError):
     """The run directory cannot be used as asked (exists, unfinished, resumed with other options)."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing ``path``; the partial files were removed."""
+
+    def __init__(self, path: str | os.PathLike[str], kept: Path | None = None) -> None:
+        resume = f" (the completed checkpoints are kept in {kept}: then add --resume)" if kept else ""
+        super().__init__(errno.ENOSPC, f"no space left on device while writing {path}; free space or choose another --output-dir/--cache-dir{resume}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -566,7 +580,9 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
     """
     config.validate()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _check_encoder(config)  # a bad --model or --max-length fails before any data is read
     bundle = _load_bundle(config)
+    config = _fit_batch_size(config, len(bundle.train))
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
     resolved = {**config.to_dict(), "output_dir": str(run_dir), "batch_size": config.resolved_batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate}
     if config.resume and (run_dir / "metrics.json").is_file():
@@ -574,18 +590,133 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
         return _read_metrics(run_dir)
     resume_from = _prepare_run_dir(run_dir, resolved, config)
     model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    import yaml
-
-    _write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    if config.progress:
-        _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+    fresh = not (run_dir.is_dir() and any(run_dir.iterdir()))
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        _write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        if config.progress:
+            _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
         return _train(config, bundle, run_dir, resume_from, model, tokenizer)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
         raise TrainingInterrupted(run_dir) from None
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met a crafted checkpoint file
+        raise RunDirectoryError(
+            f"cannot resume from {resume_from}: a checkpoint file holds pickled objects other than tensors, and qubert "
+            f"does not unpickle them (unpickling can run arbitrary code); remove the checkpoint or use another --output-dir ({_first_line(err)})"
+        ) from None
+    except Exception as err:
+        if not _is_disk_full(err):
+            raise
+        path = _written_path(err, run_dir, config)
+        _discard_incomplete_checkpoints(run_dir / "checkpoints")
+        kept = bool(_complete_checkpoints(run_dir / "checkpoints"))
+        if fresh and not kept:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth resuming: leave no unfinished run behind
+        raise DiskFullError(path, kept=run_dir if kept else None) from None
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def _check_encoder(config: TrainingConfig) -> None:
+    """Read the encoder's config (small, local or cached) and check ``max_length`` against it.
+
+    A name that is neither a folder nor reachable is refused at once, instead of after the Hub
+    client's retries; a path-like name that does not exist is "no such folder", not a bad repo id.
+    """
+    from transformers import AutoConfig
+
+    from qubert.modeling import ModelConfigError, resolve_model_path
+
+    name = resolve_model_path(config.model)
+    local = Path(name).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ModelConfigError(f"--model {name}: is a file; pass a model folder or a Hugging Face Hub name")
+    elif _looks_like_path(name):
+        raise ModelConfigError(f"--model {name}: no such folder")
+    elif not _in_hub_cache(name):
+        offline = _hub_unreachable_reason()
+        if offline is not None:
+            raise ModelConfigError(f"{name} is not a local folder, and the Hugging Face Hub is unreachable ({offline})")
+    try:
+        encoder_config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise ModelConfigError(f"cannot load encoder {config.model!r}: {_first_line(err)}") from None
+    limit = _position_limit(encoder_config)
+    if limit is not None and config.max_length > limit:
+        raise TrainingConfigError(
+            f"max_length {config.max_length} is above the encoder's limit of {limit} tokens "
+            f"(max_position_embeddings in {name}/config.json); use --max-length {limit} or less"
+        )
+
+
+def _looks_like_path(name: str) -> bool:
+    """``./enc``, ``~/m``, ``/abs/m``, ``a/b/c``: a folder, never a Hub id (``org/name``)."""
+    seps = {os.sep, os.altsep or os.sep}
+    return name.startswith((".", "~", *seps)) or any(sep != "/" and sep in name for sep in seps) or name.count("/") > 1
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an invalid repo id: certainly not cached
+        return False
+
+
+def _hub_unreachable_reason() -> str | None:
+    """Why the Hub cannot be used now (an offline flag, or no answer within 1.5 s), else None."""
+    from qubert.data import _hub_reachable
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"offline: {var}={os.environ[var]}"
+    return None if _hub_reachable(timeout=1.5) else "offline"
+
+
+def _position_limit(encoder_config) -> int | None:
+    """Tokens the encoder can position: ``max_position_embeddings``, less RoBERTa-style padding offsets."""
+    limit = getattr(encoder_config, "max_position_embeddings", None)
+    if not _is_int(limit):
+        return None
+    model_type = str(getattr(encoder_config, "model_type", ""))
+    if "roberta" in model_type or model_type in ("camembert", "longformer", "mpnet"):
+        limit -= int(getattr(encoder_config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
+    return limit
+
+
+def _fit_batch_size(config: TrainingConfig, rows: int) -> TrainingConfig:
+    """A ``batch_size`` given above the training rows is lowered to them, with a warning."""
+    if config.batch_size is None or config.batch_size <= rows:
+        return config
+    _say(f"[yellow]Warning: batch_size {config.batch_size} is more than the {rows} training rows; using {rows}.[/yellow]")
+    return dataclasses.replace(config, batch_size=rows)
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    # safetensors reports I/O failures as SafetensorError text, not as an OSError with errno.
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
+
+
+def _written_path(err: BaseException, run_dir: Path, config: TrainingConfig) -> Path | str:
+    """The file being written when the disk filled up: the error's, else the run dir or the cache."""
+    if getattr(err, "filename", None):
+        return err.filename
+    import traceback
+
+    modules = {Path(frame.filename).name for frame in traceback.extract_tb(err.__traceback__)}
+    if "embeddings.py" in modules:
+        from qubert.embeddings import EmbeddingCache
+
+        return EmbeddingCache(config.cache_dir).directory
+    return run_dir
 
 
 def _build_model(config: TrainingConfig, bundle):
@@ -816,12 +947,70 @@ def load_model(model_dir: str | os.PathLike[str], device: str | None = None):
         raise ModelConfigError(f"cannot read {path / 'config.json'}: {err}") from None
     if config.get("model_type") != "qubert":
         raise ModelConfigError(f"{path} holds a {config.get('model_type')!r} model, not a qubert model")
-    with _quiet_transformers():
-        model = QubertForSequenceClassification.from_pretrained(str(path))
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    check_no_pickles(path)
+    try:
+        _check_weights(path)
+        with _quiet_transformers():
+            model = QubertForSequenceClassification.from_pretrained(str(path))
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as err:  # SafetensorError, size mismatches, bad config values, missing files, ...
+        raise ModelConfigError(f"not a loadable qubert model: {path}: {_first_line(err)}") from None
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.eval()
     return model, tokenizer
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def check_no_pickles(folder: str | os.PathLike[str]) -> None:
+    """Refuse a model folder that holds pickle files (``pytorch_model.bin``, ``*.pt``, ``*.pkl``, ...).
+
+    qubert saves and loads safetensors only: unpickling a file can run arbitrary code, so a folder
+    with pickles is refused rather than trusted, even where a loader would skip them.
+
+    Example:
+        >>> check_no_pickles("runs/sst2-quantum-frozen-s42/model")  # doctest: +SKIP
+    """
+    from qubert.modeling import ModelConfigError
+
+    pickles = sorted(p.name for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelConfigError(
+            f"{folder} holds pickle files ({', '.join(pickles)}): qubert does not load pickle files, since "
+            "unpickling can run arbitrary code; keep the weights as model.safetensors and remove the pickles"
+        )
+
+
+def _check_weights(path: Path) -> None:
+    """Compare the tensors in ``model.safetensors`` (or its shards) with the shapes ``config.json`` implies.
+
+    A truncated file fails here at its header; a head changed in ``config.json`` (e.g. ``n_qubits``)
+    is a shape mismatch; a missing tensor would otherwise be initialised at random without a word.
+    """
+    from safetensors import safe_open
+
+    from qubert.modeling import QubertConfig, QubertForSequenceClassification
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    elif (path / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError("no model.safetensors")
+    found: dict[str, list[int]] = {}
+    for name in files:
+        with safe_open(str(path / name), framework="pt") as fh:
+            found.update({key: list(fh.get_slice(key).get_shape()) for key in fh.keys()})  # noqa: SIM118
+    with torch.device("meta"), _quiet_transformers():  # shapes only: nothing is allocated
+        expected = {k: list(v.shape) for k, v in QubertForSequenceClassification(QubertConfig.from_pretrained(str(path))).state_dict().items()}
+    missing = [k for k in expected if k not in found]
+    if missing:
+        raise ValueError(f"model.safetensors lacks {len(missing)} tensor(s) the config needs, e.g. {missing[0]}")
+    for key, shape in expected.items():
+        if found[key] != shape:
+            raise ValueError(f"{key} has shape {found[key]} in model.safetensors but config.json implies {shape}")
 
 
 def _configure_execution(model, shots: int | None, noise: Any, seed: int | None) -> None:
