@@ -672,13 +672,13 @@ def _in_hub_cache(name: str) -> bool:
 
 
 def _hub_unreachable_reason() -> str | None:
-    """Why the Hub cannot be used now (an offline flag, or no answer within 1.5 s), else None."""
+    """Why the Hub cannot be used now (an offline flag, or no answer within a second), else None."""
     from qubert.data import _hub_reachable
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
             return f"offline: {var}={os.environ[var]}"
-    return None if _hub_reachable(timeout=1.5) else "offline"
+    return None if _hub_reachable(timeout=1.0) else "offline"
 
 
 def _position_limit(encoder_config) -> int | None:
