@@ -295,6 +295,30 @@ def test_disk_full_while_caching_is_one_line_and_leaves_no_run(env, tmp_path, mo
     assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
 
 
+def test_disk_full_while_writing_predictions_is_one_line(env, tmp_path, monkeypatch):
+    import io
+    import os
+
+    import qubert.cli
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd, *args, **kwargs):
+        os.close(fd)
+        return Full()
+
+    monkeypatch.setattr(qubert.cli.os, "fdopen", fdopen)
+    result = runner.invoke(app, _predict(env, tmp_path, "model"), input="good film\n")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"Error: no space left on device while writing {tmp_path / 'predictions.csv'}; "
+        "free space or choose another output or --cache-dir"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_disk_full_while_saving_the_model_keeps_checkpoints_only(env, tmp_path, monkeypatch):
     import transformers.modeling_utils
 
@@ -317,6 +341,25 @@ def test_disk_full_while_saving_the_model_keeps_checkpoints_only(env, tmp_path, 
     assert not (run / "model").exists() and not (run / "metrics.json").exists()
     assert [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")] == []
     assert any((c / "trainer_state.json").is_file() for c in (run / "checkpoints").iterdir())
+
+
+def test_resume_refuses_a_booby_trapped_checkpoint_and_takes_a_real_one(env, tmp_path):
+    args = _train(env, tmp_path, "--early-stopping-patience", "1")
+    assert runner.invoke(app, args).exit_code == 0
+    run = tmp_path / "run"
+    (run / "metrics.json").unlink()  # unfinished: --resume continues from the last checkpoint
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output  # the Trainer's own pickles (numpy RNG state) pass the check
+    (run / "metrics.json").unlink()
+    (checkpoint,) = (run / "checkpoints").glob("checkpoint-*")
+    (checkpoint / "rng_state.pth").write_bytes(pickle.dumps(_Evil()))
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot resume from {checkpoint}: rng_state.pth holds pickled objects other than tensors, and qubert "
+        "does not unpickle those (unpickling can run arbitrary code); delete the checkpoint or use another --output-dir"
+    ]
+    assert "unpickled!" not in result.output and not (run / "metrics.json").exists()
 
 
 def test_model_name_is_refused_fast_when_the_hub_does_not_answer(env, tmp_path, monkeypatch):

@@ -370,6 +370,9 @@ def _write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
+    except OSError as err:
+        err.filename = err.filename or str(path)  # a full disk names the file, not the temporary
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -574,7 +574,11 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
 
     Raises:
         TrainingConfigError, RunDirectoryError, qubert.data.DataError,
-        qubert.modeling.ModelConfigError: bad input (one-line messages).
+        qubert.modeling.ModelConfigError: bad input (one-line messages), checked before any
+            data is encoded: e.g. ``max_length`` above the encoder's positions, a missing model
+            folder, an unreachable Hub, a checkpoint holding pickled objects.
+        DiskFullError: the disk filled up; partial files are removed (and a new run directory
+            with no complete checkpoint).
         TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the run directory then holds
             complete checkpoints only, and ``resume=True`` continues from the last one.
     """
@@ -589,6 +593,8 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
         _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
         return _read_metrics(run_dir)
     resume_from = _prepare_run_dir(run_dir, resolved, config)
+    if resume_from is not None:
+        _check_checkpoint_pickles(resume_from)
     model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
     fresh = not (run_dir.is_dir() and any(run_dir.iterdir()))
     try:
@@ -603,11 +609,6 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
         raise
     except KeyboardInterrupt:
         raise TrainingInterrupted(run_dir) from None
-    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met a crafted checkpoint file
-        raise RunDirectoryError(
-            f"cannot resume from {resume_from}: a checkpoint file holds pickled objects other than tensors, and qubert "
-            f"does not unpickle them (unpickling can run arbitrary code); remove the checkpoint or use another --output-dir ({_first_line(err)})"
-        ) from None
     except Exception as err:
         if not _is_disk_full(err):
             raise
@@ -617,6 +618,33 @@ def run_training(config: TrainingConfig) -> dict[str, float]:
         if fresh and not kept:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth resuming: leave no unfinished run behind
         raise DiskFullError(path, kept=run_dir if kept else None) from None
+
+
+def _check_checkpoint_pickles(checkpoint: Path) -> None:
+    """Refuse, before any work, a checkpoint whose trainer state is not plain tensors.
+
+    The Trainer reloads optimizer, scheduler and RNG state with ``torch.load(weights_only=True)``
+    (plus a few numpy types), which stops at anything else (a crafted pickle could run code) with
+    a multi-line traceback. ``training_args.bin`` is never read back, so it is not opened here.
+    """
+    import warnings
+
+    from transformers.trainer_pt_utils import safe_globals  # the numpy types the Trainer allows in rng_state.pth
+
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix.lower() not in PICKLE_SUFFIXES or path.name == "training_args.bin":
+            continue
+        try:
+            with warnings.catch_warnings(), safe_globals():
+                warnings.simplefilter("ignore")  # torch warns about pickle protocols first
+                torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise RunDirectoryError(
+                f"cannot resume from {checkpoint}: {path.name} holds pickled objects other than tensors, and qubert does "
+                "not unpickle those (unpickling can run arbitrary code); delete the checkpoint or use another --output-dir"
+            ) from None
+        except Exception as err:  # a truncated or corrupted file
+            raise RunDirectoryError(f"cannot resume from {checkpoint}: {path.name} is unreadable ({_first_line(err)}); delete the checkpoint") from None
 
 
 def _first_line(err: BaseException) -> str:
