@@ -75,7 +75,7 @@ def test_train_bad_input_is_one_red_line(env, tmp_path):
     _one_red_line(runner.invoke(app, _train_args(env, tmp_path / "r", "--head", "svm")), "unknown head 'svm'")
     _one_red_line(runner.invoke(app, _train_args(env, tmp_path / "r", "--mode", "half")), "unknown mode 'half'")
     _one_red_line(runner.invoke(app, ["train", "--train-file", str(tmp_path / "missing.csv"), "--no-progress"]), "not found")
-    _one_red_line(runner.invoke(app, _train_args(env, tmp_path / "r", "--model", str(tmp_path / "no-model"))), "cannot load encoder")
+    _one_red_line(runner.invoke(app, _train_args(env, tmp_path / "r", "--model", str(tmp_path / "no-model"))), "no such folder")
     assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
 
 

@@ -132,6 +132,15 @@ def test_unparseable_integer_label(tmp_path):
         load_dataset_bundle(str(path))
 
 
+def test_a_few_integer_labels_among_names_are_refused(tmp_path):
+    rows = [(f"t{i}", "ham" if i % 2 else "spam") for i in range(10)]
+    rows[3], rows[8] = ("t3", "0"), ("t8", "1")
+    path = write_table(tmp_path / "d.csv", rows)
+    expected = r"d\.csv: integer label '0' at rows 4, 9 among class names \(e\.g\. 'spam'\); use class names or integer ids"
+    with pytest.raises(DataError, match=expected):
+        load_dataset_bundle(str(path))
+
+
 def test_unparseable_label_for_registry_set(tmp_path):
     folder = tmp_path / "sms_spam"
     folder.mkdir()

@@ -339,9 +339,13 @@ def parse_bench_config(
     if not isinstance(keep_models, bool):
         raise fail("keep_models", f"must be true or false, got {keep_models!r}")
     config_name = str(data.get("name") or name)
-    out = output_dir if output_dir is not None else data.get("output_dir") or Path("runs") / "bench" / config_name
+    out = Path(output_dir if output_dir is not None else data.get("output_dir") or Path("runs") / "bench" / config_name).expanduser()
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        origin = "--output-dir" if output_dir is not None else "output_dir"
+        raise BenchConfigError(f"{origin} {out}: {blocking} is a file, not a folder; choose another output directory")
     return BenchConfig(
-        name=config_name, output_dir=Path(out).expanduser().resolve(), datasets=datasets, modes=modes,
+        name=config_name, output_dir=out.resolve(), datasets=datasets, modes=modes,
         heads=heads, seeds=seeds, controls=controls, training=training, resources=resources,
         statistics=statistics, description=str(data.get("description") or ""), keep_models=keep_models, online=online,
         source=source,

@@ -69,7 +69,7 @@ def bench(
             result = bench_lib.report_bench(cfg, log=log)
         else:
             result = bench_lib.run_bench(cfg, use_ray=ray, ray_address=ray_address, ray_num_cpus=ray_num_cpus, log=log)
-    except bench_lib.BenchConfigError as err:
+    except (bench_lib.BenchConfigError, OSError) as err:  # OSError: an unwritable output directory
         raise _fail(str(err)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted: finished runs are kept; rerun the same command to resume", code=130) from None

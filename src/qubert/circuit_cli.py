@@ -68,7 +68,7 @@ def _find_model_dir(path: Path) -> Path | None:
 
 def _head_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
     """The head's tensors (``head.`` prefix removed) from ``model.safetensors`` (or its shards)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
@@ -80,10 +80,13 @@ def _head_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
         raise CircuitSourceError(f"{model_dir} has no model.safetensors with the head's weights")
     state: dict[str, torch.Tensor] = {}
     for name in files:
-        with safe_open(str(model_dir / name), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open handles are not dicts
-                if key.startswith(HEAD_PREFIX):
-                    state[key[len(HEAD_PREFIX) :]] = f.get_tensor(key)
+        try:
+            with safe_open(str(model_dir / name), framework="pt") as f:
+                for key in f.keys():  # noqa: SIM118 - safe_open handles are not dicts
+                    if key.startswith(HEAD_PREFIX):
+                        state[key[len(HEAD_PREFIX) :]] = f.get_tensor(key)
+        except (SafetensorError, OSError) as err:  # truncated or corrupted file
+            raise CircuitSourceError(f"not a loadable qubert model: {model_dir / name}: {err}") from None
     if not state:
         raise CircuitSourceError(f"{model_dir} holds no weights under the prefix {HEAD_PREFIX!r}")
     return state
@@ -106,6 +109,9 @@ def load_quantum_head(path: str | Path) -> QuantumHead:
     model_dir = _find_model_dir(path)
     if model_dir is None:
         raise CircuitSourceError(f"{path} is not a saved model directory (no config.json)")
+    from qubert.training import check_no_pickles
+
+    check_no_pickles(model_dir)
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except json.JSONDecodeError as err:
@@ -119,7 +125,7 @@ def load_quantum_head(path: str | Path) -> QuantumHead:
     try:
         head.load_state_dict(_head_state_dict(model_dir))
     except RuntimeError as err:
-        raise CircuitSourceError(f"the head weights in {model_dir} do not match its head_config: {str(err).splitlines()[0]}") from None
+        raise CircuitSourceError(f"not a loadable qubert model: the head weights in {model_dir} do not match its head_config: {' '.join(str(err).split()[6:]).split('. ')[0]}") from None
     return head.eval()
 
 
@@ -188,15 +194,9 @@ def _parse_angles(text: str, n_qubits: int) -> torch.Tensor:
 
 def text_angles(model_dir: Path, text: str) -> torch.Tensor:
     """Encoding angles ``(n_qubits,)`` the saved model gives ``text`` (its encoder, pooling and dressing layer)."""
-    from transformers import AutoTokenizer
+    from qubert.training import load_model
 
-    from qubert.modeling import QubertForSequenceClassification
-
-    try:
-        model = QubertForSequenceClassification.from_pretrained(str(model_dir)).eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    except (OSError, ValueError) as err:
-        raise CircuitSourceError(f"cannot load the model in {model_dir} to encode --text: {str(err).splitlines()[0]}") from None
+    model, tokenizer = load_model(model_dir, device="cpu")
     batch = tokenizer([text], truncation=True, max_length=getattr(model.config, "max_length", 128), return_tensors="pt")
     with torch.no_grad():
         features = model.encode(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))

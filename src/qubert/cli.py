@@ -43,6 +43,25 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("qubert")
+        except PackageNotFoundError:  # a source checkout that was never installed
+            from qubert import __version__ as number
+        console.print(f"qubert {number}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_version_callback),
+) -> None:
+    """Fine-tune BERT-family encoders with a variational quantum (or classical) classification head."""
+
+
 def _fail(message: str) -> typer.Exit:
     """Print one red error line; the caller raises the returned Exit (code 2)."""
     err_console.print(f"[bold red]Error:[/bold red] [red]{_escape(message)}[/red]", highlight=False, soft_wrap=True)
@@ -53,6 +72,15 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(" ".join(str(text).split()))
+
+
+def _message(err: BaseException) -> str:
+    """The one line for a user error; a full disk says what was being written and what to do."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC and not str(err).startswith("no space left"):
+        return f"no space left on device while writing {err.filename or 'the output'}; free space or choose another output or --cache-dir"
+    return str(err)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -87,8 +115,21 @@ def _load_config_file(ctx: typer.Context, param: Any, value: Optional[Path]) -> 
         close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise _fail(f"config {value}: unknown option {unknown[0]!r}{hint} for 'qubert {ctx.command.name}'")
+    params = {p.name: p for p in ctx.command.params}
+    for key, raw in normalised.items():
+        normalised[key] = _config_value(ctx, params[key], raw, value)
     ctx.default_map = {**(ctx.default_map or {}), **normalised}
     return value
+
+
+def _config_value(ctx: typer.Context, param: Any, raw: Any, source: Path) -> Any:
+    """A YAML value checked against its option's type, so a bad one names the file and the key."""
+    if raw is None:
+        return raw
+    try:
+        return param.process_value(ctx, raw)
+    except typer.BadParameter as err:
+        raise _fail(f"config {source}: {param.name}: {raw!r} is not valid ({err.message})") from None
 
 
 def _config_option() -> Any:
@@ -160,7 +201,7 @@ def train(**options: Any) -> None:
         err_console.print("[yellow]Interrupted[/yellow] before training started; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     _print_metrics(metrics, title="Test results")
     console.print(f"Run directory: {metrics.run_dir}", highlight=False, soft_wrap=True)
 
@@ -211,6 +252,8 @@ def evaluate(
     from qubert.training import evaluate_model
 
     try:
+        if output is not None:
+            _check_output_folder(output)  # before any work: a scored (and cached) split would be wasted
         metrics = evaluate_model(
             model_dir, dataset=dataset, data_dir=data_dir, split=split, test_file=test_file, text_column=text_column,
             label_column=label_column, max_eval_samples=max_eval_samples, batch_size=batch_size, shots=shots, noise=noise,
@@ -222,7 +265,7 @@ def evaluate(
         err_console.print("[yellow]Interrupted.[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     _print_metrics(metrics, title=f"Evaluation of {model_dir}")
     console.print(f"Data: {metrics['evaluated_on']}", highlight=False, soft_wrap=True)
     if "execution" in metrics:
@@ -268,7 +311,7 @@ def predict(
         err_console.print("[yellow]Interrupted[/yellow]; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     if output is not None:
         err_console.print(f"Wrote {len(texts)} predictions to {output}")
 
@@ -322,20 +365,28 @@ def _format_predictions(fmt: str, texts: list[str], labels: list[str], probabili
     return frame.to_csv(index=False)
 
 
+def _check_output_folder(path: Path) -> None:
+    folder = Path(path).expanduser().parent
+    if folder and not folder.exists():
+        raise ValueError(f"output folder {folder} does not exist")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     import tempfile
 
     from qubert.files import apply_umask
 
     path = Path(path).expanduser()
-    if path.parent and not path.parent.exists():
-        raise ValueError(f"output folder {path.parent} does not exist")
+    _check_output_folder(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         apply_umask(tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
+    except OSError as err:
+        err.filename = err.filename or str(path)  # a full disk names the file, not the temporary
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -361,7 +412,7 @@ def datasets(
         directory = resolve_data_dir(data_dir)
         rows = available_datasets(data_dir)
     except _user_errors() as err:
-        raise _fail(str(err))
+        raise _fail(_message(err))
     table = Table(title=f"Data sets (data directory: {directory or 'none found'})", header_style="bold")
     for column in ("name", "classes", "labels", "available", "rows"):
         table.add_column(column, overflow="fold")

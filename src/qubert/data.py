@@ -318,7 +318,7 @@ def _hub_offline_reason() -> str | None:
     return None
 
 
-def _hub_reachable() -> bool:
+def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
     """Probe the Hub endpoint in a daemon thread, so neither DNS nor connect can hang us."""
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
@@ -326,14 +326,14 @@ def _hub_reachable() -> bool:
 
     def probe() -> None:
         try:
-            socket.create_connection((host, port), timeout=_HUB_PROBE_TIMEOUT_S).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             ok.append(True)
         except OSError:
             pass
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
-    thread.join(_HUB_PROBE_TIMEOUT_S + 0.5)
+    thread.join(timeout + 0.5)
     return bool(ok)
 
 
@@ -581,6 +581,14 @@ def _infer_label_names(raw: _RawSplit, labels: list[str]) -> tuple[list[str], bo
         raise DataError(
             f"{raw.origin}: unparseable label {labels[bad[0]]!r} at "
             f"{_rows([raw.row(i) for i in bad])} (other labels are integers)"
+        )
+    if n_int:
+        # {ham, spam, 0, 1} would silently become 4 classes: a mix of names and ids is a mistake.
+        bad = [i for i, v in enumerate(as_ints) if v is not None]
+        name = next(label for label, v in zip(labels, as_ints) if v is None)
+        raise DataError(
+            f"{raw.origin}: integer label {labels[bad[0]]!r} at {_rows([raw.row(i) for i in bad])} "
+            f"among class names (e.g. {name!r}); use class names or integer ids, not both"
         )
     return sorted(set(labels)), False
 

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -48,6 +50,7 @@ import torch
 from qubert.files import apply_umask
 
 __all__ = [
+    "DiskFullError",
     "RunDirectoryError",
     "RunMetrics",
     "TrainingInterrupted",
@@ -63,6 +66,8 @@ __all__ = [
 ]
 
 HEADS = ("linear", "mlp", "quantum")
+MAX_LEARNING_RATE = 10.0  # above this no optimizer converges: the value is a typo, not a choice
+MAX_LAYERS = 1000  # circuit depth cap: far beyond trainable (barren plateaus), and memory grows with it
 _NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir")  # may differ when resuming a run
 
 
@@ -72,6 +77,17 @@ class TrainingConfigError(ValueError):
 
 class RunDirectoryError(ValueError):
     """The run directory cannot be used as asked (exists, unfinished, resumed with other options)."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing ``path``; the partial files were removed."""
+
+    def __init__(self, path: str | os.PathLike[str], kept: Path | None = None) -> None:
+        resume = f" (the completed checkpoints are kept in {kept}: then add --resume)" if kept else ""
+        super().__init__(errno.ENOSPC, f"no space left on device while writing {path}; free space or choose another --output-dir/--cache-dir{resume}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -119,7 +135,7 @@ class TrainingConfig:
     head: str = _help("Classification head: linear, mlp or quantum.", default="quantum")
     # ---- quantum head
     qubits: int = _help("Quantum head: number of qubits.", default=8)
-    layers: int = _help("Quantum head: number of variational layers (circuit depth).", default=2)
+    layers: int = _help(f"Quantum head: number of variational layers (circuit depth, at most {MAX_LAYERS}).", default=2)
     encoding: str = _help("Quantum head: angle encoding (h_ry, ry, rx, rz, h_rz).", default="h_ry")
     ansatz: str = _help("Quantum head: ansatz (brickwork, basic_entangler, strongly_entangling).", default="brickwork")
     entanglement: str = _help("Quantum head: entanglement (default, none, linear, ring, all, ranged).", default="default")
@@ -131,13 +147,13 @@ class TrainingConfig:
     freeze_circuit: bool = _help("Quantum head: keep the circuit weights fixed (ablation).", default=False)
     strategy: str = _help("Quantum head: simulator strategy (auto, analytic, fused, gates).", default="auto")
     # ---- classical heads
-    hidden_sizes: list[int] = _help("MLP head: hidden layer widths.", default_factory=lambda: [256])
+    hidden_sizes: list[int] = _help("MLP head: hidden layer widths (a single int means one layer).", default_factory=lambda: [256])
     dropout: float = _help("Linear/MLP head: dropout.", default=0.0)
     # ---- optimisation
-    learning_rate: float | None = _help("Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise).", default=None)
-    encoder_learning_rate: float = _help("Learning rate of the trainable encoder layers (full / top<k> modes).", default=2e-5)
+    learning_rate: float | None = _help(f"Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise; at most {MAX_LEARNING_RATE:g}).", default=None)
+    encoder_learning_rate: float = _help(f"Learning rate of the trainable encoder layers (full / top<k> modes; at most {MAX_LEARNING_RATE:g}).", default=2e-5)
     num_epochs: float | None = _help("Training epochs (default 10 frozen, 3 otherwise).", default=None)
-    batch_size: int | None = _help("Training batch size (default 64 frozen, 16 otherwise).", default=None)
+    batch_size: int | None = _help("Training batch size (default 64 frozen, 16 otherwise; more than the training rows warns: each epoch is then one batch).", default=None)
     weight_decay: float = _help("AdamW weight decay (not on biases, norms or circuit angles).", default=0.0)
     lr_scheduler_type: str = _help("Learning-rate schedule (transformers names: linear, constant, cosine, ...).", default="linear")
     early_stopping_patience: int | None = _help("Stop after this many epochs without a better validation macro-F1 (None: never).", default=3)
@@ -175,11 +191,15 @@ class TrainingConfig:
 
         if self.precision not in PRECISIONS:
             fail(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if _is_int(self.hidden_sizes):
+            self.hidden_sizes = [self.hidden_sizes]  # `hidden_sizes: 32` in YAML: one hidden layer
         for name in ("max_length", "qubits"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not _is_int(self.layers) or self.layers < 0:
             fail(f"layers must be a non-negative integer, got {self.layers!r}")
+        if self.layers > MAX_LAYERS:
+            fail(f"layers must be at most {MAX_LAYERS}, got {self.layers}")
         for name in ("max_train_samples", "max_eval_samples", "batch_size", "early_stopping_patience"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
@@ -192,6 +212,8 @@ class TrainingConfig:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
                 fail(f"{name} must be a positive number, got {value!r}")
+            if value > MAX_LEARNING_RATE:
+                fail(f"{name} {value:g} is surely a mistake (at most {MAX_LEARNING_RATE:g}; typical values are 1e-5 to 1e-1)")
         if self.num_epochs is not None and (not isinstance(self.num_epochs, (int, float)) or not self.num_epochs > 0):
             fail(f"num_epochs must be a positive number, got {self.num_epochs!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
@@ -676,7 +698,11 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
 
     Raises:
         TrainingConfigError, RunDirectoryError, qubert.data.DataError,
-        qubert.modeling.ModelConfigError: bad input (one-line messages).
+        qubert.modeling.ModelConfigError: bad input (one-line messages), checked before any
+            data is encoded: e.g. ``max_length`` above the encoder's positions, a missing model
+            folder, an unreachable Hub, a checkpoint holding pickled objects.
+        DiskFullError: the disk filled up; partial files are removed (and a new run directory
+            with no complete checkpoint).
         TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the run directory then holds
             complete checkpoints only, and ``resume=True`` continues from the last one.
     """
@@ -688,7 +714,9 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
         for size in (batch, max(batch, 256 if config.frozen else 2 * batch)):  # train and eval batches, as in _train
             check_head_memory(config.circuit(), size, config.strategy, device=device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _check_encoder(config)  # a bad --model or --max-length fails before any data is read
     bundle = _load_bundle(config)
+    _warn_batch_size(config, len(bundle.train))
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
     # config.yaml keeps output_dir as given (None: derived from dataset and seed), so a run's own
     # config.yaml with another --seed makes a new run; resume / overwrite are per-invocation.
@@ -699,20 +727,32 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
             _prepare_run_dir(run_dir, resolved, config)  # same options? then the finished run is the answer
             return RunMetrics(_read_metrics(run_dir), run_dir=run_dir)
         resume_from = _prepare_run_dir(run_dir, resolved, config)
+        if resume_from is not None:
+            _check_checkpoint_pickles(resume_from)
         model, tokenizer = _build_model(config, bundle)  # a bad --model fails before anything is written
-        run_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        saved = {k: v for k, v in resolved.items() if k not in ("resume", "overwrite_output_dir")}
-        _write_text(run_dir / "config.yaml", yaml.safe_dump(saved, sort_keys=False))
-        if config.progress:
-            _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+        fresh = not (run_dir.is_dir() and any(run_dir.iterdir()))
         try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            import yaml
+
+            saved = {k: v for k, v in resolved.items() if k not in ("resume", "overwrite_output_dir")}
+            _write_text(run_dir / "config.yaml", yaml.safe_dump(saved, sort_keys=False))
+            if config.progress:
+                _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
             return RunMetrics(_train(config, bundle, run_dir, resume_from, model, tokenizer, callbacks), run_dir=run_dir)
         except TrainingInterrupted:
             raise
         except KeyboardInterrupt:
             raise TrainingInterrupted(run_dir) from None
+        except Exception as err:
+            if not _is_disk_full(err):
+                raise
+            path = _written_path(err, run_dir, config)
+            _discard_incomplete_checkpoints(run_dir / "checkpoints")
+            kept = bool(_complete_checkpoints(run_dir / "checkpoints"))
+            if fresh and not kept:
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth resuming: leave no unfinished run behind
+            raise DiskFullError(path, kept=run_dir if kept else None) from None
 
 
 class RunMetrics(dict):
@@ -763,6 +803,135 @@ def _test_kill_point(stage: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _check_checkpoint_pickles(checkpoint: Path) -> None:
+    """Refuse, before any work, a checkpoint whose trainer state is not plain tensors.
+
+    The Trainer reloads optimizer, scheduler and RNG state with ``torch.load(weights_only=True)``
+    (plus a few numpy types), which stops at anything else (a crafted pickle could run code) with
+    a multi-line traceback. ``training_args.bin`` is never read back, so it is not opened here.
+    """
+    import warnings
+
+    from transformers.trainer_pt_utils import safe_globals  # the numpy types the Trainer allows in rng_state.pth
+
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix.lower() not in PICKLE_SUFFIXES or path.name == "training_args.bin":
+            continue
+        try:
+            with warnings.catch_warnings(), safe_globals():
+                warnings.simplefilter("ignore")  # torch warns about pickle protocols first
+                torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise RunDirectoryError(
+                f"cannot resume from {checkpoint}: {path.name} holds pickled objects other than tensors, and qubert does "
+                "not unpickle those (unpickling can run arbitrary code); delete the checkpoint or use another --output-dir"
+            ) from None
+        except Exception as err:  # a truncated or corrupted file
+            raise RunDirectoryError(f"cannot resume from {checkpoint}: {path.name} is unreadable ({_first_line(err)}); delete the checkpoint") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def _check_encoder(config: TrainingConfig) -> None:
+    """Read the encoder's config (small, local or cached) and check ``max_length`` against it.
+
+    A name that is neither a folder nor reachable is refused at once, instead of after the Hub
+    client's retries; a path-like name that does not exist is "no such folder", not a bad repo id.
+    """
+    from transformers import AutoConfig
+
+    from qubert.modeling import ModelConfigError, resolve_model_path
+
+    name = resolve_model_path(config.model)
+    local = Path(name).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ModelConfigError(f"--model {name}: is a file; pass a model folder or a Hugging Face Hub name")
+    elif _looks_like_path(name):
+        raise ModelConfigError(f"--model {name}: no such folder")
+    elif not _in_hub_cache(name):
+        offline = _hub_unreachable_reason()
+        if offline is not None:
+            raise ModelConfigError(f"{name} is not a local folder, and the Hugging Face Hub is unreachable ({offline})")
+    try:
+        encoder_config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise ModelConfigError(f"cannot load encoder {config.model!r}: {_first_line(err)}") from None
+    limit = _position_limit(encoder_config)
+    if limit is not None and config.max_length > limit:
+        raise TrainingConfigError(
+            f"max_length {config.max_length} is above the encoder's limit of {limit} tokens "
+            f"(max_position_embeddings in {name}/config.json); use --max-length {limit} or less"
+        )
+
+
+def _looks_like_path(name: str) -> bool:
+    """``./enc``, ``~/m``, ``/abs/m``, ``a/b/c``: a folder, never a Hub id (``org/name``)."""
+    seps = {os.sep, os.altsep or os.sep}
+    return name.startswith((".", "~", *seps)) or any(sep != "/" and sep in name for sep in seps) or name.count("/") > 1
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an invalid repo id: certainly not cached
+        return False
+
+
+def _hub_unreachable_reason() -> str | None:
+    """Why the Hub cannot be used now (an offline flag, or no answer within a second), else None."""
+    from qubert.data import _hub_reachable
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"offline: {var}={os.environ[var]}"
+    return None if _hub_reachable(timeout=1.0) else "offline"
+
+
+def _position_limit(encoder_config) -> int | None:
+    """Tokens the encoder can position: ``max_position_embeddings``, less RoBERTa-style padding offsets."""
+    limit = getattr(encoder_config, "max_position_embeddings", None)
+    if not _is_int(limit):
+        return None
+    model_type = str(getattr(encoder_config, "model_type", ""))
+    if "roberta" in model_type or model_type in ("camembert", "longformer", "mpnet"):
+        limit -= int(getattr(encoder_config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
+    return limit
+
+
+def _warn_batch_size(config: TrainingConfig, rows: int) -> None:
+    """Warn when a ``batch_size`` given is above the training rows (each epoch is then one batch).
+
+    The option is kept as given: the data loader makes the same single batch either way, and the
+    run's config.yaml stays reusable (``--config`` of it resumes or seeds new runs).
+    """
+    if config.batch_size is not None and config.batch_size > rows:
+        _say(f"[yellow]Warning: batch_size {config.batch_size} is more than the {rows} training rows; every epoch is one batch of {rows}.[/yellow]")
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    # safetensors reports I/O failures as SafetensorError text, not as an OSError with errno.
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
+
+
+def _written_path(err: BaseException, run_dir: Path, config: TrainingConfig) -> Path | str:
+    """The file being written when the disk filled up: the error's, else the run dir or the cache."""
+    if getattr(err, "filename", None):
+        return err.filename
+    import traceback
+
+    modules = {Path(frame.filename).name for frame in traceback.extract_tb(err.__traceback__)}
+    if "embeddings.py" in modules:
+        from qubert.embeddings import EmbeddingCache
+
+        return EmbeddingCache(config.cache_dir).directory
+    return run_dir
 
 
 def _build_model(config: TrainingConfig, bundle):
@@ -1046,12 +1215,70 @@ def load_model(model_dir: str | os.PathLike[str], device: str | None = None):
         raise ModelConfigError(f"cannot read {path / 'config.json'}: {err}") from None
     if config.get("model_type") != "qubert":
         raise ModelConfigError(f"{path} holds a {config.get('model_type')!r} model, not a qubert model")
-    with _quiet_transformers():
-        model = QubertForSequenceClassification.from_pretrained(str(path))
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    check_no_pickles(path)
+    try:
+        _check_weights(path)
+        with _quiet_transformers():
+            model = QubertForSequenceClassification.from_pretrained(str(path))
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as err:  # SafetensorError, size mismatches, bad config values, missing files, ...
+        raise ModelConfigError(f"not a loadable qubert model: {path}: {_first_line(err)}") from None
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.eval()
     return model, tokenizer
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def check_no_pickles(folder: str | os.PathLike[str]) -> None:
+    """Refuse a model folder that holds pickle files (``pytorch_model.bin``, ``*.pt``, ``*.pkl``, ...).
+
+    qubert saves and loads safetensors only: unpickling a file can run arbitrary code, so a folder
+    with pickles is refused rather than trusted, even where a loader would skip them.
+
+    Example:
+        >>> check_no_pickles("runs/sst2-quantum-frozen-s42/model")  # doctest: +SKIP
+    """
+    from qubert.modeling import ModelConfigError
+
+    pickles = sorted(p.name for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelConfigError(
+            f"{folder} holds pickle files ({', '.join(pickles)}): qubert does not load pickle files, since "
+            "unpickling can run arbitrary code; keep the weights as model.safetensors and remove the pickles"
+        )
+
+
+def _check_weights(path: Path) -> None:
+    """Compare the tensors in ``model.safetensors`` (or its shards) with the shapes ``config.json`` implies.
+
+    A truncated file fails here at its header; a head changed in ``config.json`` (e.g. ``n_qubits``)
+    is a shape mismatch; a missing tensor would otherwise be initialised at random without a word.
+    """
+    from safetensors import safe_open
+
+    from qubert.modeling import QubertConfig, QubertForSequenceClassification
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    elif (path / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError("no model.safetensors")
+    found: dict[str, list[int]] = {}
+    for name in files:
+        with safe_open(str(path / name), framework="pt") as fh:
+            found.update({key: list(fh.get_slice(key).get_shape()) for key in fh.keys()})  # noqa: SIM118
+    with torch.device("meta"), _quiet_transformers():  # shapes only: nothing is allocated
+        expected = {k: list(v.shape) for k, v in QubertForSequenceClassification(QubertConfig.from_pretrained(str(path))).state_dict().items()}
+    missing = [k for k in expected if k not in found]
+    if missing:
+        raise ValueError(f"model.safetensors lacks {len(missing)} tensor(s) the config needs, e.g. {missing[0]}")
+    for key, shape in expected.items():
+        if found[key] != shape:
+            raise ValueError(f"{key} has shape {found[key]} in model.safetensors but config.json implies {shape}")
 
 
 def _configure_execution(model, shots: int | None, noise: Any, seed: int | None) -> None:
