@@ -96,7 +96,8 @@ def test_config_rejects_bad_values(changes, message):
 
 def test_config_defaults_depend_on_mode():
     frozen, full = TrainingConfig(dataset="x"), TrainingConfig(dataset="x", mode="full")
-    assert (frozen.resolved_batch_size, frozen.resolved_num_epochs, frozen.resolved_learning_rate) == (64, 10.0, 1e-2)
+    assert (frozen.resolved_batch_size, frozen.resolved_num_epochs, frozen.resolved_learning_rate) == (64, 100.0, 1e-2)
+    assert frozen.early_stopping_patience == 5  # the high frozen cap is a cap: early stopping ends the run
     assert (full.resolved_batch_size, full.resolved_num_epochs, full.resolved_learning_rate) == (16, 3.0, 1e-3)
     assert frozen.run_name("sms_spam") == "sms_spam-quantum-frozen-s42"
     assert all(f.metadata.get("help") for f in __import__("dataclasses").fields(TrainingConfig))
@@ -247,3 +248,14 @@ def test_evaluate_model_on_a_labelled_file(env, tmp_path):
         evaluate_model(tmp_path / "run", test_file=str(bad), progress=False)
     with pytest.raises(ValueError, match="not a saved qubert model"):
         evaluate_model(tmp_path, test_file=str(env / "test.csv"), progress=False)
+
+
+def test_metrics_say_why_training_stopped(env, tmp_path):
+    capped = run_training(_config(env, tmp_path, head="linear", num_epochs=1, output_dir=str(tmp_path / "cap")))
+    assert capped["stopped_by"] == "epoch_cap" and capped["epochs_trained"] == 1
+    stepped = run_training(_config(env, tmp_path, head="linear", max_steps=2, output_dir=str(tmp_path / "steps")))
+    assert stepped["stopped_by"] == "max_steps"
+    patient = run_training(_config(env, tmp_path, head="linear", num_epochs=40, early_stopping_patience=1, output_dir=str(tmp_path / "patience")))
+    assert patient["stopped_by"] == "patience" and patient["epochs_trained"] < 40
+    assert patient["best_epoch"] < patient["epochs_trained"]
+

@@ -152,11 +152,11 @@ class TrainingConfig:
     # ---- optimisation
     learning_rate: float | None = _help(f"Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise; at most {MAX_LEARNING_RATE:g}).", default=None)
     encoder_learning_rate: float = _help(f"Learning rate of the trainable encoder layers (full / top<k> modes; at most {MAX_LEARNING_RATE:g}).", default=2e-5)
-    num_epochs: float | None = _help("Training epochs (default 10 frozen, 3 otherwise).", default=None)
+    num_epochs: float | None = _help("Epoch cap (default 100 frozen, where early stopping ends training; 3 otherwise).", default=None)
     batch_size: int | None = _help("Training batch size (default 64 frozen, 16 otherwise; more than the training rows warns: each epoch is then one batch).", default=None)
     weight_decay: float = _help("AdamW weight decay (not on biases, norms or circuit angles).", default=0.0)
     lr_scheduler_type: str = _help("Learning-rate schedule (transformers names: linear, constant, cosine, ...).", default="linear")
-    early_stopping_patience: int | None = _help("Stop after this many epochs without a better validation macro-F1 (None: never).", default=3)
+    early_stopping_patience: int | None = _help("Stop after this many epochs without a better validation macro-F1 (None: never).", default=5)
     max_steps: int = _help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
     # ---- run
     seed: int = _help("Random seed (data subsets, initialisation, shuffling).", default=42)
@@ -265,7 +265,9 @@ class TrainingConfig:
 
     @property
     def resolved_num_epochs(self) -> float:
-        return float(self.num_epochs if self.num_epochs is not None else (10 if self.frozen else 3))
+        # Frozen: epochs over cached features cost little, so the cap is high and early stopping
+        # (validation macro-F1, patience 5) decides; a small cap cut slow heads off mid-descent.
+        return float(self.num_epochs if self.num_epochs is not None else (100 if self.frozen else 3))
 
     def circuit(self):
         """The quantum head's :class:`~qubert.quantum.Circuit` description."""
@@ -1080,6 +1082,8 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
             "trainable_params": int(best_model.head.trainable_params),
             "encoder_trainable_params": int(sum(p.numel() for p in best_model.encoder.parameters() if p.requires_grad)),
             "best_epoch": _best_epoch(history),
+            "epochs_trained": round(float(trainer.state.epoch or 0.0), 4),
+            "stopped_by": _stopped_by(trainer.state, config),
             "train_samples": len(bundle.train),
             "eval_samples": len(bundle.validation),
             "test_samples": len(bundle.test),
@@ -1140,6 +1144,17 @@ def _run_train_loss(log_history: list[dict[str, Any]], default: float | None) ->
             n = int(entry["step"]) - previous
             total, steps, previous = total + float(entry["loss"]) * n, steps + n, int(entry["step"])
     return total / steps if steps else default
+
+
+def _stopped_by(state, config: TrainingConfig) -> str:
+    """Why training ended: ``patience`` (early stopping), ``epoch_cap`` or ``max_steps``.
+
+    A run that ends at its cap may have been cut off while still improving (compare
+    ``best_epoch`` with ``epochs_trained``); one stopped by patience had converged on validation.
+    """
+    if state.global_step < state.max_steps:
+        return "patience"
+    return "max_steps" if config.max_steps > 0 else "epoch_cap"
 
 
 def _best_epoch(history: list[dict[str, float]]) -> float:
