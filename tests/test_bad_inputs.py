@@ -299,7 +299,7 @@ def test_disk_full_while_writing_predictions_is_one_line(env, tmp_path, monkeypa
     import io
     import os
 
-    import qubert.cli
+    import qubert.cli.common
 
     class Full(io.StringIO):
         def write(self, text):
@@ -309,7 +309,7 @@ def test_disk_full_while_writing_predictions_is_one_line(env, tmp_path, monkeypa
         os.close(fd)
         return Full()
 
-    monkeypatch.setattr(qubert.cli.os, "fdopen", fdopen)
+    monkeypatch.setattr(qubert.cli.common.os, "fdopen", fdopen)
     result = runner.invoke(app, _predict(env, tmp_path, "model"), input="good film\n")
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (

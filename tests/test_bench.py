@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from qubert import bench
 from qubert.bench import BenchConfigError, expand_grid, parse_bench_config
+from qubert.bench.results import RUN_MARKER
+from qubert.bench.runner import _twins
 from qubert.heads import QuantumHead, matched_mlp_head
 from qubert.quantum import Circuit
 
@@ -125,7 +127,7 @@ def test_identical_runs_are_trained_once():
     # Two depths, one matched MLP width: the second matched MLP is a twin of the first.
     config = grid(controls=["matched_mlp"], heads=[{"head": "quantum", "qubits": 4, "layers": [1, 2]}])
     specs = expand_grid(config)
-    twins = bench._twins(specs)
+    twins = _twins(specs)
     assert {k: v.run_id for k, v in twins.items()} == {"sms_spam/frozen/matched_mlp_q4_l2/seed0": "sms_spam/frozen/matched_mlp_q4_l1/seed0"}
 
 
@@ -195,7 +197,7 @@ def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path):
 
 
 def test_cli_bad_config_is_a_red_one_line_error_with_exit_code_2(tmp_path):
-    from qubert.bench_cli import bench_app
+    from qubert.cli.bench import bench_app
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"datasets": ["sms_spam"], "heads": [{"head": "quantum", "qubits": 0}]}))
@@ -209,8 +211,8 @@ def test_cli_bad_config_is_a_red_one_line_error_with_exit_code_2(tmp_path):
 def test_cli_works_mounted_in_a_parent_app(tmp_path, mount):
     import typer
 
-    from qubert.bench_cli import bench as bench_command
-    from qubert.bench_cli import bench_app
+    from qubert.cli.bench import bench as bench_command
+    from qubert.cli.bench import bench_app
 
     parent = typer.Typer()
     parent.command("other")(lambda: None)
@@ -223,7 +225,7 @@ def test_cli_works_mounted_in_a_parent_app(tmp_path, mount):
 
 
 def test_cli_dry_run_lists_the_grid(tmp_path, shared_data_dir):
-    from qubert.bench_cli import bench_app
+    from qubert.cli.bench import bench_app
 
     result = CliRunner().invoke(bench_app, ["--config", str(TINY), "--output-dir", str(tmp_path), "--data-dir",
                                             str(shared_data_dir), "--dry-run"])
@@ -293,7 +295,7 @@ def test_resuming_reruns_only_unfinished_runs(tiny_run, tmp_path):
     shutil.rmtree(lost)
     interrupted = specs[8].run_dir(output)  # in flight when the grid was stopped
     (interrupted / "metrics.json").unlink()
-    (interrupted / bench.RUN_MARKER).unlink()
+    (interrupted / RUN_MARKER).unlink()
     mtimes = {s.run_id: (s.run_dir(output) / "metrics.json").stat().st_mtime_ns for s in specs if s not in (specs[3], specs[8])}
 
     calls = []

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from qubert.circuit_cli import CircuitSourceError, circuit_app, load_circuit, load_quantum_head
+from qubert.cli.circuit import CircuitSourceError, circuit_app, load_circuit, load_quantum_head
 from qubert.heads import LinearHead, QuantumHead
 from qubert.quantum import simulate
 

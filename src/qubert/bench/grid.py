@@ -1,0 +1,233 @@
+"""Grid expansion: a :class:`~qubert.bench.config.BenchConfig` becomes one :class:`RunSpec` per training run.
+
+Heads get automatic labels (``quantum_q4_l2``); every quantum head brings its controls, the matched
+MLP sized to the head's trainable parameters (:func:`encoder_hidden_size` gives its input width).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qubert.bench.config import _QUANTUM_KEYS, BenchConfig, BenchConfigError, Resources, _training_fields
+
+# Settings that describe how a run is executed, not what it computes: ignored when deciding
+# whether a finished run still matches the config.
+_NON_SEMANTIC_KEYS = ("progress", "cache_dir", "output_dir", "resume", "overwrite_output_dir")
+# Circuit fields that go into an automatic head label when they differ from the default.
+_LABEL_KEYS = ("encoding", "ansatz", "rotation", "measurement", "init", "reupload", "scaling")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid.
+
+    Attributes:
+        run_id: ``<dataset>/<mode>/<head>/seed<seed>``; also the run directory under ``runs/``.
+        dataset, mode, head, seed: the grid coordinates (``head`` is the head's label).
+        head_type: ``linear``, ``mlp`` or ``quantum``.
+        control: which control this run is (``""`` for a regular head).
+        base_head: for a control, the label of the quantum head it controls.
+        settings: the TrainingConfig keyword arguments, except ``output_dir``.
+        resources: what the run asks of a Ray cluster.
+        keep_model: keep the trained model (``model/``) after the run; otherwise only the small
+            result files stay (metrics, history, predictions, config).
+    """
+
+    run_id: str
+    dataset: str
+    mode: str
+    head: str
+    head_type: str
+    control: str
+    base_head: str
+    seed: int
+    settings: dict[str, Any]
+    resources: Resources
+    keep_model: bool = False
+
+    def training_config(self, output_dir: str | os.PathLike[str]) -> Any:
+        """The :class:`qubert.training.TrainingConfig` of this run, writing to ``output_dir/runs/<run_id>``."""
+        from qubert.training import TrainingConfig
+
+        return TrainingConfig(**self.settings, output_dir=str(self.run_dir(output_dir)))
+
+    def run_dir(self, output_dir: str | os.PathLike[str]) -> Path:
+        return Path(output_dir) / "runs" / self.run_id
+
+    def semantic_settings(self) -> dict[str, Any]:
+        """The settings that determine the result (compared to decide whether a run is finished)."""
+        return {k: v for k, v in self.settings.items() if k not in _NON_SEMANTIC_KEYS}
+
+
+def expand_grid(config: BenchConfig) -> list[RunSpec]:
+    """All runs of a grid, in a fixed order: data set, mode, head (controls after their quantum head), seed.
+
+    Raises:
+        BenchConfigError: two different heads get the same label, or the grid is empty.
+
+    Example:
+        >>> from qubert.bench import parse_bench_config
+        >>> c = parse_bench_config({"datasets": ["sms_spam"], "seeds": [0, 1], "controls": ["matched_mlp"],
+        ...                         "heads": ["linear", {"head": "quantum", "qubits": 2}]}, online=False)
+        >>> [s.run_id for s in expand_grid(c)][::2]
+        ['sms_spam/frozen/linear/seed0', 'sms_spam/frozen/quantum_q2_l2/seed0', 'sms_spam/frozen/matched_mlp_q2_l2/seed0']
+    """
+    from qubert.data import REGISTRY
+
+    fields = _training_fields()
+    base_resources = {"num_cpus": 1, "num_gpus": 0, **config.resources}
+    specs: list[RunSpec] = []
+    seen: dict[str, RunSpec] = {}
+    for dataset_entry in config.datasets:
+        dataset = dataset_entry["dataset"]
+        n_classes = REGISTRY[dataset].n_classes
+        for mode_entry in config.modes:
+            mode = mode_entry["mode"]
+            for i, head_entry in enumerate(config.heads):
+                settings = {**config.training, **_settings(dataset_entry), **_settings(mode_entry),
+                            **_settings(head_entry), "dataset": dataset, "mode": mode, "head": head_entry["head"]}
+                resources = {**base_resources, **dataset_entry.get("resources", {}),
+                             **mode_entry.get("resources", {}), **head_entry.get("resources", {})}
+                for head, head_type, control, base_head, head_settings in _head_variants(
+                    settings, head_entry.get("name"), head_entry.get("controls", config.controls), fields, n_classes,
+                    f"heads[{i}]",
+                ):
+                    _validate_settings(head_settings, config.seeds[0], f"{dataset}/{mode}/{head} (heads[{i}])")
+                    for seed in config.seeds:
+                        full = {**head_settings, "seed": seed}
+                        full.setdefault("progress", False)
+                        spec = RunSpec(
+                            run_id=f"{dataset}/{mode}/{head}/seed{seed}", dataset=dataset, mode=mode, head=head,
+                            head_type=head_type, control=control, base_head=base_head, seed=seed,
+                            settings=full, resources=Resources(**resources), keep_model=config.keep_models,
+                        )
+                        previous = seen.get(spec.run_id)
+                        if previous is not None:
+                            if previous.semantic_settings() != spec.semantic_settings():
+                                raise BenchConfigError(
+                                    f"heads[{i}]: head label {head!r} is used by two different heads; "
+                                    "give one of them a `name`"
+                                )
+                            continue  # the same run listed twice (e.g. a control that is also a head)
+                        seen[spec.run_id] = spec
+                        specs.append(spec)
+    if not specs:
+        raise BenchConfigError("the grid is empty: no runs to do")
+    return specs
+
+
+def _validate_settings(settings: Mapping[str, Any], seed: int, where: str) -> None:
+    """Let TrainingConfig check the run's options now, before any run starts."""
+    from qubert.training import TrainingConfig
+
+    try:
+        TrainingConfig(**settings, seed=seed)
+    except (TypeError, ValueError) as err:
+        raise BenchConfigError(f"{where}: {' '.join(str(err).split())}") from None
+
+
+def _settings(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("dataset", "mode", "head", "name", "resources", "controls")}
+
+
+def _head_variants(settings: dict[str, Any], name: str | None, controls: Sequence[str],
+                   fields: Mapping[str, Any], n_classes: int, where: str
+                   ) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """``(label, head_type, control, base_head, settings)`` for a head entry and its controls."""
+    head_type = settings["head"]
+    resolved = {**fields, **settings}
+    if head_type != "quantum":
+        for key in _QUANTUM_KEYS:  # quantum settings on a classical head would only confuse the csv
+            settings.pop(key, None)
+        return [(name or _classical_label(head_type, resolved, fields), head_type, "", "", settings)]
+
+    circuit = _circuit_for(resolved, where)
+    label = name or _quantum_label(resolved, fields)
+    variants = [(label, "quantum", "", "", settings)]
+    for control in controls:
+        if control == "matched_mlp":
+            hidden = _matched_hidden_size(resolved, circuit, n_classes)
+            mlp = {k: v for k, v in settings.items() if k not in _QUANTUM_KEYS}
+            mlp.update(head="mlp", hidden_sizes=[hidden])
+            variants.append((f"matched_mlp_{label.removeprefix('quantum_')}", "mlp", control, label, mlp))
+        elif control == "no_entanglement" and resolved["entanglement"] != "none" and resolved["qubits"] > 1:
+            variants.append((f"{label}_noent", "quantum", control, label, {**settings, "entanglement": "none"}))
+        elif control == "frozen_circuit" and not resolved["freeze_circuit"]:
+            variants.append((f"{label}_frozen", "quantum", control, label, {**settings, "freeze_circuit": True}))
+    return variants
+
+
+def _classical_label(head_type: str, resolved: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    if head_type == "mlp" and list(resolved["hidden_sizes"]) != list(fields["hidden_sizes"]):
+        return "mlp_" + "x".join(str(h) for h in resolved["hidden_sizes"])
+    return head_type
+
+
+def _quantum_label(resolved: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    label = f"quantum_q{resolved['qubits']}_l{resolved['layers']}"
+    for key in _LABEL_KEYS:
+        if resolved[key] != fields[key]:
+            label += f"_{key}-{resolved[key]}"
+    if resolved["entanglement"] == "none":
+        label += "_noent"
+    elif resolved["entanglement"] != fields["entanglement"]:
+        label += f"_entanglement-{resolved['entanglement']}"
+    if resolved["freeze_circuit"]:
+        label += "_frozen"
+    return label
+
+
+def _circuit_for(resolved: Mapping[str, Any], where: str) -> Any:
+    from qubert.quantum.circuit import Circuit
+
+    try:
+        return Circuit(
+            n_qubits=resolved["qubits"], n_layers=resolved["layers"], encoding=resolved["encoding"],
+            reupload=resolved["reupload"], ansatz=resolved["ansatz"], entanglement=resolved["entanglement"],
+            rotation=resolved["rotation"], measurement=resolved["measurement"], init=resolved["init"],
+        )
+    except (TypeError, ValueError) as err:
+        raise BenchConfigError(f"{where}: invalid quantum head: {err}") from None
+
+
+def _matched_hidden_size(resolved: Mapping[str, Any], circuit: Any, n_classes: int) -> int:
+    """Hidden width of the MLP with as many trainable parameters as this quantum head."""
+    from qubert.heads import QuantumHead, matched_mlp_head
+
+    head = QuantumHead(
+        in_features=encoder_hidden_size(resolved["model"]), n_classes=n_classes, circuit=circuit,
+        scaling=resolved["scaling"], freeze_circuit=resolved["freeze_circuit"], seed=0,
+    )
+    return int(matched_mlp_head(head).hidden_sizes[0])
+
+
+_HIDDEN_SIZES: dict[str, int] = {}
+
+
+def encoder_hidden_size(model: str) -> int:
+    """Width of an encoder's output (``hidden_size`` of its transformers config); ``default`` is MiniLM.
+
+    Example:
+        >>> encoder_hidden_size("default")  # doctest: +SKIP
+        384
+    """
+    if model not in _HIDDEN_SIZES:
+        from transformers import AutoConfig
+
+        try:
+            location = _model_location(model)
+            _HIDDEN_SIZES[model] = int(AutoConfig.from_pretrained(location).hidden_size)
+        except (OSError, ValueError, AttributeError, ImportError) as err:
+            detail = " ".join(str(err).split())[:200]
+            raise BenchConfigError(f"training.model: cannot read the encoder config of {model!r} ({detail})") from None
+    return _HIDDEN_SIZES[model]
+
+
+def _model_location(model: str) -> str:
+    from qubert.modeling import resolve_model_path
+
+    return str(resolve_model_path(model))

@@ -1,0 +1,223 @@
+"""Figures of a grid: macro-F1 by head, macro-F1 versus qubits, and training curves."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qubert.bench.config import CLASSICAL_HEADS, BenchConfig
+from qubert.bench.stats import aggregate
+
+FIGURES_DIR = "figures"
+
+_COLOURS = {"linear": "#7f7f7f", "mlp": "#1f77b4", "quantum": "#9467bd", "matched_mlp": "#ff7f0e",
+            "no_entanglement": "#c5b0d5", "frozen_circuit": "#17becf"}
+
+
+def _head_colour(head_type: str, control: str) -> str:
+    return _COLOURS.get(control or head_type, "#333333")
+
+
+def plot_figures(results: Any, output_dir: str | os.PathLike[str], *, config: BenchConfig | None = None) -> list[Path]:
+    """Write ``figures/macro_f1_by_head.png``, ``macro_f1_vs_qubits.png`` (when there are quantum
+    heads) and ``training_curves.png`` (when runs left a ``history.json``). Returns the paths.
+
+    Example:
+        >>> plot_figures(pd.read_csv("runs/bench/quick/results.csv"), "runs/bench/quick")  # doctest: +SKIP
+    """
+    output_dir = Path(output_dir)
+    figures_dir = output_dir / FIGURES_DIR
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    stats_opts = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0, **(config.statistics if config else {})}
+    table = aggregate(results, **stats_opts)
+    paths = [_plot_by_head(results, table, figures_dir / "macro_f1_by_head.png", stats_opts["confidence"])]
+    if (results["head_type"] == "quantum").any():
+        paths.append(_plot_vs_qubits(table, figures_dir / "macro_f1_vs_qubits.png", stats_opts["confidence"]))
+    curves = _plot_training_curves(results, output_dir, figures_dir / "training_curves.png")
+    if curves is not None:
+        paths.append(curves)
+    return paths
+
+
+def _panels(table: Any) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(table["dataset"], table["mode"])))
+
+
+def _new_figure(n_panels: int, width: float, height: float, ncols: int | None = None):
+    from matplotlib.figure import Figure
+
+    ncols = ncols or min(3, n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Path:
+    panels = _panels(table)
+    n_heads = table.groupby(["dataset", "mode"]).size().max()
+    fig, axes = _new_figure(len(panels), 5.0, 1.2 + 0.36 * n_heads)
+    for ax, (dataset, mode) in zip(axes, panels):
+        block = table[(table["dataset"] == dataset) & (table["mode"] == mode)].reset_index(drop=True)
+        ys = np.arange(len(block))[::-1]
+        for y, row in zip(ys, block.itertuples()):
+            colour = _head_colour(row.head_type, row.control)
+            # A dot plot, not bars: the axis does not start at 0, and a bar would say it does.
+            ax.errorbar(row.f1_mean, y, xerr=[[row.f1_mean - row.f1_ci_low], [row.f1_ci_high - row.f1_mean]],
+                        fmt="D", ms=7, color=colour, ecolor=colour, capsize=3, lw=1.5, zorder=2)
+            seeds = results[(results["dataset"] == dataset) & (results["mode"] == mode) & (results["head"] == row.head)]
+            ax.scatter(seeds["test_macro_f1"], np.full(len(seeds), y), s=12, color="black", alpha=0.6, zorder=3)
+        classical = block[block["head_type"].isin(CLASSICAL_HEADS) & (block["control"] == "")]
+        if len(classical):
+            ax.axvline(classical["f1_mean"].max(), color="black", ls="--", lw=0.8)
+        ax.set_yticks(ys, block["head"], fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        low = max(0.0, min(block["f1_ci_low"].min(), results.loc[results["dataset"] == dataset, "test_macro_f1"].min()) - 0.05)
+        ax.set_xlim(low, 1.0)
+        ax.set_xlabel("test macro-F1")
+        ax.set_title(f"{dataset} ({mode})", fontsize=11)
+    fig.suptitle(f"Test macro-F1 by head: diamond = mean over seeds with {round(confidence * 100)}% bootstrap CI, "
+                 "dots = seeds, dashed = best classical head", fontsize=11)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
+    panels = _panels(table)
+    fig, axes = _new_figure(len(panels), 4.2, 3.2)
+    styles = {"": ("quantum", "-o"), "matched_mlp": ("matched MLP", "--s"),
+              "no_entanglement": ("no entanglement", ":^"), "frozen_circuit": ("frozen circuit", "-.v")}
+    for ax, (dataset, mode) in zip(axes, panels):
+        block = table[(table["dataset"] == dataset) & (table["mode"] == mode)]
+        quantum_like = block[(block["head_type"] == "quantum") | (block["control"] == "matched_mlp")].copy()
+        if len(quantum_like):
+            base = table.set_index(["dataset", "mode", "head"])
+            # A control's qubit count and depth are those of the quantum head it controls.
+            for col in ("qubits", "layers"):
+                quantum_like[col] = [
+                    base.loc[(dataset, mode, r.base_head), col] if r.control else getattr(r, col)
+                    for r in quantum_like.itertuples()
+                ]
+            series = list(quantum_like.groupby(["control", "layers"], sort=False))
+            for k, ((control, layers), group) in enumerate(series):
+                group = group.sort_values("qubits")
+                name, style = styles.get(control, (control, "-"))
+                offset = 0.08 * (k - (len(series) - 1) / 2)  # side by side, so the error bars stay readable
+                ax.errorbar(group["qubits"].astype(int) + offset, group["f1_mean"],
+                            yerr=[group["f1_mean"] - group["f1_ci_low"], group["f1_ci_high"] - group["f1_mean"]],
+                            fmt=style, capsize=3, ms=4, color=_head_colour("quantum", control),
+                            label=f"{name}, {int(layers)} layer{'s' if int(layers) != 1 else ''}")
+        for row in block[block["head_type"].isin(CLASSICAL_HEADS) & (block["control"] == "")].itertuples():
+            ax.axhline(row.f1_mean, color=_head_colour(row.head_type, ""), ls="--", lw=1, label=row.head)
+            ax.set_xticks(sorted(int(q) for q in quantum_like["qubits"].unique()))
+        ax.set_xlabel("qubits")
+        ax.set_ylabel("test macro-F1")
+        ax.set_title(f"{dataset} ({mode})", fontsize=11)
+        ax.grid(alpha=0.3)
+    _figure_legend(fig, axes)
+    fig.suptitle(f"Test macro-F1 versus qubit count (mean, {round(confidence * 100)}% bootstrap CI over seeds)", fontsize=11)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _figure_legend(fig: Any, axes: Any) -> None:
+    """One legend for all panels, below them (never over the data)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4), fontsize=10, frameon=False)
+
+
+def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """Per-epoch records from a run's ``history.json`` (``[]`` when missing or unreadable).
+
+    Accepts a list of per-epoch dicts, ``{"epochs"|"history"|"log_history": [...]}`` or a dict of
+    equal-length lists.
+    """
+    path = Path(run_dir) / "history.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if isinstance(data, dict):
+        for key in ("epochs", "history", "log_history"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+        else:
+            lists = {k: v for k, v in data.items() if isinstance(v, list)}
+            if lists and len({len(v) for v in lists.values()}) == 1:
+                length = len(next(iter(lists.values())))
+                data = [{k: v[i] for k, v in lists.items()} for i in range(length)]
+    if not isinstance(data, list):
+        return []
+    records = [r for r in data if isinstance(r, dict)]
+    for i, record in enumerate(records):
+        record.setdefault("epoch", i + 1)
+    return records
+
+
+def _plot_training_curves(results: Any, output_dir: Path, path: Path) -> Path | None:
+    main = results[results["control"].fillna("") == ""]
+    curves: dict[tuple[str, str], dict[str, dict[str, dict[float, list[float]]]]] = {}
+    for row in main.itertuples():
+        history = read_history(output_dir / row.run_dir)
+        for record in history:
+            epoch = record.get("epoch")
+            for metric in ("train_loss", "eval_macro_f1"):
+                value = record.get(metric)
+                if isinstance(value, (int, float)) and isinstance(epoch, (int, float)) and math.isfinite(value):
+                    panel = curves.setdefault((row.dataset, row.mode), {})
+                    panel.setdefault(row.head, {}).setdefault(metric, {}).setdefault(float(epoch), []).append(float(value))
+    if not curves:
+        return None
+    from matplotlib.figure import Figure
+
+    panels = list(curves)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 1.0 + 3.2 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    heads = list(dict.fromkeys(main["head"]))
+    cmap = _colour_cycle(len(heads))
+    for (ax_loss, ax_f1), panel in zip(axes, panels):
+        for head, metrics in curves[panel].items():
+            colour = cmap[heads.index(head)]
+            for ax, metric in ((ax_loss, "train_loss"), (ax_f1, "eval_macro_f1")):
+                if metric in metrics:
+                    epochs = sorted(metrics[metric])
+                    ax.plot(epochs, [np.mean(metrics[metric][e]) for e in epochs], color=colour, lw=1.2, marker="o", ms=4,
+                            label=head)
+        ax_loss.set_title(f"{panel[0]} ({panel[1]}): train loss", fontsize=11)
+        ax_f1.set_title(f"{panel[0]} ({panel[1]}): validation macro-F1", fontsize=11)
+        ax_loss.set_ylabel("train loss (cross-entropy)")
+        ax_f1.set_ylabel("validation macro-F1")
+        for ax in (ax_loss, ax_f1):
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+    entries: dict[str, Any] = {}
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=10, frameon=False, title="head")
+    fig.suptitle("Training curves: mean over the seeds still training at each epoch (early stopping); "
+                 "controls omitted", fontsize=11)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _colour_cycle(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(max(n, 1))]

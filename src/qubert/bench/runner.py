@@ -1,0 +1,316 @@
+"""Running a grid: in process or as Ray tasks, resuming where it stopped, then reporting."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qubert.bench.config import BenchConfig, BenchConfigError
+from qubert.bench.grid import RunSpec, expand_grid
+from qubert.bench.plots import plot_figures
+from qubert.bench.report import SUMMARY_FILE, write_summary
+from qubert.bench.results import (
+    RESULTS_FILE,
+    RUN_MARKER,
+    _jsonable,
+    _write_json_atomic,
+    _write_results,
+    _write_text_atomic,
+    _yaml_dump,
+    is_finished,
+)
+
+# Environment variables a Ray worker needs to see the same data, models and offline switches.
+_FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME",
+                  "HF_ENDPOINT", "QUBERT_DATA_DIR", "QUBERT_CACHE_DIR")
+
+
+@dataclass
+class BenchResult:
+    """What :func:`run_bench` did.
+
+    Attributes:
+        results: one row per finished run (the content of ``results.csv``).
+        ran: run ids trained in this call.
+        skipped: run ids already finished before this call.
+        failed: run id -> one-line error for runs that raised.
+        results_csv, summary, figures: the files written.
+    """
+
+    results: Any
+    ran: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+    results_csv: Path
+    summary: Path | None
+    figures: list[Path]
+
+
+def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Train one run into a clean run directory and mark it finished.
+
+    Anything left in the run directory by an unfinished or outdated run is removed first.
+    Returns the run's metrics.
+    """
+    if run_fn is None:
+        from qubert.training import run_training as run_fn
+    run_dir = spec.run_dir(output_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    if not spec.settings.get("progress", True):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
+    metrics = dict(run_fn(spec.training_config(output_dir)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "metrics.json").is_file():  # a run_fn that only returns its metrics
+        _write_json_atomic(run_dir / "metrics.json", metrics)
+    # A finished run needs no checkpoints (they only serve to resume); models are kept on request.
+    for heavy in ("checkpoints",) if spec.keep_model else ("checkpoints", "model"):
+        shutil.rmtree(run_dir / heavy, ignore_errors=True)
+    _write_json_atomic(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
+    return metrics
+
+
+def _twins(specs: Sequence[RunSpec]) -> dict[str, RunSpec]:
+    """Runs whose settings equal an earlier run's (e.g. the matched MLP of two quantum heads that
+    differ only in depth): run id -> that earlier run. They are copied, not trained again."""
+    first: dict[str, RunSpec] = {}
+    twins: dict[str, RunSpec] = {}
+    for spec in specs:
+        key = json.dumps(_jsonable(spec.semantic_settings()), sort_keys=True)
+        if key in first:
+            twins[spec.run_id] = first[key]
+        else:
+            first[key] = spec
+    return twins
+
+
+def _copy_twin(original: RunSpec, twin: RunSpec, output_dir: Path) -> dict[str, Any]:
+    """Give ``twin`` the small result files of its identical, finished ``original`` (not the model)."""
+    source, target = original.run_dir(output_dir), twin.run_dir(output_dir)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and path.name != RUN_MARKER:
+            shutil.copy2(path, target / path.name)
+    _write_json_atomic(target / RUN_MARKER, {"run_id": twin.run_id, "settings": twin.semantic_settings(),
+                                             "copied_from": original.run_id})
+    return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _ray_task(spec: RunSpec, output_dir: str, run_fn: Callable | None
+              ) -> tuple[str, dict[str, Any] | None, str | None, float]:
+    """Body of a Ray task: never raises, so one failed run cannot take the grid down."""
+    start = time.perf_counter()
+    try:
+        return spec.run_id, execute_run(spec, output_dir, run_fn), None, time.perf_counter() - start
+    except Exception as err:  # noqa: BLE001 - reported per run
+        return spec.run_id, None, _one_line(err), time.perf_counter() - start
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+
+
+def plan_bench(config: BenchConfig) -> tuple[list[RunSpec], list[RunSpec]]:
+    """``(finished, pending)`` runs of a grid, each in grid order (what ``--dry-run`` shows).
+
+    Example:
+        >>> done, todo = plan_bench(load_bench_config("configs/quick.yaml"))  # doctest: +SKIP
+    """
+    specs = expand_grid(config)
+    finished = [s for s in specs if is_finished(s, config.output_dir)]
+    ids = {s.run_id for s in finished}
+    return finished, [s for s in specs if s.run_id not in ids]
+
+
+def run_bench(
+    config: BenchConfig,
+    *,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    ray_num_cpus: int | None = None,
+    run_fn: Callable[[Any], Mapping[str, Any]] | None = None,
+    report: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run every unfinished run of a grid, then write ``results.csv``, ``summary.md`` and figures.
+
+    ``results.csv`` is rewritten (atomically) after every finished run, so an interrupted grid loses
+    at most the runs in flight; a rerun skips finished runs. A run that raises is reported in
+    ``BenchResult.failed`` (and in ``summary.md``) and the grid goes on.
+
+    Args:
+        config: the bench config.
+        use_ray: run as Ray tasks (each with the resources its config asks for) instead of in process.
+        ray_address: join this Ray cluster (implies ``use_ray``); default: start a local Ray.
+        ray_num_cpus: CPUs of a locally started Ray (default: all).
+        run_fn: ``TrainingConfig -> metrics`` (default: :func:`qubert.training.run_training`).
+        report: also write ``summary.md`` and figures.
+        log: called with one line per event (default: silent).
+
+    Example:
+        >>> result = run_bench(load_bench_config("configs/tiny.yaml"))  # doctest: +SKIP
+        >>> result.results_csv.name, len(result.failed)  # doctest: +SKIP
+        ('results.csv', 0)
+    """
+    log = log or (lambda line: None)
+    specs = expand_grid(config)
+    output_dir = config.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(output_dir / "bench_config.yaml", _yaml_dump(config.to_dict()))
+    done, pending = plan_bench(config)
+    log(f"{config.name}: {len(specs)} runs, {len(done)} already finished, {len(pending)} to run")
+    results_csv = output_dir / RESULTS_FILE
+    ran: list[str] = []
+    failed: dict[str, str] = {}
+    counter = itertools.count(1)
+
+    def on_done(spec: RunSpec, metrics: Mapping[str, Any] | None, error: str | None, seconds: float) -> None:
+        n = next(counter)
+        if error is None:
+            ran.append(spec.run_id)
+            _write_results(specs, output_dir, results_csv)
+            f1 = metrics.get("test_macro_f1") if metrics else None
+            shown = f"macro-F1 {f1:.4f}" if isinstance(f1, (int, float)) else "done"
+            log(f"[{n}/{len(pending)}] {spec.run_id}: {shown} ({seconds:.1f} s)")
+        else:
+            failed[spec.run_id] = error
+            log(f"[{n}/{len(pending)}] {spec.run_id}: FAILED {error}")
+
+    _write_results(specs, output_dir, results_csv)  # drops rows of runs that no longer match
+    twins = _twins(specs)
+    to_train = [s for s in pending if s.run_id not in twins]
+    if to_train and (use_ray or ray_address):
+        _execute_ray(to_train, output_dir, run_fn, ray_address, ray_num_cpus, on_done)
+    else:
+        for spec in to_train:
+            start = time.perf_counter()
+            try:
+                metrics = execute_run(spec, str(output_dir), run_fn)
+            except Exception as err:  # noqa: BLE001 - one bad run must not stop the grid
+                on_done(spec, None, _one_line(err), time.perf_counter() - start)
+            else:
+                on_done(spec, metrics, None, time.perf_counter() - start)
+    for spec in pending:
+        if spec.run_id in twins:
+            original = twins[spec.run_id]
+            if is_finished(original, output_dir):
+                on_done(spec, _copy_twin(original, spec, output_dir), None, 0.0)
+            else:
+                on_done(spec, None, f"its identical run {original.run_id} did not finish", 0.0)
+    result = report_bench(config, failed=failed, report=report, log=log, _specs=specs)
+    result.ran, result.skipped = ran, [s.run_id for s in done]
+    return result
+
+
+def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None, report: bool = True,
+                 log: Callable[[str], None] | None = None, _specs: list[RunSpec] | None = None) -> BenchResult:
+    """Rebuild ``results.csv``, ``summary.md`` and figures from the finished runs, training nothing.
+
+    Example:
+        >>> report_bench(load_bench_config("configs/quick.yaml")).summary  # doctest: +SKIP
+        PosixPath('.../runs/bench/quick/summary.md')
+    """
+    log = log or (lambda line: None)
+    specs = _specs if _specs is not None else expand_grid(config)
+    output_dir = config.output_dir
+    results_csv = output_dir / RESULTS_FILE
+    results = _write_results(specs, output_dir, results_csv)
+    summary, figures = None, []
+    if report and len(results):
+        figures = plot_figures(results, output_dir, config=config)
+        summary = write_summary(results, output_dir / SUMMARY_FILE, config=config, figures=figures,
+                                failed=failed, n_planned=len(specs))
+        log(f"wrote {results_csv}, {summary} and {len(figures)} figure(s)")
+    return BenchResult(results=results, ran=[], skipped=[], failed=dict(failed or {}),
+                       results_csv=results_csv, summary=summary, figures=figures)
+
+
+def _encoding_key(spec: RunSpec) -> tuple | None:
+    """Runs with the same key share one frozen-encoder embedding cache entry (None: no cache)."""
+    if spec.mode != "frozen":
+        return None
+    keys = ("dataset", "data_dir", "train_file", "validation_file", "test_file", "text_column", "label_column",
+            "max_train_samples", "max_eval_samples", "drop_empty", "model", "pooling", "max_length", "cache_dir",
+            "seed")  # the seed picks the stratified subsets
+    return tuple(json.dumps(spec.settings.get(k), default=str) for k in keys)
+
+
+def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, address: str | None,
+                 num_cpus: int | None, on_done: Callable) -> None:
+    """Run specs as Ray tasks; the first run of each embedding-cache group goes alone, so the
+    other runs of that group find the cache filled instead of all encoding the same texts."""
+    try:
+        import ray
+    except ImportError:
+        raise BenchConfigError("--ray needs Ray: pip install 'qubert[ray]'") from None
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "runtime_env": {"env_vars": env} if env else None}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    try:
+        task = ray.remote(max_retries=0)(_ray_task)
+        groups: dict[Any, list[RunSpec]] = defaultdict(list)
+        ready: list[RunSpec] = []
+        for spec in pending:
+            key = _encoding_key(spec)
+            if key is None:
+                ready.append(spec)
+            else:
+                groups[key].append(spec)
+        waiting: dict[str, list[RunSpec]] = {}
+        for group in groups.values():
+            ready.append(group[0])
+            waiting[group[0].run_id] = group[1:]
+        by_id = {s.run_id: s for s in pending}
+        in_flight: dict[Any, RunSpec] = {}
+
+        def submit(spec: RunSpec) -> None:
+            ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn)
+            in_flight[ref] = spec
+
+        for spec in ready:
+            submit(spec)
+        while in_flight:
+            done_refs, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done_refs:
+                spec = in_flight.pop(ref)
+                try:
+                    run_id, metrics, error, seconds = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - a worker that died
+                    run_id, metrics, error, seconds = spec.run_id, None, _one_line(err), math.nan
+                if error is None and not (spec.run_dir(output_dir) / RUN_MARKER).is_file():
+                    # A worker on another node without a shared file system: keep what came back.
+                    _record_remote_result(by_id[run_id], output_dir, metrics or {})
+                on_done(by_id[run_id], metrics, error, seconds)
+                for follower in waiting.pop(run_id, []):
+                    submit(follower)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _record_remote_result(spec: RunSpec, output_dir: Path, metrics: Mapping[str, Any]) -> None:
+    run_dir = spec.run_dir(output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(run_dir / "metrics.json", dict(metrics))
+    _write_json_atomic(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})

@@ -1,0 +1,5 @@
+"""``python -m qubert.cli``: the ``qubert`` command."""
+
+from qubert.cli import main
+
+main()
