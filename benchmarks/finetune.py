@@ -17,7 +17,9 @@ real SMS-spam rows (``--rows`` training rows, max_length 64, batch 16, quantum h
 
 Usage:
     python benchmarks/finetune.py [--data-dir ../shared/data] [--rows 4000] [--seeds 1 2 3]
-                                  [--skip-epochs] [--skip-step] [--skip-f1]
+                                  [--skip-epochs] [--skip-step] [--skip-f1] [--update]
+
+``--update`` keeps the rows of the skipped parts from the existing JSON (rerun one part alone).
 
 Prints Markdown tables and writes the same rows as JSON to ``docs/benchmarks/finetune.json``.
 """
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-step", action="store_true")
     parser.add_argument("--skip-f1", action="store_true")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--update", action="store_true", help="keep the skipped parts' rows from the existing --output file")
     args = parser.parse_args(argv)
     if not bf16_supported("cpu") and not torch.cuda.is_available():
         print("this machine runs no native bf16; the bf16 rows would measure emulation", file=sys.stderr)
@@ -224,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             rows += f1_agreement(args.data_dir, args.rows, Path(work), args.seeds, args.f1_epochs)
     machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     machine["total_seconds"] = round(time.perf_counter() - started, 1)
+    if args.update and args.output.is_file():
+        skipped = {kind for kind, skip in (("epochs", args.skip_epochs), ("step", args.skip_step), ("f1", args.skip_f1)) if skip}
+        previous = json.loads(args.output.read_text())
+        kept = [r for r in previous["rows"] if r["benchmark"] in skipped]
+        rows = sorted(rows + kept, key=lambda r: ("epochs", "step", "f1").index(r["benchmark"]))
+        machine = {"this_run": machine, "kept_rows_from": previous["machine"]}
 
     print(markdown(rows))
     args.output.parent.mkdir(parents=True, exist_ok=True)

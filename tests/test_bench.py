@@ -274,6 +274,14 @@ def test_tiny_grid_writes_results_summary_and_figures(tiny_run):
     summary = (config.output_dir / "summary.md").read_text()
     for heading in ("## sms_spam (frozen)", "## yelp (frozen)", "Low power", "Best classical head"):
         assert heading in summary
+    # Tuning: every head got the same number of trials, scored on validation, and its choice ran on every seed.
+    trials = pd.read_csv(config.output_dir / "tuning.csv")
+    assert trials.groupby(["dataset", "head"]).size().tolist() == [2] * 6
+    assert trials["eval_macro_f1"].between(0, 1).all() and trials.groupby(["dataset", "head"])["chosen"].any().all()
+    chosen = trials[trials["chosen"]].drop_duplicates(["dataset", "head"]).set_index(["dataset", "head"])
+    for row in results.itertuples():
+        params = __import__("json").loads(chosen.loc[(row.dataset, row.head), "params"])
+        assert row.learning_rate == pytest.approx(params["learning_rate"], rel=1e-5)
     figures = sorted(p.name for p in (config.output_dir / "figures").iterdir())
     assert figures == ["macro_f1_by_head.png", "macro_f1_vs_qubits.png", "training_curves.png"]
     # Models are not kept by default; the small result files are.
@@ -293,10 +301,12 @@ def test_resuming_reruns_only_unfinished_runs(tiny_run, tmp_path):
     specs = expand_grid(resumed)
     lost = specs[3].run_dir(output)  # never started
     shutil.rmtree(lost)
-    interrupted = specs[8].run_dir(output)  # in flight when the grid was stopped
+    interrupted = specs[9].run_dir(output)  # in flight when the grid was stopped (seed 1: not a tuning trial's copy)
     (interrupted / "metrics.json").unlink()
     (interrupted / RUN_MARKER).unlink()
-    mtimes = {s.run_id: (s.run_dir(output) / "metrics.json").stat().st_mtime_ns for s in specs if s not in (specs[3], specs[8])}
+    trials = sorted((output / "tuning").rglob("metrics.json"))
+    trial_mtimes = [p.stat().st_mtime_ns for p in trials]
+    mtimes = {s.run_id: (s.run_dir(output) / "metrics.json").stat().st_mtime_ns for s in specs if s not in (specs[3], specs[9])}
 
     calls = []
 
@@ -305,8 +315,9 @@ def test_resuming_reruns_only_unfinished_runs(tiny_run, tmp_path):
         return run_training(cfg)
 
     result = bench.run_bench(resumed, run_fn=counting_run)
-    assert sorted(calls) == sorted([str(specs[3].run_dir(output)), str(specs[8].run_dir(output))])
-    assert sorted(result.ran) == sorted([specs[3].run_id, specs[8].run_id])
+    assert sorted(calls) == sorted([str(specs[3].run_dir(output)), str(specs[9].run_dir(output))])  # no trial again
+    assert sorted(result.ran) == sorted([specs[3].run_id, specs[9].run_id])
+    assert [p.stat().st_mtime_ns for p in trials] == trial_mtimes
     assert len(result.skipped) == 10
     for spec in specs:
         if spec.run_id in mtimes:

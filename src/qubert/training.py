@@ -160,6 +160,7 @@ class TrainingConfig:
     max_steps: int = _help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
     # ---- run
     seed: int = _help("Random seed (data subsets, initialisation, shuffling).", default=42)
+    data_seed: int | None = _help("Seed of the stratified data subsets only (default: seed); fix it to vary only initialisation and batch order across seeds.", default=None)
     output_dir: str | None = _help("Run directory (default runs/<dataset>-<head>-<mode>-s<seed>).", default=None)
     overwrite_output_dir: bool = _help("Replace an existing run directory.", default=False)
     cache_dir: str | None = _help("Embedding cache (default $QUBERT_CACHE_DIR or ~/.cache/qubert).", default=None)
@@ -224,6 +225,8 @@ class TrainingConfig:
             fail(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}")
         if not _is_int(self.seed):
             fail(f"seed must be an integer, got {self.seed!r}")
+        if self.data_seed is not None and not _is_int(self.data_seed):
+            fail(f"data_seed must be an integer, got {self.data_seed!r}")
         if self.head == "quantum":
             try:
                 self.circuit()
@@ -671,7 +674,8 @@ def _load_bundle(config: TrainingConfig):
     return load_dataset_bundle(
         config.dataset, data_dir=config.data_dir, train_file=config.train_file, validation_file=config.validation_file,
         test_file=config.test_file, text_column=config.text_column, label_column=config.label_column,
-        max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples, seed=config.seed,
+        max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
+        seed=config.seed if config.data_seed is None else config.data_seed,
         drop_empty=config.drop_empty,
     )
 

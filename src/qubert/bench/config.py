@@ -15,16 +15,18 @@ Config format (YAML; every key but ``datasets`` and ``heads`` is optional)::
     data_dir: ../shared/data           # relative to the working directory
     datasets: [sms_spam, {dataset: imdb, max_length: 128}]   # registry names (+ settings)
     modes: [frozen, {mode: full, num_epochs: 3, resources: {num_gpus: 1}}]
-    seeds: [0, 1, 2]                   # or a count: 3
+    seeds: 5                           # or a list: [0, 1, 2]; default 5 seeds
     heads:
       - linear
+      - logreg                         # scikit-learn logistic regression on the frozen features
       - {head: mlp, hidden_sizes: [256]}
       - {head: quantum, qubits: [2, 4, 6, 8], layers: [1, 2]}   # list values expand
       - {head: quantum, qubits: 8, ansatz: strongly_entangling, name: q8_sel, controls: []}
     controls: [matched_mlp, no_entanglement, frozen_circuit]
     training: {learning_rate: 0.01, model: {online: bert-base-uncased, offline: default}}
     resources: {num_cpus: 1, num_gpus: 0}        # per run, for Ray
-    statistics: {n_resamples: 10000, confidence: 0.95, seed: 0}
+    statistics: {n_resamples: 10000, confidence: 0.95, seed: 0, margin: 0.01, alpha: 0.05, correction: holm}
+    tuning: {trials: 8, batch: 2, seed: 0, space: {...}}   # see qubert.bench.tuning; trials: 0 = off
     keep_models: false                 # keep each run's model/ folder
 
 Settings are :class:`qubert.training.TrainingConfig` fields. They merge in the order ``training`` <
@@ -46,16 +48,18 @@ from pathlib import Path
 from typing import Any
 
 CONTROLS = ("matched_mlp", "no_entanglement", "frozen_circuit")
-HEAD_TYPES = ("linear", "mlp", "quantum")
-CLASSICAL_HEADS = ("linear", "mlp")
+HEAD_TYPES = ("linear", "mlp", "quantum", "logreg")
+CLASSICAL_HEADS = ("linear", "mlp", "logreg")
 
 # TrainingConfig fields the grid itself sets: they cannot be given as plain settings.
 _GRID_KEYS = ("dataset", "mode", "seed", "head", "output_dir", "resume", "overwrite_output_dir")
 _QUANTUM_KEYS = ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement",
                  "init", "reupload", "scaling", "freeze_circuit")
 _TOP_LEVEL_KEYS = ("name", "description", "output_dir", "data_dir", "cache_dir", "datasets", "modes",
-                   "seeds", "heads", "controls", "training", "resources", "statistics", "keep_models")
-_STATISTICS_KEYS = ("n_resamples", "confidence", "seed")
+                   "seeds", "heads", "controls", "training", "resources", "statistics", "tuning", "keep_models")
+_STATISTICS_KEYS = ("n_resamples", "confidence", "seed", "margin", "alpha", "correction")
+_CORRECTIONS = ("holm", "bh", "none")
+DEFAULT_SEEDS = 5
 _RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _MODE_PATTERN = re.compile(r"^(frozen|full|top[1-9][0-9]*)$")
 
@@ -109,6 +113,7 @@ class BenchConfig:
     training: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=dict)
     statistics: dict[str, Any] = field(default_factory=dict)
+    tuning: Any = None
     description: str = ""
     keep_models: bool = False
     online: bool = False
@@ -129,6 +134,7 @@ class BenchConfig:
             "training": self.training,
             "resources": self.resources,
             "statistics": self.statistics,
+            "tuning": self.tuning.to_dict() if self.tuning is not None else None,
             "keep_models": self.keep_models,
         }
 
@@ -225,7 +231,7 @@ def parse_bench_config(
         if entry["head"] not in HEAD_TYPES:
             raise fail(f"heads[{i}].head", f"unknown head {entry['head']!r}; expected one of {', '.join(HEAD_TYPES)}")
 
-    seeds = data.get("seeds", [42])
+    seeds = data.get("seeds", DEFAULT_SEEDS)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise fail("seeds", f"the number of seeds must be >= 1, got {seeds}")
@@ -242,8 +248,9 @@ def parse_bench_config(
 
     resources = _check_resources(data.get("resources") or {}, "resources", fail)
     if not isinstance(data.get("statistics") or {}, dict):
-        raise fail("statistics", "must be a mapping with n_resamples, confidence and/or seed")
-    statistics = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0, **(data.get("statistics") or {})}
+        raise fail("statistics", "must be a mapping with n_resamples, confidence, seed, margin, alpha and/or correction")
+    statistics = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0, "margin": 0.01, "alpha": 0.05, "correction": "holm",
+                  **(data.get("statistics") or {})}
     _check_keys(statistics, _STATISTICS_KEYS, "statistics", fail)
     if not isinstance(statistics["n_resamples"], int) or statistics["n_resamples"] < 100:
         raise fail("statistics.n_resamples", f"must be an integer >= 100, got {statistics['n_resamples']!r}")
@@ -251,6 +258,21 @@ def parse_bench_config(
         raise fail("statistics.confidence", f"must be a number in [0.5, 1), got {statistics['confidence']!r}")
     if not isinstance(statistics["seed"], int):
         raise fail("statistics.seed", f"must be an integer, got {statistics['seed']!r}")
+    margin = statistics["margin"]
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+        raise fail("statistics.margin", f"the equivalence margin must be a number in (0, 1) (macro-F1), got {margin!r}")
+    alpha = statistics["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 0.5:
+        raise fail("statistics.alpha", f"must be a number in (0, 0.5], got {alpha!r}")
+    if statistics["correction"] not in _CORRECTIONS:
+        raise fail("statistics.correction", f"unknown correction {statistics['correction']!r}; expected one of {', '.join(_CORRECTIONS)}")
+
+    from qubert.bench.tuning import TuningError, parse_tuning
+
+    try:
+        tuning = parse_tuning(data.get("tuning"), run_seed=seeds[0])
+    except TuningError as err:
+        raise BenchConfigError(f"{where}{err}") from None
 
     keep_models = data.get("keep_models", False)
     if not isinstance(keep_models, bool):
@@ -264,7 +286,7 @@ def parse_bench_config(
     return BenchConfig(
         name=config_name, output_dir=out.resolve(), datasets=datasets, modes=modes,
         heads=heads, seeds=seeds, controls=controls, training=training, resources=resources,
-        statistics=statistics, description=str(data.get("description") or ""), keep_models=keep_models, online=online,
+        statistics=statistics, tuning=tuning, description=str(data.get("description") or ""), keep_models=keep_models, online=online,
         source=source,
     )
 

@@ -1,7 +1,9 @@
 """Grid expansion: a :class:`~qubert.bench.config.BenchConfig` becomes one :class:`RunSpec` per training run.
 
-Heads get automatic labels (``quantum_q4_l2``); every quantum head brings its controls, the matched
-MLP sized to the head's trainable parameters (:func:`encoder_hidden_size` gives its input width).
+Heads get automatic labels (``quantum_q4_l2``, or ``quantum_q4`` when the depth is tuned); every
+quantum head brings its controls, the matched MLP sized to the head's trainable parameters at its
+nominal depth (:func:`encoder_hidden_size` gives its input width). With tuning on, every spec
+records which settings the search varies (``search``); the values it picks replace them.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ class RunSpec:
     Attributes:
         run_id: ``<dataset>/<mode>/<head>/seed<seed>``; also the run directory under ``runs/``.
         dataset, mode, head, seed: the grid coordinates (``head`` is the head's label).
-        head_type: ``linear``, ``mlp`` or ``quantum``.
+        head_type: ``linear``, ``mlp``, ``quantum`` or ``logreg`` (the scikit-learn yardstick).
         control: which control this run is (``""`` for a regular head).
         base_head: for a control, the label of the quantum head it controls.
         settings: the TrainingConfig keyword arguments, except ``output_dir``.
         resources: what the run asks of a Ray cluster.
         keep_model: keep the trained model (``model/``) after the run; otherwise only the small
             result files stay (metrics, history, predictions, config).
+        search: the settings the tuning searches for this head (empty: tuning off).
     """
 
     run_id: str
@@ -48,12 +51,14 @@ class RunSpec:
     settings: dict[str, Any]
     resources: Resources
     keep_model: bool = False
+    search: tuple[str, ...] = ()
 
     def training_config(self, output_dir: str | os.PathLike[str]) -> Any:
-        """The :class:`qubert.training.TrainingConfig` of this run, writing to ``output_dir/runs/<run_id>``."""
+        """The :class:`qubert.training.TrainingConfig` of this run, writing to ``output_dir/runs/<run_id>``
+        (a yardstick's own options, such as logistic regression's ``C``, are left out)."""
         from qubert.training import TrainingConfig
 
-        return TrainingConfig(**self.settings, output_dir=str(self.run_dir(output_dir)))
+        return TrainingConfig(**_training_settings(self.settings), output_dir=str(self.run_dir(output_dir)))
 
     def run_dir(self, output_dir: str | os.PathLike[str]) -> Path:
         return Path(output_dir) / "runs" / self.run_id
@@ -61,6 +66,14 @@ class RunSpec:
     def semantic_settings(self) -> dict[str, Any]:
         """The settings that determine the result (compared to decide whether a run is finished)."""
         return {k: v for k, v in self.settings.items() if k not in _NON_SEMANTIC_KEYS}
+
+
+def _training_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as TrainingConfig takes them: the yardstick's ``C`` dropped, its head read as linear."""
+    out = {k: v for k, v in settings.items() if k != "C"}
+    if out.get("head") == "logreg":
+        out["head"] = "linear"
+    return out
 
 
 def expand_grid(config: BenchConfig) -> list[RunSpec]:
@@ -74,7 +87,9 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
         >>> c = parse_bench_config({"datasets": ["sms_spam"], "seeds": [0, 1], "controls": ["matched_mlp"],
         ...                         "heads": ["linear", {"head": "quantum", "qubits": 2}]}, online=False)
         >>> [s.run_id for s in expand_grid(c)][::2]
-        ['sms_spam/frozen/linear/seed0', 'sms_spam/frozen/quantum_q2_l2/seed0', 'sms_spam/frozen/matched_mlp_q2_l2/seed0']
+        ['sms_spam/frozen/linear/seed0', 'sms_spam/frozen/quantum_q2/seed0', 'sms_spam/frozen/matched_mlp_q2/seed0']
+        >>> expand_grid(c)[2].search  # the quantum head: its depth is tuned, so its label has none
+        ('learning_rate', 'weight_decay', 'layers', 'scaling')
     """
     from qubert.data import REGISTRY
 
@@ -92,9 +107,12 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
                             **_settings(head_entry), "dataset": dataset, "mode": mode, "head": head_entry["head"]}
                 resources = {**base_resources, **dataset_entry.get("resources", {}),
                              **mode_entry.get("resources", {}), **head_entry.get("resources", {})}
+                # What a data set, mode or head entry sets itself is fixed; the tuning searches the rest.
+                fixed = {*_settings(dataset_entry), *_settings(mode_entry), *_settings(head_entry)}
+                search = _searcher(config, mode, fixed)
                 for head, head_type, control, base_head, head_settings in _head_variants(
                     settings, head_entry.get("name"), head_entry.get("controls", config.controls), fields, n_classes,
-                    f"heads[{i}]",
+                    f"heads[{i}]", depth_tuned="layers" in search("quantum", ""),
                 ):
                     _validate_settings(head_settings, config.seeds[0], f"{dataset}/{mode}/{head} (heads[{i}])")
                     for seed in config.seeds:
@@ -104,6 +122,7 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
                             run_id=f"{dataset}/{mode}/{head}/seed{seed}", dataset=dataset, mode=mode, head=head,
                             head_type=head_type, control=control, base_head=base_head, seed=seed,
                             settings=full, resources=Resources(**resources), keep_model=config.keep_models,
+                            search=search(head_type, control),
                         )
                         previous = seen.get(spec.run_id)
                         if previous is not None:
@@ -125,9 +144,23 @@ def _validate_settings(settings: Mapping[str, Any], seed: int, where: str) -> No
     from qubert.training import TrainingConfig
 
     try:
-        TrainingConfig(**settings, seed=seed)
+        TrainingConfig(**_training_settings(settings), seed=seed)
     except (TypeError, ValueError) as err:
         raise BenchConfigError(f"{where}: {' '.join(str(err).split())}") from None
+
+
+def _searcher(config: BenchConfig, mode: str, fixed: set[str]):
+    """``(head_type, control) -> names of the settings the tuning searches`` (nothing when it is off)."""
+    from qubert.bench.tuning import space_for
+
+    tuning = config.tuning
+
+    def search(head_type: str, control: str) -> tuple[str, ...]:
+        if tuning is None or not tuning.enabled:
+            return ()
+        return tuple(space_for(tuning.space, head_type, mode, fixed=sorted(fixed), control=control))
+
+    return search
 
 
 def _settings(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,18 +168,19 @@ def _settings(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _head_variants(settings: dict[str, Any], name: str | None, controls: Sequence[str],
-                   fields: Mapping[str, Any], n_classes: int, where: str
+                   fields: Mapping[str, Any], n_classes: int, where: str, *, depth_tuned: bool = False,
                    ) -> list[tuple[str, str, str, str, dict[str, Any]]]:
     """``(label, head_type, control, base_head, settings)`` for a head entry and its controls."""
     head_type = settings["head"]
     resolved = {**fields, **settings}
     if head_type != "quantum":
-        for key in _QUANTUM_KEYS:  # quantum settings on a classical head would only confuse the csv
+        # quantum settings on a classical head (or MLP settings on the yardstick) would only confuse the csv
+        for key in _QUANTUM_KEYS + (("hidden_sizes", "dropout") if head_type == "logreg" else ()):
             settings.pop(key, None)
         return [(name or _classical_label(head_type, resolved, fields), head_type, "", "", settings)]
 
     circuit = _circuit_for(resolved, where)
-    label = name or _quantum_label(resolved, fields)
+    label = name or _quantum_label(resolved, fields, depth_tuned=depth_tuned)
     variants = [(label, "quantum", "", "", settings)]
     for control in controls:
         if control == "matched_mlp":
@@ -167,8 +201,8 @@ def _classical_label(head_type: str, resolved: Mapping[str, Any], fields: Mappin
     return head_type
 
 
-def _quantum_label(resolved: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
-    label = f"quantum_q{resolved['qubits']}_l{resolved['layers']}"
+def _quantum_label(resolved: Mapping[str, Any], fields: Mapping[str, Any], depth_tuned: bool = False) -> str:
+    label = f"quantum_q{resolved['qubits']}" + ("" if depth_tuned else f"_l{resolved['layers']}")
     for key in _LABEL_KEYS:
         if resolved[key] != fields[key]:
             label += f"_{key}-{resolved[key]}"

@@ -18,11 +18,13 @@ RESULTS_FILE = "results.csv"
 # reproducible for the same config and seeds.
 IDENTITY_COLUMNS = ("run_id", "dataset", "mode", "head", "head_type", "control", "base_head", "seed")
 CONFIG_COLUMNS = ("model", "pooling", "max_length", "max_train_samples", "max_eval_samples",
-                  "qubits", "layers", "entanglement", "freeze_circuit", "hidden_sizes",
-                  "learning_rate", "num_epochs", "batch_size")
+                  "qubits", "layers", "entanglement", "measurement", "scaling", "freeze_circuit", "hidden_sizes",
+                  "learning_rate", "encoder_learning_rate", "weight_decay", "C", "num_epochs", "batch_size")
 METRIC_COLUMNS = ("test_macro_f1", "test_accuracy", "test_weighted_f1", "test_precision",
-                  "test_recall", "eval_macro_f1", "best_epoch", "trainable_params", "train_samples", "test_samples")
+                  "test_recall", "eval_macro_f1", "best_epoch", "epochs_trained", "stopped_by", "trainable_params",
+                  "train_samples", "test_samples")
 TIMING_COLUMNS = ("train_runtime", "eval_runtime", "test_runtime", "encode_runtime")
+_OPTIMISER_KEYS = ("learning_rate", "encoder_learning_rate", "weight_decay", "num_epochs", "batch_size")
 RESULT_COLUMNS = IDENTITY_COLUMNS + CONFIG_COLUMNS + METRIC_COLUMNS + TIMING_COLUMNS + ("run_dir",)
 
 
@@ -70,6 +72,8 @@ def _result_row(spec: RunSpec, metrics: Mapping[str, Any], output_dir: Path) -> 
     for key in CONFIG_COLUMNS:
         value = settings.get(key)
         if key in _QUANTUM_KEYS and spec.head_type != "quantum":
+            value = None
+        if spec.head_type == "logreg" and key in _OPTIMISER_KEYS:  # fitted by scikit-learn, not by the Trainer
             value = None
         if key == "hidden_sizes":
             value = json.dumps(list(value)) if spec.head_type == "mlp" and value is not None else None

@@ -1,7 +1,17 @@
-"""Running a grid: in process or as Ray tasks, resuming where it stopped, then reporting."""
+"""Running a grid: tuning every head with the same budget, then every seed, in process or as Ray
+tasks, resuming where it stopped, then reporting.
+
+Layout added by tuning (see :mod:`qubert.bench.tuning`)::
+
+    <output_dir>/tuning/runs/<dataset>/<mode>/<head>/trial<k>/   one run per trial (validation only)
+    <output_dir>/tuning.csv                                      one row per trial
+    <output_dir>/tuning_choices.json                             what each head's search chose
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -12,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from qubert.bench.config import BenchConfig, BenchConfigError
 from qubert.bench.grid import RunSpec, expand_grid
@@ -28,6 +38,10 @@ from qubert.bench.results import (
     _yaml_dump,
     is_finished,
 )
+
+TUNING_DIR = "tuning"
+TUNING_FILE = "tuning.csv"
+CHOICES_FILE = "tuning_choices.json"
 
 # Environment variables a Ray worker needs to see the same data, models and offline switches.
 _FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME",
@@ -61,7 +75,12 @@ def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[
     Anything left in the run directory by an unfinished or outdated run is removed first.
     Returns the run's metrics.
     """
-    if run_fn is None:
+    if run_fn is None and spec.head_type == "logreg":
+        from qubert.bench.yardsticks import run_logistic_regression
+
+        C = float(spec.settings.get("C", 1.0))
+        run_fn = lambda config: run_logistic_regression(config, C=C)  # noqa: E731
+    elif run_fn is None:
         from qubert.training import run_training as run_fn
     run_dir = spec.run_dir(output_dir)
     if run_dir.exists():
@@ -124,13 +143,13 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
 
 
-def plan_bench(config: BenchConfig) -> tuple[list[RunSpec], list[RunSpec]]:
+def plan_bench(config: BenchConfig, *, _specs: list[RunSpec] | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
     """``(finished, pending)`` runs of a grid, each in grid order (what ``--dry-run`` shows).
 
     Example:
         >>> done, todo = plan_bench(load_bench_config("configs/quick.yaml"))  # doctest: +SKIP
     """
-    specs = expand_grid(config)
+    specs = _specs if _specs is not None else tuned_specs(config)
     finished = [s for s in specs if is_finished(s, config.output_dir)]
     ids = {s.run_id for s in finished}
     return finished, [s for s in specs if s.run_id not in ids]
@@ -167,50 +186,65 @@ def run_bench(
         ('results.csv', 0)
     """
     log = log or (lambda line: None)
-    specs = expand_grid(config)
+    base_specs = expand_grid(config)
     output_dir = config.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_text_atomic(output_dir / "bench_config.yaml", _yaml_dump(config.to_dict()))
-    done, pending = plan_bench(config)
-    log(f"{config.name}: {len(specs)} runs, {len(done)} already finished, {len(pending)} to run")
-    results_csv = output_dir / RESULTS_FILE
-    ran: list[str] = []
     failed: dict[str, str] = {}
-    counter = itertools.count(1)
+    with _ray_session(use_ray or bool(ray_address), ray_address, ray_num_cpus):
+        def execute_all(pending: list[RunSpec], where: Path, on_done: Callable) -> None:
+            if pending and (use_ray or ray_address):
+                _execute_ray(pending, where, run_fn, on_done)
+                return
+            for spec in pending:
+                start = time.perf_counter()
+                try:
+                    metrics = execute_run(spec, str(where), run_fn)
+                except Exception as err:  # noqa: BLE001 - one bad run must not stop the grid
+                    on_done(spec, None, _one_line(err), time.perf_counter() - start)
+                else:
+                    on_done(spec, metrics, None, time.perf_counter() - start)
 
-    def on_done(spec: RunSpec, metrics: Mapping[str, Any] | None, error: str | None, seconds: float) -> None:
-        n = next(counter)
-        if error is None:
-            ran.append(spec.run_id)
-            _write_results(specs, output_dir, results_csv)
-            f1 = metrics.get("test_macro_f1") if metrics else None
-            shown = f"macro-F1 {f1:.4f}" if isinstance(f1, (int, float)) else "done"
-            log(f"[{n}/{len(pending)}] {spec.run_id}: {shown} ({seconds:.1f} s)")
-        else:
-            failed[spec.run_id] = error
-            log(f"[{n}/{len(pending)}] {spec.run_id}: FAILED {error}")
+        if config.tuning is not None and config.tuning.enabled and any(s.search for s in base_specs):
+            tune_bench(config, base_specs, execute_all, log=log, failed=failed)
+        specs = tuned_specs(config, base_specs)
+        done, pending = plan_bench(config, _specs=specs)
+        log(f"{config.name}: {len(specs)} runs, {len(done)} already finished, {len(pending)} to run")
+        results_csv = output_dir / RESULTS_FILE
+        ran: list[str] = []
+        counter = itertools.count(1)
 
-    _write_results(specs, output_dir, results_csv)  # drops rows of runs that no longer match
-    twins = _twins(specs)
-    to_train = [s for s in pending if s.run_id not in twins]
-    if to_train and (use_ray or ray_address):
-        _execute_ray(to_train, output_dir, run_fn, ray_address, ray_num_cpus, on_done)
-    else:
-        for spec in to_train:
-            start = time.perf_counter()
-            try:
-                metrics = execute_run(spec, str(output_dir), run_fn)
-            except Exception as err:  # noqa: BLE001 - one bad run must not stop the grid
-                on_done(spec, None, _one_line(err), time.perf_counter() - start)
+        def on_done(spec: RunSpec, metrics: Mapping[str, Any] | None, error: str | None, seconds: float) -> None:
+            n = next(counter)
+            if error is None:
+                ran.append(spec.run_id)
+                _write_results(specs, output_dir, results_csv)
+                f1 = metrics.get("test_macro_f1") if metrics else None
+                shown = f"macro-F1 {f1:.4f}" if isinstance(f1, (int, float)) else "done"
+                log(f"[{n}/{len(pending)}] {spec.run_id}: {shown} ({seconds:.1f} s)")
             else:
-                on_done(spec, metrics, None, time.perf_counter() - start)
-    for spec in pending:
-        if spec.run_id in twins:
-            original = twins[spec.run_id]
-            if is_finished(original, output_dir):
-                on_done(spec, _copy_twin(original, spec, output_dir), None, 0.0)
-            else:
-                on_done(spec, None, f"its identical run {original.run_id} did not finish", 0.0)
+                failed[spec.run_id] = error
+                log(f"[{n}/{len(pending)}] {spec.run_id}: FAILED {error}")
+
+        _write_results(specs, output_dir, results_csv)  # drops rows of runs that no longer match
+        untuned = {s.run_id for s in _untuned(config, pending)}
+        for spec in pending:
+            if spec.run_id in untuned:
+                on_done(spec, None, "its tuning chose nothing (every trial failed; see tuning.csv)", 0.0)
+        pending = [s for s in pending if s.run_id not in untuned]
+        twins = _twins(specs)
+        reused = _reuse_trials(config, [s for s in pending if s.run_id not in twins])
+        for spec in reused:
+            on_done(spec, json.loads((spec.run_dir(output_dir) / "metrics.json").read_text(encoding="utf-8")), None, 0.0)
+        reused_ids = {s.run_id for s in reused}
+        execute_all([s for s in pending if s.run_id not in twins and s.run_id not in reused_ids], output_dir, on_done)
+        for spec in pending:
+            if spec.run_id in twins:
+                original = twins[spec.run_id]
+                if is_finished(original, output_dir):
+                    on_done(spec, _copy_twin(original, spec, output_dir), None, 0.0)
+                else:
+                    on_done(spec, None, f"its identical run {original.run_id} did not finish", 0.0)
     result = report_bench(config, failed=failed, report=report, log=log, _specs=specs)
     result.ran, result.skipped = ran, [s.run_id for s in done]
     return result
@@ -225,7 +259,7 @@ def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None
         PosixPath('.../runs/bench/quick/summary.md')
     """
     log = log or (lambda line: None)
-    specs = _specs if _specs is not None else expand_grid(config)
+    specs = _specs if _specs is not None else tuned_specs(config)
     output_dir = config.output_dir
     results_csv = output_dir / RESULTS_FILE
     results = _write_results(specs, output_dir, results_csv)
@@ -245,19 +279,21 @@ def _encoding_key(spec: RunSpec) -> tuple | None:
         return None
     keys = ("dataset", "data_dir", "train_file", "validation_file", "test_file", "text_column", "label_column",
             "max_train_samples", "max_eval_samples", "drop_empty", "model", "pooling", "max_length", "cache_dir",
-            "seed")  # the seed picks the stratified subsets
-    return tuple(json.dumps(spec.settings.get(k), default=str) for k in keys)
+            "seed", "data_seed")  # the seed picks the stratified subsets, unless data_seed fixes them
+    settings = {**spec.settings, **({"seed": None} if spec.settings.get("data_seed") is not None else {})}
+    return tuple(json.dumps(settings.get(k), default=str) for k in keys)
 
 
-def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, address: str | None,
-                 num_cpus: int | None, on_done: Callable) -> None:
-    """Run specs as Ray tasks; the first run of each embedding-cache group goes alone, so the
-    other runs of that group find the cache filled instead of all encoding the same texts."""
+@contextlib.contextmanager
+def _ray_session(use_ray: bool, address: str | None, num_cpus: int | None) -> Iterator[None]:
+    """Ray for the whole grid (tuning rounds and final runs), started here unless already running."""
+    if not use_ray:
+        yield
+        return
     try:
         import ray
     except ImportError:
         raise BenchConfigError("--ray needs Ray: pip install 'qubert[ray]'") from None
-
     started_here = not ray.is_initialized()
     if started_here:
         env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
@@ -268,45 +304,54 @@ def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | No
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
     try:
-        task = ray.remote(max_retries=0)(_ray_task)
-        groups: dict[Any, list[RunSpec]] = defaultdict(list)
-        ready: list[RunSpec] = []
-        for spec in pending:
-            key = _encoding_key(spec)
-            if key is None:
-                ready.append(spec)
-            else:
-                groups[key].append(spec)
-        waiting: dict[str, list[RunSpec]] = {}
-        for group in groups.values():
-            ready.append(group[0])
-            waiting[group[0].run_id] = group[1:]
-        by_id = {s.run_id: s for s in pending}
-        in_flight: dict[Any, RunSpec] = {}
-
-        def submit(spec: RunSpec) -> None:
-            ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn)
-            in_flight[ref] = spec
-
-        for spec in ready:
-            submit(spec)
-        while in_flight:
-            done_refs, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done_refs:
-                spec = in_flight.pop(ref)
-                try:
-                    run_id, metrics, error, seconds = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - a worker that died
-                    run_id, metrics, error, seconds = spec.run_id, None, _one_line(err), math.nan
-                if error is None and not (spec.run_dir(output_dir) / RUN_MARKER).is_file():
-                    # A worker on another node without a shared file system: keep what came back.
-                    _record_remote_result(by_id[run_id], output_dir, metrics or {})
-                on_done(by_id[run_id], metrics, error, seconds)
-                for follower in waiting.pop(run_id, []):
-                    submit(follower)
+        yield
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, on_done: Callable) -> None:
+    """Run specs as Ray tasks (Ray is running: :func:`_ray_session`); the first run of each
+    embedding-cache group goes alone, so the other runs of that group find the cache filled
+    instead of all encoding the same texts."""
+    import ray
+
+    task = ray.remote(max_retries=0)(_ray_task)
+    groups: dict[Any, list[RunSpec]] = defaultdict(list)
+    ready: list[RunSpec] = []
+    for spec in pending:
+        key = _encoding_key(spec)
+        if key is None:
+            ready.append(spec)
+        else:
+            groups[key].append(spec)
+    waiting: dict[str, list[RunSpec]] = {}
+    for group in groups.values():
+        ready.append(group[0])
+        waiting[group[0].run_id] = group[1:]
+    by_id = {s.run_id: s for s in pending}
+    in_flight: dict[Any, RunSpec] = {}
+
+    def submit(spec: RunSpec) -> None:
+        ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn)
+        in_flight[ref] = spec
+
+    for spec in ready:
+        submit(spec)
+    while in_flight:
+        done_refs, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in done_refs:
+            spec = in_flight.pop(ref)
+            try:
+                run_id, metrics, error, seconds = ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - a worker that died
+                run_id, metrics, error, seconds = spec.run_id, None, _one_line(err), math.nan
+            if error is None and not (spec.run_dir(output_dir) / RUN_MARKER).is_file():
+                # A worker on another node without a shared file system: keep what came back.
+                _record_remote_result(by_id[run_id], output_dir, metrics or {})
+            on_done(by_id[run_id], metrics, error, seconds)
+            for follower in waiting.pop(run_id, []):
+                submit(follower)
 
 
 def _record_remote_result(spec: RunSpec, output_dir: Path, metrics: Mapping[str, Any]) -> None:
@@ -314,3 +359,162 @@ def _record_remote_result(spec: RunSpec, output_dir: Path, metrics: Mapping[str,
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(run_dir / "metrics.json", dict(metrics))
     _write_json_atomic(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
+
+
+# ------------------------------------------------------------------------------------ tuning
+
+
+def _group_key(spec: RunSpec) -> str:
+    return f"{spec.dataset}/{spec.mode}/{spec.head}"
+
+
+def _signature(spec: RunSpec, config: BenchConfig) -> str:
+    """What a head's choice depends on: its base settings, the space searched and the budget."""
+    from qubert.bench.tuning import describe_space
+
+    tuning = config.tuning
+    base = {k: v for k, v in spec.semantic_settings().items() if k not in spec.search and k != "seed"}
+    return json.dumps(_jsonable({"settings": base, "space": describe_space(_dimensions(spec, config)), "trials": tuning.trials,
+                                 "batch": tuning.batch, "seed": tuning.seed, "run_seed": tuning.run_seed}), sort_keys=True)
+
+
+def _dimensions(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
+    from qubert.bench.tuning import space_for
+
+    merged = space_for(config.tuning.space, spec.head_type, spec.mode, control=spec.control)
+    return {name: merged[name] for name in spec.search if name in merged}
+
+
+def _read_choices(output_dir: Path) -> dict[str, Any]:
+    path = Path(output_dir) / CHOICES_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def tuned_specs(config: BenchConfig, specs: list[RunSpec] | None = None) -> list[RunSpec]:
+    """The grid's runs with each tuned head's chosen values in place of the settings searched.
+
+    A head whose search has not finished (or was made for other settings, space or budget) keeps its
+    base settings, so its runs do not count as finished.
+    """
+    specs = specs if specs is not None else expand_grid(config)
+    if config.tuning is None or not config.tuning.enabled:
+        return specs
+    choices = _read_choices(config.output_dir)
+    out = []
+    for spec in specs:
+        choice = _choice(spec, config, choices)
+        if choice is not None:
+            spec = dataclasses.replace(spec, settings={**spec.settings, **choice["params"]})
+        out.append(spec)
+    return out
+
+
+def _choice(spec: RunSpec, config: BenchConfig, choices: Mapping[str, Any]) -> dict[str, Any] | None:
+    choice = choices.get(_group_key(spec)) if spec.search else None
+    return choice if choice is not None and choice.get("signature") == _signature(spec, config) else None
+
+
+def _untuned(config: BenchConfig, specs: Sequence[RunSpec]) -> list[RunSpec]:
+    """Runs of tuned heads whose search chose nothing (every trial failed): they are not run."""
+    if config.tuning is None or not config.tuning.enabled:
+        return []
+    choices = _read_choices(config.output_dir)
+    return [s for s in specs if s.search and _choice(s, config, choices) is None]
+
+
+def _trial_spec(spec: RunSpec, k: int, params: Mapping[str, Any], run_seed: int) -> RunSpec:
+    return dataclasses.replace(
+        spec, run_id=f"{_group_key(spec)}/trial{k:02d}", seed=run_seed, keep_model=False,
+        settings={**spec.settings, **params, "seed": run_seed},
+    )
+
+
+def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Callable, *,
+               log: Callable[[str], None], failed: dict[str, str]) -> list[Any]:
+    """Search every tuned head's settings with the same number of trials; write ``tuning.csv`` and
+    ``tuning_choices.json``. Finished trials are read back, not trained again."""
+    from qubert.bench.tuning import describe_space, trials_table, tune_grid
+
+    tuning = config.tuning
+    where = config.output_dir / TUNING_DIR
+    groups: dict[str, RunSpec] = {}
+    for spec in specs:
+        if spec.search:
+            groups.setdefault(_group_key(spec), spec)
+    log(f"tuning: {len(groups)} head(s) x {tuning.trials} trials on validation macro-F1 (training seed {tuning.run_seed})")
+
+    def run_trials(batch: list[tuple[RunSpec, int, dict[str, Any]]]) -> list[dict[str, Any] | None]:
+        trial_specs = [_trial_spec(spec, k, params, tuning.run_seed) for spec, k, params in batch]
+        metrics: dict[str, dict[str, Any] | None] = {}
+        todo = []
+        for trial in trial_specs:
+            if is_finished(trial, where):
+                metrics[trial.run_id] = json.loads((trial.run_dir(where) / "metrics.json").read_text(encoding="utf-8"))
+            else:
+                todo.append(trial)
+
+        def on_done(trial: RunSpec, result: Mapping[str, Any] | None, error: str | None, seconds: float) -> None:
+            metrics[trial.run_id] = dict(result) if error is None and result is not None else None
+            if error is not None:
+                failed[f"{TUNING_DIR}/{trial.run_id}"] = error
+                log(f"tuning {trial.run_id}: FAILED {error}")
+
+        execute_all(todo, where, on_done)
+        return [metrics.get(trial.run_id) for trial in trial_specs]
+
+    results = tune_grid([(spec, _dimensions(spec, config)) for spec in groups.values()], tuning, run_trials, log=log)
+    choices = _read_choices(config.output_dir)
+    for key, spec, result in zip(groups, groups.values(), results):
+        if result.best_params:
+            choices[key] = {"signature": _signature(spec, config), "params": _jsonable(result.best_params),
+                            "eval_macro_f1": result.best_value, "space": describe_space(result.space),
+                            "trials": len(result.trials), "failed_trials": sum(t["state"] != "complete" for t in result.trials)}
+    _write_json_atomic(config.output_dir / CHOICES_FILE, choices)
+    table = trials_table(results)
+    _write_text_atomic(config.output_dir / TUNING_FILE, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    return results
+
+
+def tuning_summary(config: BenchConfig) -> Any:
+    """One row per tuned head (what ``summary.md`` shows): trials, space, chosen values, best validation F1."""
+    import pandas as pd
+
+    rows = [{"dataset": key.split("/")[0], "mode": key.split("/")[1], "head": key.split("/", 2)[2], "trials": c.get("trials"),
+             "space": c.get("space"), "best_params": json.dumps(c.get("params"), sort_keys=True),
+             "best_eval_macro_f1": c.get("eval_macro_f1"), "failed_trials": c.get("failed_trials")}
+            for key, c in _read_choices(config.output_dir).items()]
+    return pd.DataFrame(rows, columns=["dataset", "mode", "head", "trials", "space", "best_params", "best_eval_macro_f1", "failed_trials"])
+
+
+def _reuse_trials(config: BenchConfig, pending: Sequence[RunSpec]) -> list[RunSpec]:
+    """Final runs on the tuning seed whose settings equal their head's best trial: copy that trial's
+    result files instead of training the same run again."""
+    if config.tuning is None or not config.tuning.enabled:
+        return []
+    where = config.output_dir / TUNING_DIR
+    reused = []
+    for spec in pending:
+        if not spec.search or spec.seed != config.tuning.run_seed:
+            continue
+        for trial_dir in sorted((where / "runs" / _group_key(spec)).glob("trial*")):
+            marker = trial_dir / RUN_MARKER
+            try:
+                recorded = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if (trial_dir / "metrics.json").is_file() and _jsonable(recorded.get("settings")) == _jsonable(spec.semantic_settings()):
+                target = spec.run_dir(config.output_dir)
+                if target.exists():
+                    shutil.rmtree(target)
+                target.mkdir(parents=True)
+                for path in trial_dir.iterdir():
+                    if path.is_file() and path.name != RUN_MARKER:
+                        shutil.copy2(path, target / path.name)
+                _write_json_atomic(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(),
+                                                         "copied_from": f"{TUNING_DIR}/{recorded.get('run_id')}"})
+                reused.append(spec)
+                break
+    return reused

@@ -42,10 +42,12 @@ def bench(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid's runs (finished / to run) and exit."),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild results.csv, summary.md and figures from finished runs; train nothing."),
 ) -> None:
-    """Run a grid of data sets x modes x heads (with controls) x seeds; resume where it stopped.
+    """Tune every head with the same budget, then run a grid of data sets x modes x heads (with
+    controls) x seeds; resume where it stopped.
 
-    Writes results.csv (one row per run), summary.md (mean +- std, bootstrap CIs, paired tests
-    against the best classical head and each control) and figures under the output directory.
+    Writes tuning.csv (every trial), results.csv (one row per run), summary.md (mean +- std,
+    bootstrap CIs, paired tests and equivalence tests against the best classical head and each
+    control, corrected for multiplicity, one verdict each) and figures under the output directory.
     Exit code 0 when every run finished, 1 when some runs failed, 2 for a bad config.
     """
     from qubert import bench as bench_lib
@@ -55,11 +57,19 @@ def bench(
     try:
         cfg = bench_lib.load_bench_config(config, output_dir=output_dir, data_dir=data_dir, online=online)
         if dry_run:
-            done, pending = bench_lib.plan_bench(cfg)
-            _console.print(f"{cfg.name}: {len(done) + len(pending)} runs -> {cfg.output_dir}")
-            for spec in bench_lib.expand_grid(cfg):
-                state = "[green]done[/green]" if spec in done else "todo"
+            from qubert.bench.runner import tuned_specs
+
+            specs = tuned_specs(cfg)
+            done, pending = bench_lib.plan_bench(cfg, _specs=specs)
+            _console.print(f"{cfg.name}: {len(specs)} runs -> {cfg.output_dir}")
+            finished = {s.run_id for s in done}
+            for spec in specs:
+                state = "[green]done[/green]" if spec.run_id in finished else "todo"
                 _console.print(f"  {state}  {escape(spec.run_id)}")
+            heads = {(s.dataset, s.mode, s.head) for s in specs if s.search}
+            if heads:
+                _console.print(f"tuning: {len(heads)} heads x {cfg.tuning.trials} trials on validation macro-F1 "
+                               "(finished trials are reused)")
             _console.print(f"{len(done)} finished, {len(pending)} to run")
             return
         def log(line: str) -> None:
