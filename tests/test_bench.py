@@ -275,7 +275,8 @@ def test_tiny_grid_writes_results_summary_and_figures(tiny_run):
     for heading in ("## sms_spam (frozen)", "## yelp (frozen)", "Low power", "Best classical head"):
         assert heading in summary
     figures = sorted(p.name for p in (config.output_dir / "figures").iterdir())
-    assert figures == ["macro_f1_by_head.png", "macro_f1_vs_qubits.png", "training_curves.png"]
+    assert figures == ["delta_vs_best_classical.png", "macro_f1_by_head.png", "macro_f1_vs_qubits.png",
+                       "training_curves.png"]
     # Models are not kept by default; the small result files are.
     run_dir = config.output_dir / results["run_dir"][0]
     assert (run_dir / "metrics.json").is_file() and (run_dir / "history.json").is_file()
