@@ -283,7 +283,8 @@ def test_tiny_grid_writes_results_summary_and_figures(tiny_run):
         params = __import__("json").loads(chosen.loc[(row.dataset, row.head), "params"])
         assert row.learning_rate == pytest.approx(params["learning_rate"], rel=1e-5)
     figures = sorted(p.name for p in (config.output_dir / "figures").iterdir())
-    assert figures == ["macro_f1_by_head.png", "macro_f1_vs_qubits.png", "training_curves.png"]
+    assert figures == ["delta_vs_best_classical.png", "macro_f1_by_head.png", "macro_f1_vs_qubits.png",
+                       "training_curves.png"]
     # Models are not kept by default; the small result files are.
     run_dir = config.output_dir / results["run_dir"][0]
     assert (run_dir / "metrics.json").is_file() and (run_dir / "history.json").is_file()

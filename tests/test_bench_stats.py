@@ -18,6 +18,7 @@ from qubert.bench import (
     plot_figures,
     write_summary,
 )
+from qubert.bench.stats import adjust_pvalues, tost_paired, verdict
 
 # ---------------------------------------------------------------------------------------------
 # bootstrap_ci
@@ -131,6 +132,100 @@ def test_verdict_needs_both_the_ci_and_the_t_test():
 
 
 # ---------------------------------------------------------------------------------------------
+# TOST, multiplicity, verdicts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tost_is_two_one_sided_t_tests_of_the_differences():
+    a = [0.812, 0.798, 0.805, 0.801, 0.809, 0.796]
+    b = [0.806, 0.801, 0.800, 0.799, 0.803, 0.800]
+    d = np.subtract(a, b)
+    lower = stats.ttest_1samp(d, -0.01, alternative="greater").pvalue
+    upper = stats.ttest_1samp(d, 0.01, alternative="less").pvalue
+    p, p_lower, p_upper = tost_paired(a, b, margin=0.01)
+    assert (p_lower, p_upper) == (pytest.approx(lower), pytest.approx(upper))
+    assert p == pytest.approx(max(lower, upper))
+    # Swapping the heads mirrors the two one-sided tests.
+    assert tost_paired(b, a, margin=0.01) == (pytest.approx(p), pytest.approx(p_upper), pytest.approx(p_lower))
+
+
+def test_tost_textbook_example_with_hand_computed_t_values():
+    # Differences -0.015, -0.005, 0.005, 0.015, 0.025: mean 0.005, sd 0.01 * sqrt(2.5), se 0.01 / sqrt(2).
+    # Margin 0.02: t_lower = 0.025 / se = 2.5 * sqrt(2), t_upper = -0.015 / se = -1.5 * sqrt(2), df = 4.
+    b = [0.8] * 5
+    a = [0.8 + d for d in (-0.015, -0.005, 0.005, 0.015, 0.025)]
+
+    def t4_sf(t):  # the closed form of Student's t survival function with 4 degrees of freedom
+        x = 1 + t * t / 4
+        return 0.5 - 3 / 8 * t / math.sqrt(x) * (1 - t * t / (12 * x))
+
+    p, p_lower, p_upper = tost_paired(a, b, margin=0.02)
+    assert p_lower == pytest.approx(t4_sf(2.5 * math.sqrt(2)))  # 0.0121
+    assert p_upper == pytest.approx(t4_sf(1.5 * math.sqrt(2)))  # 0.0506
+    # The one-sided 5 % critical value of t(4) is 2.132 > 1.5 * sqrt(2) = 2.121: equivalence just missed.
+    assert p == p_upper and 0.05 < p < 0.051
+    assert tost_paired(a, b, margin=0.021)[0] < 0.05  # a slightly wider margin is shown
+
+
+def test_tost_degenerate_and_bad_inputs():
+    assert tost_paired([0.8, 0.7], [0.8, 0.7], margin=0.01) == (0.0, 0.0, 0.0)  # identical: equivalent
+    assert tost_paired([0.9, 0.8], [0.8, 0.7], margin=0.01)[0] == pytest.approx(1.0)  # a gap beyond the margin
+    assert tost_paired([0.5, 0.75], [0.25, 0.5], margin=0.25)[0] == 1.0  # exactly on the margin: not inside
+    assert all(math.isnan(v) for v in tost_paired([0.9], [0.8], margin=0.01))
+    for bad in (0.0, -0.01, math.nan):
+        with pytest.raises(ValueError, match="margin"):
+            tost_paired([0.1, 0.2], [0.1, 0.2], margin=bad)
+    with pytest.raises(ValueError, match="equal length"):
+        tost_paired([0.1, 0.2, 0.3], [0.1], margin=0.01)  # no silent broadcasting
+
+
+def test_holm_and_bh_against_hand_computed_values():
+    p = [0.01, 0.04, 0.03, 0.005, math.nan]
+    # Holm, m = 4 (NaN does not count): sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03,
+    # 0.06, 0.04, then the running maximum: 0.02, 0.03, 0.06, 0.06.
+    holm = adjust_pvalues(p, "holm")
+    assert holm[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(holm[4])
+    # BH: sorted times 4/1, 4/2, 4/3, 4/4 = 0.02, 0.02, 0.04, 0.04, then the running minimum from the top.
+    bh = adjust_pvalues(p, "bh")
+    assert bh[:4] == pytest.approx([0.02, 0.04, 0.04, 0.02]) and math.isnan(bh[4])
+    assert bh[:4] == pytest.approx(stats.false_discovery_control(p[:4], method="bh"))
+    none = adjust_pvalues(p, "none")
+    assert none[:4] == pytest.approx(p[:4]) and math.isnan(none[4])
+    assert adjust_pvalues([0.3, 0.5], "holm") == pytest.approx([0.6, 0.6])
+    assert adjust_pvalues([0.9, 0.8], "holm") == pytest.approx([1.0, 1.0])  # capped at 1
+    assert adjust_pvalues([], "holm").size == 0
+    with pytest.raises(ValueError, match="unknown correction"):
+        adjust_pvalues([0.1], "bonferroni")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_pvalues([1.5], "holm")
+
+
+def test_holm_matches_scipy_bonferroni_bound_on_random_p_values():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 0.2, 12)
+    holm = adjust_pvalues(p, "holm")
+    # Holm never exceeds Bonferroni, never goes below the raw p, and keeps the order of the p-values.
+    assert np.all(holm <= np.minimum(12 * p, 1) + 1e-12) and np.all(holm >= p)
+    order = np.argsort(p)
+    assert np.all(np.diff(holm[order]) >= 0)
+    assert holm[order[0]] == pytest.approx(12 * p[order[0]])
+
+
+@pytest.mark.parametrize(("mean_diff", "p_diff", "p_equiv", "expected"), [
+    (0.004, 0.01, 0.02, "equivalent"),   # significant but inside the margin: equivalence wins
+    (0.0, 0.9, 0.001, "equivalent"),
+    (0.03, 0.001, 0.9, "better"),
+    (-0.03, 0.001, 0.9, "worse"),
+    (0.01, 0.3, 0.4, "inconclusive"),
+    (0.01, 0.05, 0.05, "inconclusive"),  # p < alpha is strict
+    (0.02, math.nan, math.nan, "inconclusive"),
+    (-0.02, 0.01, math.nan, "worse"),
+])
+def test_verdict_table(mean_diff, p_diff, p_equiv, expected):
+    assert verdict(mean_diff, p_diff, p_equiv, alpha=0.05) == expected
+
+
+# ---------------------------------------------------------------------------------------------
 # aggregate / compare_heads / summary
 # ---------------------------------------------------------------------------------------------
 
@@ -183,7 +278,7 @@ def test_compare_heads_uses_the_best_classical_head_and_each_control():
     vs_best = comparisons[comparisons.reference_kind == "best_classical"].set_index("head")
     assert set(vs_best.reference) == {"mlp"}  # 0.85 beats linear's 0.81
     assert vs_best.loc["quantum_q4_l2"].mean_diff == pytest.approx(-0.03)
-    assert vs_best.loc["quantum_q4_l2"].verdict == "lower"  # -0.03 on every seed
+    assert vs_best.loc["quantum_q4_l2"].verdict == "worse"  # -0.03 on every seed
     assert "mlp" not in vs_best.index
     controls = comparisons[comparisons.reference_kind != "best_classical"].set_index("reference_kind")
     assert controls.loc["matched_mlp"]["head"] == "quantum_q4_l2"
@@ -207,12 +302,97 @@ def test_summary_reports_numbers_controls_and_low_power(tmp_path):
     assert "0.850 ± 0.010" in text  # mlp mean ± std
     assert "-0.030 [-0.030, -0.030]" in text  # quantum vs mlp: the same gap on every seed
     assert "| quantum_q4_l2 | frozen_circuit (quantum_q4_l2_frozen) | +0.010" in text
-    assert "Low power" in text and "0.25" in text  # 3 seeds: Wilcoxon cannot reach 0.05
+    assert "Low power" in text and "3 paired differences (2 degrees of freedom)" in text
 
 
 def test_figures_are_written_as_png(tmp_path):
     paths = plot_figures(_results(), tmp_path)
     names = sorted(p.name for p in paths)
-    assert names == ["macro_f1_by_head.png", "macro_f1_vs_qubits.png"]  # no history.json: no curves
+    # no history.json: no curves
+    assert names == ["delta_vs_best_classical.png", "macro_f1_by_head.png", "macro_f1_vs_qubits.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _grid(eval_shift: dict[str, float] | None = None, datasets=("sms_spam", "yelp")) -> pd.DataFrame:
+    """Two data sets of :func:`_results`, with validation scores (test + ``eval_shift[head]``)."""
+    frames = []
+    for dataset in datasets:
+        frame = _results().assign(dataset=dataset)
+        frame["eval_macro_f1"] = frame["test_macro_f1"] + frame["head"].map(eval_shift or {}).fillna(0.0)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_compare_heads_picks_the_reference_on_validation_not_test():
+    # mlp is best on test (0.85 vs 0.81), linear best on validation (0.81 + 0.1): linear is the reference.
+    comparisons = compare_heads(_grid({"linear": 0.1}), n_resamples=200)
+    vs_best = comparisons[comparisons.reference_kind == "best_classical"]
+    assert set(vs_best.reference) == {"linear"} and set(vs_best.selected_on) == {"eval_macro_f1"}
+    assert "mlp" in set(vs_best["head"])
+    # Without validation scores (old results.csv) it falls back to test, and says so.
+    old = _results().drop(columns=[c for c in ("eval_macro_f1",) if c in _results()])
+    vs_best = compare_heads(old, n_resamples=200).query("reference_kind == 'best_classical'")
+    assert set(vs_best.reference) == {"mlp"} and set(vs_best.selected_on) == {"test_macro_f1"}
+
+
+def test_logreg_counts_as_a_classical_reference():
+    results = _results()
+    logreg = results[results["head"] == "linear"].assign(head="logreg", head_type="logreg", test_macro_f1=0.9)
+    results = pd.concat([results, logreg], ignore_index=True)
+    results["eval_macro_f1"] = results["test_macro_f1"]
+    vs_best = compare_heads(results, n_resamples=200).query("reference_kind == 'best_classical'")
+    assert set(vs_best.reference) == {"logreg"}
+
+
+def test_multiplicity_is_corrected_across_the_grid_within_each_family():
+    comparisons = compare_heads(_grid(), n_resamples=200, correction="holm")
+    family = comparisons.set_index(["dataset", "head", "reference"])["family"]
+    # Per data set: quantum vs mlp, vs matched MLP, vs frozen circuit ask "does the quantum head help".
+    quantum = comparisons[comparisons.family == "quantum"]
+    assert len(quantum) == 2 * 3 and set(quantum["head"]) == {"quantum_q4_l2"}
+    assert family[("sms_spam", "linear", "mlp")] == "other"
+    assert family[("sms_spam", "matched_mlp_q4_l2", "mlp")] == "other"
+    assert (comparisons.family == "other").sum() == 2 * 3
+    for name, group in comparisons.groupby("family"):
+        m = len(group)
+        for raw, adjusted in (("t_pvalue", "p_difference_adjusted"), ("tost_pvalue", "p_equivalence_adjusted")):
+            smallest = group[raw].idxmin()  # Holm multiplies the smallest p by the family size
+            assert group.loc[smallest, adjusted] == pytest.approx(min(1.0, m * group.loc[smallest, raw]))
+            assert group[adjusted].to_numpy() == pytest.approx(adjust_pvalues(group[raw].to_numpy(), "holm"))
+    # A quantum comparison's correction does not depend on the other family: drop it, nothing changes.
+    alone = compare_heads(_grid()[lambda r: ~r["head"].isin(["linear"])], n_resamples=200)
+    same = alone[alone.family == "quantum"].set_index(["dataset", "reference"])["p_difference_adjusted"]
+    before = quantum.set_index(["dataset", "reference"])["p_difference_adjusted"]
+    assert same.sort_index().to_numpy() == pytest.approx(before.sort_index().to_numpy())
+    none = compare_heads(_grid(), n_resamples=200, correction="none")
+    assert none["p_difference_adjusted"].to_numpy() == pytest.approx(none["t_pvalue"].to_numpy(), nan_ok=True)
+
+
+def test_compare_heads_verdicts_use_the_adjusted_p_values():
+    comparisons = compare_heads(_grid(), n_resamples=200)
+    row = comparisons.set_index(["dataset", "head", "reference"]).loc[("sms_spam", "quantum_q4_l2", "mlp")]
+    assert row.verdict == "worse"
+    assert row.verdict == verdict(row.mean_diff, row.p_difference_adjusted, row.p_equivalence_adjusted)
+    # With a margin wider than the constant gap of 0.03, the same comparison is an equivalence.
+    wide = compare_heads(_grid(), n_resamples=200, margin=0.05).set_index(["dataset", "head", "reference"])
+    assert wide.loc[("sms_spam", "quantum_q4_l2", "mlp")].verdict == "equivalent"
+
+
+def test_aggregate_counts_how_runs_stopped():
+    results = _results()
+    results["eval_macro_f1"] = results["test_macro_f1"] - 0.01
+    results["stopped_by"] = "patience"
+    results["epochs_trained"] = 12
+    results["best_epoch"] = 7
+    linear = results["head"] == "linear"
+    results.loc[linear, "stopped_by"] = ["epoch_cap", "epoch_cap", "patience"]
+    results.loc[linear, "best_epoch"] = [12, 9, 7]  # the first capped run was still improving
+    table = aggregate(results, n_resamples=100).set_index("head")
+    assert table.loc["linear", "stopped_by_cap"] == 2
+    assert table.loc["linear", "stopped_by_patience"] == 1
+    assert table.loc["linear", "capped_while_improving"] == 1
+    assert table.loc["mlp", "stopped_by_patience"] == 3 and table.loc["mlp", "stopped_by_cap"] == 0
+    assert table.loc["mlp", "eval_f1_mean"] == pytest.approx(0.84)
+    old = aggregate(_results(), n_resamples=100)  # results.csv without the new columns
+    assert old["stopped_by_cap"].isna().all() and old["eval_f1_mean"].isna().all()

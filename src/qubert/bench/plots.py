@@ -1,4 +1,4 @@
-"""Figures of a grid: macro-F1 by head, macro-F1 versus qubits, and training curves."""
+"""Figures of a grid: macro-F1 by head, macro-F1 versus qubits, Δ versus the best classical head, and training curves."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from qubert.bench.config import CLASSICAL_HEADS, BenchConfig
-from qubert.bench.stats import aggregate
+from qubert.bench.config import BenchConfig
+from qubert.bench.stats import aggregate, compare_heads, is_classical, statistics_options
 
 FIGURES_DIR = "figures"
 
-_COLOURS = {"linear": "#7f7f7f", "mlp": "#1f77b4", "quantum": "#9467bd", "matched_mlp": "#ff7f0e",
+_COLOURS = {"linear": "#7f7f7f", "mlp": "#1f77b4", "logreg": "#8c564b", "quantum": "#9467bd", "matched_mlp": "#ff7f0e",
             "no_entanglement": "#c5b0d5", "frozen_circuit": "#17becf"}
 
 
@@ -23,9 +23,14 @@ def _head_colour(head_type: str, control: str) -> str:
     return _COLOURS.get(control or head_type, "#333333")
 
 
+def _classical(block: Any) -> Any:
+    return block[[is_classical(t, c) for t, c in zip(block["head_type"], block["control"])]]
+
+
 def plot_figures(results: Any, output_dir: str | os.PathLike[str], *, config: BenchConfig | None = None) -> list[Path]:
-    """Write ``figures/macro_f1_by_head.png``, ``macro_f1_vs_qubits.png`` (when there are quantum
-    heads) and ``training_curves.png`` (when runs left a ``history.json``). Returns the paths.
+    """Write ``figures/macro_f1_by_head.png``, ``macro_f1_vs_qubits.png`` and
+    ``delta_vs_best_classical.png`` (when there are quantum heads), and ``training_curves.png``
+    (when runs left a ``history.json``). Returns the paths.
 
     Example:
         >>> plot_figures(pd.read_csv("runs/bench/quick/results.csv"), "runs/bench/quick")  # doctest: +SKIP
@@ -33,11 +38,15 @@ def plot_figures(results: Any, output_dir: str | os.PathLike[str], *, config: Be
     output_dir = Path(output_dir)
     figures_dir = output_dir / FIGURES_DIR
     figures_dir.mkdir(parents=True, exist_ok=True)
-    stats_opts = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0, **(config.statistics if config else {})}
+    stats_opts = statistics_options(config)
     table = aggregate(results, **stats_opts)
     paths = [_plot_by_head(results, table, figures_dir / "macro_f1_by_head.png", stats_opts["confidence"])]
     if (results["head_type"] == "quantum").any():
         paths.append(_plot_vs_qubits(table, figures_dir / "macro_f1_vs_qubits.png", stats_opts["confidence"]))
+        forest = _plot_delta_vs_best(compare_heads(results, **stats_opts), figures_dir / "delta_vs_best_classical.png",
+                                     stats_opts)
+        if forest is not None:
+            paths.append(forest)
     curves = _plot_training_curves(results, output_dir, figures_dir / "training_curves.png")
     if curves is not None:
         paths.append(curves)
@@ -74,9 +83,11 @@ def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Pa
                         fmt="D", ms=7, color=colour, ecolor=colour, capsize=3, lw=1.5, zorder=2)
             seeds = results[(results["dataset"] == dataset) & (results["mode"] == mode) & (results["head"] == row.head)]
             ax.scatter(seeds["test_macro_f1"], np.full(len(seeds), y), s=12, color="black", alpha=0.6, zorder=3)
-        classical = block[block["head_type"].isin(CLASSICAL_HEADS) & (block["control"] == "")]
+        classical = _classical(block)
         if len(classical):
-            ax.axvline(classical["f1_mean"].max(), color="black", ls="--", lw=0.8)
+            # The reference of the summary: chosen on validation where every classical head has a score.
+            key = "eval_f1_mean" if classical["eval_f1_mean"].notna().all() else "f1_mean"
+            ax.axvline(classical.loc[classical[key].idxmax(), "f1_mean"], color="black", ls="--", lw=0.8)
         ax.set_yticks(ys, block["head"], fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         low = max(0.0, min(block["f1_ci_low"].min(), results.loc[results["dataset"] == dataset, "test_macro_f1"].min()) - 0.05)
@@ -84,7 +95,7 @@ def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Pa
         ax.set_xlabel("test macro-F1")
         ax.set_title(f"{dataset} ({mode})", fontsize=11)
     fig.suptitle(f"Test macro-F1 by head: diamond = mean over seeds with {round(confidence * 100)}% bootstrap CI, "
-                 "dots = seeds, dashed = best classical head", fontsize=11)
+                 "dots = seeds, dashed = best classical head (chosen on validation)", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
 
@@ -114,7 +125,7 @@ def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
                             yerr=[group["f1_mean"] - group["f1_ci_low"], group["f1_ci_high"] - group["f1_mean"]],
                             fmt=style, capsize=3, ms=4, color=_head_colour("quantum", control),
                             label=f"{name}, {int(layers)} layer{'s' if int(layers) != 1 else ''}")
-        for row in block[block["head_type"].isin(CLASSICAL_HEADS) & (block["control"] == "")].itertuples():
+        for row in _classical(block).itertuples():
             ax.axhline(row.f1_mean, color=_head_colour(row.head_type, ""), ls="--", lw=1, label=row.head)
             ax.set_xticks(sorted(int(q) for q in quantum_like["qubits"].unique()))
         ax.set_xlabel("qubits")
@@ -123,6 +134,53 @@ def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
     fig.suptitle(f"Test macro-F1 versus qubit count (mean, {round(confidence * 100)}% bootstrap CI over seeds)", fontsize=11)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+_VERDICT_STYLES = {"better": ("#2ca02c", "^"), "worse": ("#d62728", "v"),
+                   "equivalent": ("#1f77b4", "D"), "inconclusive": ("#7f7f7f", "o")}
+
+
+def _plot_delta_vs_best(comparisons: Any, path: Path, opts: dict[str, Any]) -> Path | None:
+    """A forest plot: each quantum head's Δ macro-F1 against the best classical head, with its CI,
+    the ±δ equivalence band and the (corrected) verdict as marker colour and shape."""
+    rows = comparisons[(comparisons["family"] == "quantum") & (comparisons["reference_kind"] == "best_classical")]
+    if not len(rows):
+        return None
+    margin, conf = float(opts["margin"]), round(opts["confidence"] * 100)
+    panels = list(dict.fromkeys(zip(rows["dataset"], rows["mode"])))
+    n_heads = rows.groupby(["dataset", "mode"]).size().max()
+    fig, axes = _new_figure(len(panels), 4.6, 1.5 + 0.42 * n_heads)
+    # One x range for every panel, so that gaps can be compared across data sets.
+    reach = max(2 * margin, float(np.nanmax(np.abs(rows[["ci_low", "ci_high", "mean_diff"]].to_numpy()))))
+    limit = 1.1 * reach
+    for ax, (dataset, mode) in zip(axes, panels):
+        block = rows[(rows["dataset"] == dataset) & (rows["mode"] == mode)].reset_index(drop=True)
+        ys = np.arange(len(block))[::-1]
+        ax.axvspan(-margin, margin, color="#1f77b4", alpha=0.12, lw=0, label=f"equivalence band ±{margin:g}")
+        ax.axvline(0, color="black", lw=0.8)
+        for y, row in zip(ys, block.itertuples()):
+            colour, marker = _VERDICT_STYLES.get(row.verdict, ("#333333", "o"))
+            ax.errorbar(row.mean_diff, y, xerr=[[row.mean_diff - row.ci_low], [row.ci_high - row.mean_diff]],
+                        fmt=marker, ms=7, color=colour, ecolor=colour, capsize=3, lw=1.5, label=row.verdict)
+        ax.set_yticks(ys, block["head"], fontsize=9)
+        ax.set_ylim(-0.7, len(block) - 0.3)
+        ax.set_xlim(-limit, limit)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(f"Δ macro-F1 vs {block['reference'].iloc[0]}", fontsize=10)
+        ax.set_title(f"{dataset} ({mode})", fontsize=11)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    order = [f"equivalence band ±{margin:g}", *_VERDICT_STYLES]
+    labels = [label for label in order if label in handles]
+    fig.legend([handles[label] for label in labels], labels, loc="outside lower center", ncols=len(labels),
+               fontsize=10, frameon=False)
+    fig.suptitle(f"Quantum head minus the best classical head (chosen on validation): mean Δ over seeds, {conf}% "
+                 f"bootstrap CI.\nMarker = verdict from the {opts['correction']}-corrected paired t-test and TOST "
+                 f"(α = {opts['alpha']:g}), not from the CI", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 from qubert.bench.config import BenchConfig
 from qubert.bench.results import _write_text_atomic
-from qubert.bench.stats import aggregate, compare_heads
+from qubert.bench.stats import STOP_REASONS, aggregate, compare_heads, statistics_options
 
 SUMMARY_FILE = "summary.md"
 
@@ -33,51 +34,132 @@ def _signed(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.3f}"
 
 
+_CORRECTIONS = {
+    "holm": "Holm's step-down correction, which bounds the family-wise error rate (the chance of even one "
+            "false `better`, `worse` or `equivalent` in the family) by α",
+    "bh": "the Benjamini-Hochberg correction, which bounds the false discovery rate (the expected share of "
+          "false claims among the `better`, `worse` and `equivalent` verdicts of the family) by α",
+    "none": "no correction (each comparison is tested at α on its own, so about α × the number of "
+            "comparisons would be flagged by chance alone)",
+}
+_KIND_LABELS = {"best_classical": "best classical head", "matched_mlp": "matched MLP",
+                "no_entanglement": "no entanglement", "frozen_circuit": "frozen circuit"}
+_STOP_LABELS = {"stopped_by_patience": "patience", "stopped_by_cap": "cap", "stopped_by_max_steps": "max steps",
+                "stopped_by_converged": "converged"}
+
+
+def _stops(row: Any) -> str:
+    """How a head's runs ended, e.g. ``patience 3/5, cap 2/5 (1 still improving)``."""
+    parts = []
+    for column in STOP_REASONS.values():
+        count = getattr(row, column)
+        if isinstance(count, float) and math.isnan(count):
+            return "–"
+        if count:
+            part = f"{_STOP_LABELS[column]} {int(count)}/{row.n_seeds}"
+            if column == "stopped_by_cap" and row.capped_while_improving:
+                part += f" ({int(row.capped_while_improving)} still improving)"
+            parts.append(part)
+    return ", ".join(parts) or "–"
+
+
+def _params(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{int(value):,}"
+
+
+def _count(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return str(int(value))
+
+
+def _best_params(text: Any) -> str:
+    """``{"learning_rate": 0.0031, "layers": 2}`` as ``learning_rate=0.0031, layers=2``."""
+    if not isinstance(text, str) or not text.strip():
+        return "–"
+    try:
+        params = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(params, dict):
+        return text
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "–"
+
+
 def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchConfig | None = None,
                   figures: Sequence[Path] = (), failed: Mapping[str, str] | None = None,
-                  n_planned: int | None = None) -> Path:
-    """Write ``summary.md``: per data set and mode, each head's macro-F1 over seeds (mean +- std,
-    bootstrap CI), the paired comparison with the best classical head, and each quantum head
-    against its controls.
+                  n_planned: int | None = None, tuning: Any = None) -> Path:
+    """Write ``summary.md``: a grid-wide tally of verdicts, the protocol in words, then per data set
+    and mode each head's macro-F1 over seeds (mean +- std, bootstrap CI), how its runs stopped, its
+    comparison with the best classical head (paired t-test and TOST, corrected for multiplicity,
+    see :func:`~qubert.bench.stats.compare_heads`) and each quantum head against its controls;
+    finally what tuning searched and chose (``tuning``: one row per tuned head) when given.
 
     Example:
         >>> write_summary(pd.read_csv("results.csv"), "summary.md")  # doctest: +SKIP
     """
-    stats_opts = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0, **(config.statistics if config else {})}
-    conf = round(stats_opts["confidence"] * 100)
+    opts = statistics_options(config)
+    conf = round(opts["confidence"] * 100)
+    margin, alpha = float(opts["margin"]), float(opts["alpha"])
     path = Path(path)
-    table = aggregate(results, **stats_opts)
-    comparisons = compare_heads(results, **stats_opts)
+    table = aggregate(results, **opts)
+    comparisons = compare_heads(results, **opts)
     seeds = sorted(int(s) for s in results["seed"].unique())
     n = len(seeds)
+    n_quantum = int((comparisons["family"] == "quantum").sum())
+    n_other = len(comparisons) - n_quantum
+    on_test = sorted({f"{r.dataset} ({r.mode})" for r in comparisons.itertuples() if r.selected_on == "test_macro_f1"})
+
     lines = [f"# Bench summary: {config.name if config else path.parent.name}", ""]
     if config is not None and config.description:
         lines += [config.description.strip(), ""]
-    models = ", ".join(sorted(str(m) for m in results["model"].dropna().unique()))
+    models = ", ".join(sorted(str(m) for m in results["model"].dropna().unique())) if "model" in results else ""
     lines += [
         f"- runs: {len(results)} finished" + (f" of {n_planned} planned" if n_planned else "")
         + (f", {len(failed)} failed" if failed else ""),
         f"- data sets: {', '.join(results['dataset'].unique())}; modes: {', '.join(results['mode'].unique())}",
         f"- encoder: {models or 'default'}" + (f" ({'online' if config.online else 'offline'} choice)" if config else ""),
         f"- seeds: {n} ({', '.join(map(str, seeds))}); metric: macro-F1 on the test split",
+        f"- verdicts: equivalence margin δ = ±{margin:g} macro-F1, α = {alpha:g}, correction: {opts['correction']}",
         "",
+    ]
+    lines += _verdict_section(comparisons, margin)
+    lines += [
         "## How to read this",
         "",
         f"- **mean ± std** over seeds; **{conf}% CI**: percentile bootstrap of the mean over seeds "
-        f"({stats_opts['n_resamples']:,} resamples, seed {stats_opts['seed']}).",
-        "- **Δ**: mean paired difference (this head minus the reference) over the same seeds, with its "
-        f"bootstrap {conf}% CI; **t p**: paired t-test (`scipy.stats.ttest_rel`); **W p**: Wilcoxon signed-rank.",
-        "- **verdict**: `higher` / `lower` only when the CI of Δ excludes 0 *and* the paired t-test "
-        "gives p < 0.05; otherwise `no clear difference`.",
+        f"({opts['n_resamples']:,} resamples, seed {opts['seed']}). **val. F1**: mean macro-F1 on the "
+        "validation split; **stopped by**: how many runs ended by early stopping (patience), at the epoch "
+        "cap (\"still improving\": their best validation score was in the last epoch), at max steps, or converged.",
+        "- **Reference**: in each data set and mode the *best classical head* is the non-control linear, "
+        "MLP or logistic-regression head with the highest mean **validation** macro-F1; the test split "
+        "plays no part in choosing it, so the comparison is not biased towards the reference."
+        + (f" Exception: {', '.join(on_test)} had no validation scores, so the reference there was chosen on test." if on_test else ""),
+        "- **Δ**: mean paired difference (this head minus the reference) over the seeds both finished, "
+        f"with its bootstrap {conf}% CI. **p**: two-sided paired t-test of Δ = 0 (`scipy.stats.ttest_rel`). "
+        f"**TOST p**: Schuirmann's two one-sided paired t-tests of the hypothesis |Δ| ≥ δ, with the margin "
+        f"δ = {margin:g} macro-F1 (the larger of the two one-sided p-values).",
+        f"- **Multiplicity**: p-values are corrected with {_CORRECTIONS[opts['correction']]} (α = {alpha:g}), "
+        "across the whole grid (all data sets and modes), separately for the difference tests and for the "
+        f"equivalence tests. The family that answers *does the quantum head help* holds {n_quantum} "
+        f"comparison{'s' if n_quantum != 1 else ''}: each non-control quantum head against the best classical "
+        f"head and against each of its controls. The other {n_other} comparison{'s' if n_other != 1 else ''} "
+        "(the other classical heads and the controls against the best classical head) are corrected as a "
+        "family of their own. **p adj.** and **TOST p adj.** are the corrected values.",
+        f"- **Verdict** (from the corrected p-values at α = {alpha:g}): `equivalent` when TOST p adj. < α, "
+        f"i.e. Δ is shown to lie within ±{margin:g} (this wins over a significant difference smaller than "
+        f"the margin); otherwise `better` / `worse` when p adj. < α; otherwise `inconclusive`: the data "
+        f"show neither a difference nor equivalence within ±{margin:g}. `inconclusive` means *not shown "
+        "either way*; it is not evidence that the heads are equal.",
     ]
     if n < 10:
-        min_w = 2.0 / 2**n
         lines.append(
-            f"- **Low power:** with {n} seed{'s' if n != 1 else ''} a bootstrap over seeds sees only "
-            f"{n} values, so its CIs are too narrow and only large, consistent effects are detectable; "
-            f"the smallest two-sided Wilcoxon p-value {n} pairs can give is {min_w:.3g}"
-            + (" (it can never reach 0.05)." if min_w >= 0.05 else ".")
-            + " Treat `no clear difference` as *not shown*, not as *equal*."
+            f"- **Low power:** with {n} seed{'s' if n != 1 else ''} each test sees only {n} paired "
+            f"differences ({max(n - 1, 0)} degree{'s' if n != 2 else ''} of freedom), and the bootstrap CIs "
+            "are too narrow (they cannot see variation the seeds do not show): only large, consistent "
+            f"differences, or a seed-to-seed spread of Δ well below δ, can reach a verdict other than `inconclusive`."
         )
     lines.append("")
     if figures:
@@ -88,33 +170,35 @@ def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchCo
     for (dataset, mode), block in table.groupby(["dataset", "mode"], sort=False):
         comp = comparisons[(comparisons["dataset"] == dataset) & (comparisons["mode"] == mode)]
         vs_best = comp[comp["reference_kind"] == "best_classical"].set_index("head")
-        best = comp[comp["reference_kind"] == "best_classical"]["reference"]
-        best_name = best.iloc[0] if len(best) else None
+        best = comp[comp["reference_kind"] == "best_classical"]
+        best_name = best["reference"].iloc[0] if len(best) else None
         lines += [f"## {dataset} ({mode})", ""]
         rows = results[(results["dataset"] == dataset) & (results["mode"] == mode)]
         sizes = [f"{what} rows: {int(rows[col].median()):,}" for what, col in (("train", "train_samples"), ("test", "test_samples"))
                  if col in rows and rows[col].notna().any()]
-        if best_name or sizes:
-            lines += ["; ".join(([f"Best classical head: **{best_name}**"] if best_name else []) + sizes) + ".", ""]
+        chosen = []
+        if best_name:
+            chosen_on = "validation" if best["selected_on"].iloc[0] == "eval_macro_f1" else "test (no validation scores)"
+            chosen = [f"Best classical head: **{best_name}** (chosen on {chosen_on} macro-F1)"]
+        if chosen or sizes:
+            lines += ["; ".join(chosen + sizes) + ".", ""]
         lines += [
-            f"| head | control of | params | macro-F1 mean ± std | {conf}% CI | accuracy | train s "
-            f"| Δ vs {best_name or 'best classical'} [{conf}% CI] | t p | W p | verdict |",
-            "|---|---|---:|---|---|---:|---:|---|---:|---:|---|",
+            f"| head | control of | params | macro-F1 mean ± std | {conf}% CI | accuracy | val. F1 | stopped by | train s "
+            f"| Δ vs {best_name or 'best classical'} [{conf}% CI] | p | p adj. | TOST p adj. | verdict |",
+            "|---|---|---:|---|---|---:|---:|---|---:|---|---:|---:|---:|---|",
         ]
         for row in block.itertuples():
-            params = f"{int(row.trainable_params):,}" if row.trainable_params is not None and not \
-                (isinstance(row.trainable_params, float) and math.isnan(row.trainable_params)) else "–"
             if row.head in vs_best.index:
                 c = vs_best.loc[row.head]
                 delta = f"{_signed(c.mean_diff)} [{_signed(c.ci_low)}, {_signed(c.ci_high)}]"
-                tp, wp, verdict = _fmt_p(c.t_pvalue), _fmt_p(c.w_pvalue), c.verdict
+                tests = f"{_fmt_p(c.t_pvalue)} | {_fmt_p(c.p_difference_adjusted)} | {_fmt_p(c.p_equivalence_adjusted)} | {c.verdict}"
             else:
-                delta, tp, wp, verdict = ("(reference)" if row.head == best_name else "–"), "–", "–", ""
+                delta, tests = ("(reference)" if row.head == best_name else "–"), "– | – | – | "
             label = f"**{row.head}**" if row.head == best_name else row.head
             lines.append(
-                f"| {label} | {row.base_head or ''} | {params} | {_fmt(row.f1_mean)} ± {_fmt(row.f1_std)} "
-                f"| [{_fmt(row.f1_ci_low)}, {_fmt(row.f1_ci_high)}] | {_fmt(row.accuracy_mean)} "
-                f"| {_fmt(row.train_runtime_mean, 1)} | {delta} | {tp} | {wp} | {verdict} |"
+                f"| {label} | {row.base_head or ''} | {_params(row.trainable_params)} | {_fmt(row.f1_mean)} ± {_fmt(row.f1_std)} "
+                f"| [{_fmt(row.f1_ci_low)}, {_fmt(row.f1_ci_high)}] | {_fmt(row.accuracy_mean)} | {_fmt(row.eval_f1_mean)} "
+                f"| {_stops(row)} | {_fmt(row.train_runtime_mean, 1)} | {delta} | {tests} |"
             )
         lines.append("")
         controls = comp[comp["reference_kind"] != "best_classical"]
@@ -122,35 +206,77 @@ def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchCo
             lines += [
                 "Quantum head against its controls (Δ = quantum − control):",
                 "",
-                f"| quantum head | control | Δ macro-F1 [{conf}% CI] | t p | W p | verdict |",
-                "|---|---|---|---:|---:|---|",
+                f"| quantum head | control | Δ macro-F1 [{conf}% CI] | p | p adj. | TOST p adj. | verdict |",
+                "|---|---|---|---:|---:|---:|---|",
             ]
             for c in controls.itertuples():
                 lines.append(
                     f"| {c.head} | {c.reference_kind} ({c.reference}) | {_signed(c.mean_diff)} "
-                    f"[{_signed(c.ci_low)}, {_signed(c.ci_high)}] | {_fmt_p(c.t_pvalue)} | {_fmt_p(c.w_pvalue)} "
-                    f"| {c.verdict} |"
+                    f"[{_signed(c.ci_low)}, {_signed(c.ci_high)}] | {_fmt_p(c.t_pvalue)} "
+                    f"| {_fmt_p(c.p_difference_adjusted)} | {_fmt_p(c.p_equivalence_adjusted)} | {c.verdict} |"
                 )
             lines.append("")
-
-    if len(comparisons):
-        lines += ["## Tally", "", "Verdicts of every quantum head (all data sets and modes):", ""]
-        quantum = comparisons[comparisons["head"].isin(results.loc[(results["head_type"] == "quantum")
-                                                                   & (results["control"].fillna("") == ""), "head"])]
-        lines += ["| reference | higher | no clear difference | lower |", "|---|---:|---:|---:|"]
-        for kind, group in quantum.groupby("reference_kind", sort=False):
-            counts = group["verdict"].value_counts()
-            lines.append(f"| {kind} | {counts.get('higher', 0)} | {counts.get('no clear difference', 0)} "
-                         f"| {counts.get('lower', 0)} |")
-        flagged = int(quantum["verdict"].isin(["higher", "lower"]).sum())
-        lines += [
-            "",
-            f"{len(quantum)} comparisons at p < 0.05 each, not corrected for multiplicity: about "
-            f"{0.05 * len(quantum):.1f} would be flagged by chance alone if no head differed from any other; "
-            f"{flagged} {'was' if flagged == 1 else 'were'} flagged.",
-        ]
-        lines.append("")
+    if tuning is not None and len(tuning):
+        lines += _tuning_section(tuning)
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{run_id}`: {error}" for run_id, error in failed.items()] + [""]
     _write_text_atomic(path, "\n".join(lines))
     return path
+
+
+def _verdict_section(comparisons: Any, margin: float) -> list[str]:
+    """The grid-wide tally of the quantum family's verdicts, and the verdict of each quantum head per data set."""
+    quantum = comparisons[comparisons["family"] == "quantum"]
+    if not len(quantum):
+        return []
+    lines = [
+        "## Verdicts",
+        "",
+        "Every non-control quantum head, all data sets and modes (see *How to read this*):",
+        "",
+        f"| quantum head against | better | worse | equivalent within ±{margin:g} | inconclusive | comparisons |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind, group in quantum.groupby("reference_kind", sort=False):
+        counts = group["verdict"].value_counts()
+        lines.append(f"| {_KIND_LABELS.get(kind, kind)} | {counts.get('better', 0)} | {counts.get('worse', 0)} "
+                     f"| {counts.get('equivalent', 0)} | {counts.get('inconclusive', 0)} | {len(group)} |")
+    kinds = list(dict.fromkeys(quantum["reference_kind"]))
+    lines += ["", "Per data set and mode:", "",
+              "| data set (mode) | quantum head | " + " | ".join(f"vs {_KIND_LABELS.get(k, k)}" for k in kinds) + " |",
+              "|---|---|" + "---|" * len(kinds)]
+    for (dataset, mode, head), group in quantum.groupby(["dataset", "mode", "head"], sort=False):
+        by_kind = {r.reference_kind: r for r in group.itertuples()}
+        cells = []
+        for kind in kinds:
+            r = by_kind.get(kind)
+            if r is None:
+                cells.append("–")
+            else:
+                against = f" vs {r.reference}" if kind == "best_classical" else ""
+                cells.append(f"{r.verdict} ({_signed(r.mean_diff)}{against})")
+        lines.append(f"| {dataset} ({mode}) | {head} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _tuning_section(tuning: Any) -> list[str]:
+    """What was searched per head and what was chosen."""
+    lines = ["## Tuning", ""]
+    trials = tuning["trials"].dropna().astype(int) if "trials" in tuning else None
+    if trials is not None and len(trials):
+        per_block = tuning.groupby(["dataset", "mode"], sort=False)["trials"].nunique()
+        if (per_block <= 1).all() and trials.nunique() == 1:
+            lines.append(f"Every head had the same budget: {int(trials.iloc[0])} trials, scored on validation "
+                         "macro-F1; the chosen settings were then re-run on every seed and scored on test.")
+        else:
+            lines.append("**Unequal budgets:** the number of trials differs between heads (see the table); "
+                         "comparisons between heads with different budgets favour the one searched longer.")
+        lines.append("")
+    lines += ["| data set (mode) | head | trials | failed trials | searched | chosen | best val. F1 |",
+              "|---|---|---:|---:|---|---|---:|"]
+    for row in tuning.to_dict("records"):
+        space = row.get("space") if isinstance(row.get("space"), str) and row.get("space") else "–"
+        lines.append(f"| {row.get('dataset', '')} ({row.get('mode', '')}) | {row.get('head', '')} "
+                     f"| {_count(row.get('trials'))} | {_count(row.get('failed_trials'))} | {space.replace('|', '/')} "
+                     f"| {_best_params(row.get('best_params'))} | {_fmt(row.get('best_eval_macro_f1'))} |")
+    return lines + [""]

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from qubert.bench.config import CLASSICAL_HEADS
 
 
 def bootstrap_ci(values: Sequence[float], *, n_resamples: int = 10_000, confidence: float = 0.95,
@@ -110,10 +109,144 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, n_resamples: in
                             min_wilcoxon_p=2.0 / 2**n)
 
 
-def aggregate(results: Any, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Any:
-    """Per (dataset, mode, head): seeds, mean +- std and bootstrap CI of macro-F1, and more.
+# ------------------------------------------------------------------------------- equivalence, multiplicity
 
-    Rows keep the order in which heads first appear in ``results`` (the grid order).
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+CORRECTIONS = ("holm", "bh", "none")
+
+
+def tost_paired(a: Sequence[float], b: Sequence[float], margin: float) -> tuple[float, float, float]:
+    """Two one-sided paired t-tests of equivalence within ``±margin`` (Schuirmann's TOST).
+
+    Tests H0: mean(a - b) <= -margin and H0: mean(a - b) >= +margin, each with a one-sided paired
+    t-test (``scipy.stats.ttest_1samp`` of the differences against -margin / +margin). Equivalence
+    is shown at level alpha when both are rejected, i.e. when ``p = max(p_lower, p_upper) < alpha``.
+
+    Returns:
+        ``(p, p_lower, p_upper)``; NaN with fewer than 2 pairs (or a NaN value). Differences that
+        are all equal give p = 0 when they lie strictly inside the margin and 1 otherwise (the t
+        statistic is infinite, or 0/0 on the margin itself).
+
+    Example:
+        >>> p, _, _ = tost_paired([0.801, 0.799, 0.800, 0.802], [0.800, 0.800, 0.801, 0.801], margin=0.01)
+        >>> p < 0.05
+        True
+    """
+    from scipy import stats
+
+    if not margin > 0:  # also rejects NaN
+        raise ValueError(f"the equivalence margin must be > 0, got {margin}")
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:  # no broadcasting of a scalar or a short sample
+        raise ValueError(f"paired samples must be 1-d and of equal length, got shapes {x.shape} and {y.shape}")
+    diff = x - y
+    if diff.size < 2 or np.isnan(diff).any():
+        return math.nan, math.nan, math.nan
+    if np.all(diff == diff[0]):  # zero variance: scipy's t is 0/0 on the margin itself
+        d = diff[0]
+        p_lower, p_upper = float(d <= -margin), float(d >= margin)
+        return max(p_lower, p_upper), p_lower, p_upper
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "catastrophic cancellation" on nearly equal differences
+        p_lower = float(stats.ttest_1samp(diff, -margin, alternative="greater").pvalue)
+        p_upper = float(stats.ttest_1samp(diff, margin, alternative="less").pvalue)
+    return max(p_lower, p_upper), p_lower, p_upper
+
+
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
+    """P-values adjusted for multiple comparisons: ``holm`` (family-wise error, Holm 1979), ``bh``
+    (false discovery rate, Benjamini-Hochberg 1995) or ``none``; NaN entries stay NaN and do not count.
+
+    Uses ``scipy.stats.false_discovery_control`` for BH; Holm's step-down is written out below
+    because scipy has none (statsmodels' ``multipletests`` would be a dependency for ten lines).
+
+    Example:
+        >>> adjust_pvalues([0.01, 0.04, 0.03], "holm").round(3).tolist()
+        [0.03, 0.06, 0.06]
+        >>> adjust_pvalues([0.01, 0.04, 0.03], "bh").round(3).tolist()
+        [0.03, 0.04, 0.04]
+    """
+    from scipy import stats
+
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; expected one of {', '.join(CORRECTIONS)}")
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"adjust_pvalues needs a 1-d sequence of p-values, got shape {p.shape}")
+    valid = ~np.isnan(p)
+    if ((p[valid] < 0) | (p[valid] > 1)).any():
+        raise ValueError("p-values must lie in [0, 1]")
+    out = np.full_like(p, np.nan)
+    if method == "none" or not valid.any():
+        out[valid] = p[valid]
+        return out
+    q = p[valid]
+    if method == "bh":
+        out[valid] = stats.false_discovery_control(q, method="bh")
+        return out
+    m = q.size
+    order = np.argsort(q, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * q[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    out[valid] = adjusted
+    return out
+
+
+def verdict(mean_diff: float, p_difference: float, p_equivalence: float, alpha: float = 0.05) -> str:
+    """One of :data:`VERDICTS` from (adjusted) p-values of a difference test and a TOST.
+
+    ``equivalent`` when the TOST rejects non-equivalence (it wins over a difference that is
+    significant but smaller than the margin); else ``better`` / ``worse`` when the difference test
+    is significant; else ``inconclusive``.
+
+    Example:
+        >>> verdict(0.004, 0.01, 0.02), verdict(0.03, 0.001, 0.9), verdict(0.01, 0.3, 0.4)
+        ('equivalent', 'better', 'inconclusive')
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not math.isnan(p_equivalence) and p_equivalence < alpha:
+        return "equivalent"
+    if not math.isnan(p_difference) and p_difference < alpha:
+        return "better" if mean_diff > 0 else "worse"
+    return "inconclusive"
+
+
+STATISTICS_DEFAULTS: dict[str, Any] = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0,
+                                       "margin": 0.01, "alpha": 0.05, "correction": "holm"}
+_BOOTSTRAP_KEYS = ("n_resamples", "confidence", "seed")
+# Outcomes of ``stopped_by`` in results.csv, and the aggregate column that counts each.
+STOP_REASONS = {"patience": "stopped_by_patience", "epoch_cap": "stopped_by_cap",
+                "max_steps": "stopped_by_max_steps", "converged": "stopped_by_converged"}
+
+
+def statistics_options(config: Any = None) -> dict[str, Any]:
+    """The statistics settings of a bench config (``config.statistics``) over :data:`STATISTICS_DEFAULTS`.
+
+    Example:
+        >>> statistics_options()["margin"], statistics_options()["correction"]
+        (0.01, 'holm')
+    """
+    return {**STATISTICS_DEFAULTS, **(getattr(config, "statistics", None) or {})}
+
+
+def is_classical(head_type: Any, control: Any) -> bool:
+    """A classical yardstick (linear, MLP, logistic regression, ...): any non-quantum head that is not a control."""
+    return head_type != "quantum" and not (isinstance(control, str) and control)
+
+
+def aggregate(results: Any, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+              **_: Any) -> Any:
+    """Per (dataset, mode, head): seeds, mean +- std and bootstrap CI of test macro-F1, mean
+    validation macro-F1 (``eval_f1_mean``), and how the runs stopped.
+
+    ``stopped_by_patience`` / ``stopped_by_cap`` / ``stopped_by_max_steps`` / ``stopped_by_converged``
+    count the runs per ``stopped_by`` value; ``capped_while_improving`` counts the runs that hit the
+    epoch cap with their best validation score in the last epoch (``best_epoch == epochs_trained``),
+    i.e. that might have gone on improving. All are NaN for results without a ``stopped_by`` column.
+    Other keyword arguments (the rest of ``config.statistics``) are ignored. Rows keep the order in
+    which heads first appear in ``results`` (the grid order).
 
     Example:
         >>> aggregate(pd.read_csv("results.csv"))[["head", "f1_mean", "f1_ci_low"]]  # doctest: +SKIP
@@ -129,24 +262,64 @@ def aggregate(results: Any, *, n_resamples: int = 10_000, confidence: float = 0.
             "dataset": dataset, "mode": mode, "head": head, "head_type": first["head_type"],
             "control": first["control"] if isinstance(first["control"], str) else "",
             "base_head": first["base_head"] if isinstance(first["base_head"], str) else "",
-            "qubits": first["qubits"], "layers": first["layers"], "n_seeds": len(group),
+            "qubits": first.get("qubits"), "layers": first.get("layers"), "n_seeds": len(group),
             "trainable_params": int(group["trainable_params"].median()) if group["trainable_params"].notna().any() else None,
             "f1_mean": float(f1.mean()), "f1_std": float(f1.std(ddof=1)) if len(f1) > 1 else math.nan,
             "f1_ci_low": low, "f1_ci_high": high,
             "accuracy_mean": float(group["test_accuracy"].astype(float).mean()),
             "weighted_f1_mean": float(group["test_weighted_f1"].astype(float).mean()),
-            "train_runtime_mean": float(group["train_runtime"].astype(float).mean()),
+            "eval_f1_mean": _mean(group, "eval_macro_f1"),
+            "train_runtime_mean": _mean(group, "train_runtime"),
+            **_stop_counts(group),
         })
     return pd.DataFrame(rows)
 
 
-def compare_heads(results: Any, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Any:
-    """Paired comparisons on the same seeds, per (dataset, mode).
+def _mean(group: Any, column: str) -> float:
+    if column not in group or not group[column].notna().any():
+        return math.nan
+    return float(group[column].astype(float).mean())
 
-    - every head against the best classical head (``linear``/``mlp``, not a control; highest
-      mean macro-F1), ``reference_kind == "best_classical"``;
+
+def _stop_counts(group: Any) -> dict[str, float]:
+    names = [*STOP_REASONS.values(), "capped_while_improving"]
+    if "stopped_by" not in group or not group["stopped_by"].notna().any():
+        return dict.fromkeys(names, math.nan)
+    stopped = group["stopped_by"].fillna("")
+    counts: dict[str, float] = {name: int((stopped == reason).sum()) for reason, name in STOP_REASONS.items()}
+    capped = group[stopped == "epoch_cap"]
+    improving = 0
+    if len(capped) and {"best_epoch", "epochs_trained"} <= set(capped.columns):
+        best, trained = capped["best_epoch"].astype(float), capped["epochs_trained"].astype(float)
+        improving = int(np.isclose(best, trained).sum())  # NaN on either side never counts
+    counts["capped_while_improving"] = improving
+    return counts
+
+
+COMPARISON_COLUMNS = ("dataset", "mode", "head", "reference", "reference_kind", "family",
+                      *(f.name for f in dataclasses.fields(PairedComparison)),
+                      "tost_pvalue", "p_difference_adjusted", "p_equivalence_adjusted", "verdict", "selected_on")
+
+
+def compare_heads(results: Any, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+                  margin: float = 0.01, alpha: float = 0.05, correction: str = "holm") -> Any:
+    """Paired comparisons on the same seeds, per (dataset, mode), with equivalence tests and a
+    multiplicity correction across the whole grid.
+
+    - every head against the best classical head, ``reference_kind == "best_classical"``: the
+      non-control, non-quantum head (linear, MLP, logistic regression) with the highest mean
+      **validation** macro-F1 (``eval_macro_f1``; test macro-F1 only where no validation score was
+      recorded), so that the test split plays no part in picking the reference;
     - every quantum head against each of its controls, ``reference_kind == <control>``
       (the difference is quantum minus control).
+
+    Each row has the paired t-test (``t_pvalue``), Schuirmann's TOST within ``±margin``
+    (``tost_pvalue``), both adjusted by ``correction`` (:func:`adjust_pvalues`) across the grid
+    within a ``family``: ``quantum`` holds the comparisons that ask whether a quantum head helps
+    (a non-control quantum head against the best classical head or one of its controls), ``other``
+    the rest (classical heads and controls against the best classical head). ``verdict`` is
+    :func:`verdict` of the adjusted p-values at ``alpha``; ``selected_on`` names the column the
+    reference was chosen on (``eval_macro_f1``, or ``test_macro_f1`` for old results without it).
 
     Example:
         >>> compare_heads(results)[["head", "reference", "mean_diff", "verdict"]]  # doctest: +SKIP
@@ -157,10 +330,8 @@ def compare_heads(results: Any, *, n_resamples: int = 10_000, confidence: float 
     for (dataset, mode), block in results.groupby(["dataset", "mode"], sort=False):
         control = block["control"].fillna("")
         by_head = {head: g.set_index("seed")["test_macro_f1"].astype(float) for head, g in block.groupby("head", sort=False)}
-        classical = block[block["head_type"].isin(CLASSICAL_HEADS) & (control == "")]
-        best = None
-        if len(classical):
-            best = classical.groupby("head", sort=False)["test_macro_f1"].mean().idxmax()
+        quantum_heads = set(block.loc[(block["head_type"] == "quantum") & (control == ""), "head"])
+        best, selected_on = _best_classical(block)
         pairs: list[tuple[str, str, str]] = []
         if best is not None:
             pairs += [(head, best, "best_classical") for head in by_head if head != best]
@@ -171,10 +342,29 @@ def compare_heads(results: Any, *, n_resamples: int = 10_000, confidence: float 
             common = sorted(set(a.index) & set(b.index))
             if not common:
                 continue
-            c = paired_comparison(a.loc[common].to_numpy(), b.loc[common].to_numpy(), n_resamples=n_resamples,
-                                  confidence=confidence, seed=seed)
+            x, y = a.loc[common].to_numpy(), b.loc[common].to_numpy()
+            c = paired_comparison(x, y, n_resamples=n_resamples, confidence=confidence, seed=seed)
             rows.append({"dataset": dataset, "mode": mode, "head": head, "reference": reference,
-                         "reference_kind": kind, **dataclasses.asdict(c), "verdict": c.verdict()})
-    columns = ["dataset", "mode", "head", "reference", "reference_kind"] + \
-              [f.name for f in dataclasses.fields(PairedComparison)] + ["verdict"]
-    return pd.DataFrame(rows, columns=columns)
+                         "reference_kind": kind, "family": "quantum" if head in quantum_heads else "other",
+                         "selected_on": selected_on if kind == "best_classical" else "",
+                         **dataclasses.asdict(c), "tost_pvalue": tost_paired(x, y, margin)[0]})
+    table = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    for column, raw in (("p_difference_adjusted", "t_pvalue"), ("p_equivalence_adjusted", "tost_pvalue")):
+        table[column] = math.nan
+        for _, index in table.groupby("family", sort=False).groups.items():
+            table.loc[index, column] = adjust_pvalues(table.loc[index, raw].astype(float).to_numpy(), correction)
+    table["verdict"] = [verdict(r.mean_diff, r.p_difference_adjusted, r.p_equivalence_adjusted, alpha)
+                        for r in table.itertuples()]
+    return table
+
+
+def _best_classical(block: Any) -> tuple[str | None, str]:
+    """The classical head of one (dataset, mode) block with the highest mean validation macro-F1,
+    and the column it was chosen on (``test_macro_f1`` only when a classical head has no validation score)."""
+    classical = block[[is_classical(t, c) for t, c in zip(block["head_type"], block["control"])]]
+    if not len(classical):
+        return None, ""
+    metric = "eval_macro_f1"
+    if metric not in classical or not classical.groupby("head", sort=False)[metric].count().gt(0).all():
+        metric = "test_macro_f1"
+    return str(classical.groupby("head", sort=False)[metric].mean().idxmax()), metric
