@@ -25,7 +25,7 @@ TINY = REPO / "configs" / "tiny.yaml"
 
 
 def grid(**overrides):
-    data = {"datasets": ["sms_spam"], "heads": ["linear"], "seeds": [0], **overrides}
+    data = {"datasets": ["sms_spam"], "heads": ["linear"], "seeds": [0], "tuning": {"trials": 0}, **overrides}  # labels as given
     return parse_bench_config(data, online=False, output_dir="/tmp/qubert-bench-unused")
 
 
@@ -154,12 +154,16 @@ def test_offline_switch_selects_the_offline_alternative(monkeypatch):
 
 
 def test_shipped_configs_are_valid():
-    for name, runs in (("paper", 2500), ("quick", 180), ("tiny", 12)):
+    for name, runs in (("paper", 2500), ("quick", 280), ("finetune", 90), ("tiny", 12)):
         config = bench.load_bench_config(REPO / "configs" / f"{name}.yaml", online=False)
         assert len(expand_grid(config)) == runs, name
+        assert config.tuning.enabled and all(s.search for s in expand_grid(config)), name  # every head is tuned
     quick = bench.load_bench_config(REPO / "configs" / "quick.yaml", online=False)
-    assert quick.modes == [{"mode": "frozen"}] and quick.seeds == [0, 1, 2]
-    assert {d["dataset"] for d in quick.datasets} == {"imdb", "sms_spam", "sst2", "yelp", "twitter"}
+    assert quick.modes == [{"mode": "frozen"}] and quick.seeds == [0, 1, 2, 3, 4]
+    assert {"trec", "ag_news", "twitter3", "tweet_eval_sentiment"} <= {d["dataset"] for d in quick.datasets}  # multiclass
+    finetune = bench.load_bench_config(REPO / "configs" / "finetune.yaml", online=False)
+    assert finetune.modes == [{"mode": "top2"}]
+    assert {d["dataset"] for d in finetune.datasets} == {"imdb", "sms_spam", "sst2", "yelp", "twitter"}
 
 
 def test_finished_means_metrics_and_the_same_settings(tmp_path):
@@ -176,7 +180,7 @@ def test_finished_means_metrics_and_the_same_settings(tmp_path):
 
 
 def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path):
-    config = parse_bench_config({"datasets": ["sms_spam"], "heads": ["linear", "mlp"], "seeds": [0, 1]},
+    config = parse_bench_config({"datasets": ["sms_spam"], "heads": ["linear", "mlp"], "seeds": [0, 1], "tuning": {"trials": 0}},
                                 online=False, output_dir=tmp_path)
 
     def run_fn(cfg):

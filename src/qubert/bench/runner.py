@@ -266,7 +266,8 @@ def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None
     summary, figures = None, []
     if report and len(results):
         figures = plot_figures(results, output_dir, config=config)
-        summary = write_summary(results, output_dir / SUMMARY_FILE, config=config, figures=figures,
+        tuning = tuning_summary(config) if config.tuning is not None and config.tuning.enabled else None
+        summary = write_summary(results, output_dir / SUMMARY_FILE, config=config, figures=figures, tuning=tuning,
                                 failed=failed, n_planned=len(specs))
         log(f"wrote {results_csv}, {summary} and {len(figures)} figure(s)")
     return BenchResult(results=results, ran=[], skipped=[], failed=dict(failed or {}),
