@@ -154,7 +154,7 @@ def test_offline_switch_selects_the_offline_alternative(monkeypatch):
 
 
 def test_shipped_configs_are_valid():
-    for name, runs in (("paper", 2500), ("quick", 280), ("finetune", 90), ("tiny", 12)):
+    for name, runs in (("paper", 2500), ("quick", 280), ("finetune", 150), ("tiny", 12)):
         config = bench.load_bench_config(REPO / "configs" / f"{name}.yaml", online=False)
         assert len(expand_grid(config)) == runs, name
         assert config.tuning.enabled and all(s.search for s in expand_grid(config)), name  # every head is tuned

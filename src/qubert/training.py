@@ -966,11 +966,11 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
 
     encode_start = time.perf_counter()
     cached_bottom = bool(config.cache_bottom and model.trainable_layers)
+    if config.frozen or cached_bottom:  # features or bottom-layer states are computed ahead, once per split
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        encoder_id = encoder_identity(model.encoder)
     if config.frozen:
         cache = EmbeddingCache(config.cache_dir)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
-        encoder_id = encoder_identity(model.encoder)
         datasets = {}
         for split in ("train", "validation", "test"):
             data = bundle.split(split)
@@ -983,9 +983,6 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
     elif cached_bottom:
         from qubert.layer_cache import HiddenStateDataset, cached_hidden_states, collate_hidden_states
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
-        encoder_id = encoder_identity(model.encoder)
         datasets = {}
         for split in ("train", "validation", "test"):
             data = bundle.split(split)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +117,21 @@ def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
                     base.loc[(dataset, mode, r.base_head), col] if r.control else getattr(r, col)
                     for r in quantum_like.itertuples()
                 ]
-            series = list(quantum_like.groupby(["control", "layers"], sort=False))
-            for k, ((control, layers), group) in enumerate(series):
+            # One line per circuit design: the head's label without its qubit count (a depth in the
+            # label is a grid axis; a tuned depth is not, it is a per-head choice and stays out).
+            quantum_like["design"] = [_design(r.base_head if r.control else r.head) for r in quantum_like.itertuples()]
+            series = list(quantum_like.groupby(["control", "design"], sort=False))
+            for k, ((control, design), group) in enumerate(series):
                 group = group.sort_values("qubits")
                 name, style = styles.get(control, (control, "-"))
+                colour = _head_colour("quantum", control)
+                if design and not control:  # another circuit design: its own marker and a darker shade
+                    style, colour = "--D", "#4b2a7b"
                 offset = 0.08 * (k - (len(series) - 1) / 2)  # side by side, so the error bars stay readable
                 ax.errorbar(group["qubits"].astype(int) + offset, group["f1_mean"],
                             yerr=[group["f1_mean"] - group["f1_ci_low"], group["f1_ci_high"] - group["f1_mean"]],
-                            fmt=style, capsize=3, ms=4, color=_head_colour("quantum", control),
-                            label=f"{name}, {int(layers)} layer{'s' if int(layers) != 1 else ''}")
+                            fmt=style, capsize=3, ms=4, color=colour,
+                            label=name + (f" ({design})" if design else ""))
         for row in _classical(block).itertuples():
             ax.axhline(row.f1_mean, color=_head_colour(row.head_type, ""), ls="--", lw=1, label=row.head)
             ax.set_xticks(sorted(int(q) for q in quantum_like["qubits"].unique()))
@@ -136,6 +143,18 @@ def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
     fig.suptitle(f"Test macro-F1 versus qubit count (mean, {round(confidence * 100)}% bootstrap CI over seeds)", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
+
+
+def _design(head: str) -> str:
+    """A quantum head's circuit design from its label, without the qubit count.
+
+    Example:
+        >>> _design("quantum_q4_l2_measurement-probs"), _design("quantum_q4")
+        ('2 layers, readout probs', '')
+    """
+    parts = re.split(r"_(?=l\d+|noent|frozen|[a-z]+-)", re.sub(r"^quantum_q\d+", "", head).strip("_"))
+    words = [f"{p[1:]} layer{'s' if p[1:] != '1' else ''}" if re.fullmatch(r"l\d+", p) else p for p in parts if p]
+    return ", ".join(w.replace("measurement-", "readout ") for w in words)
 
 
 _VERDICT_STYLES = {"better": ("#2ca02c", "^"), "worse": ("#d62728", "v"),

@@ -117,15 +117,19 @@ def _twins(specs: Sequence[RunSpec]) -> dict[str, RunSpec]:
 
 def _copy_twin(original: RunSpec, twin: RunSpec, output_dir: Path) -> dict[str, Any]:
     """Give ``twin`` the small result files of its identical, finished ``original`` (not the model)."""
-    source, target = original.run_dir(output_dir), twin.run_dir(output_dir)
+    return _copy_result_files(original.run_dir(output_dir), twin, output_dir, copied_from=original.run_id)
+
+
+def _copy_result_files(source: Path, spec: RunSpec, output_dir: Path, *, copied_from: str) -> dict[str, Any]:
+    """Fill ``spec``'s run directory with the small result files of the finished run in ``source``."""
+    target = spec.run_dir(output_dir)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for path in source.iterdir():
         if path.is_file() and path.name != RUN_MARKER:
             shutil.copy2(path, target / path.name)
-    _write_json_atomic(target / RUN_MARKER, {"run_id": twin.run_id, "settings": twin.semantic_settings(),
-                                             "copied_from": original.run_id})
+    _write_json_atomic(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(), "copied_from": copied_from})
     return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -507,15 +511,7 @@ def _reuse_trials(config: BenchConfig, pending: Sequence[RunSpec]) -> list[RunSp
             except (OSError, ValueError):
                 continue
             if (trial_dir / "metrics.json").is_file() and _jsonable(recorded.get("settings")) == _jsonable(spec.semantic_settings()):
-                target = spec.run_dir(config.output_dir)
-                if target.exists():
-                    shutil.rmtree(target)
-                target.mkdir(parents=True)
-                for path in trial_dir.iterdir():
-                    if path.is_file() and path.name != RUN_MARKER:
-                        shutil.copy2(path, target / path.name)
-                _write_json_atomic(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(),
-                                                         "copied_from": f"{TUNING_DIR}/{recorded.get('run_id')}"})
+                _copy_result_files(trial_dir, spec, config.output_dir, copied_from=f"{TUNING_DIR}/{recorded.get('run_id')}")
                 reused.append(spec)
                 break
     return reused
