@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from machine import describe_machine  # noqa: E402
+from machine import close_machine, describe_machine, write_report  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from qubert.modeling import QubertForSequenceClassification  # noqa: E402
@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += full_step(args.repeats)
         if not args.skip_f1:
             rows += f1_agreement(args.data_dir, args.rows, Path(work), args.seeds, args.f1_epochs)
-    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    machine["total_seconds"] = round(time.perf_counter() - started, 1)
+    close_machine(machine, started)
     if args.update and args.output.is_file():
         skipped = {kind for kind, skip in (("epochs", args.skip_epochs), ("step", args.skip_step), ("f1", args.skip_f1)) if skip}
         previous = json.loads(args.output.read_text())
@@ -235,11 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = {"this_run": machine, "kept_rows_from": previous["machine"]}
 
     print(markdown(rows))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    tmp.replace(args.output)  # never leave a half-written file
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    write_report(args.output, {"machine": machine, "rows": rows})
     return 0
 
 

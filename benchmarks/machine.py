@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
+import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -44,3 +48,19 @@ def describe_machine(packages: list[str] = ()) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+def close_machine(machine: dict, started: float) -> dict:
+    """Add the load average at the end and the total seconds since ``started`` (``time.perf_counter()``)."""
+    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine["total_seconds"] = round(time.perf_counter() - started, 1)
+    return machine
+
+
+def write_report(path: Path, payload: dict) -> None:
+    """Write a benchmark's JSON (machine + rows) atomically: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"\nwrote {path}", file=sys.stderr)

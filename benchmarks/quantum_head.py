@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import statistics
@@ -40,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from machine import describe_machine
+from machine import close_machine, describe_machine, write_report
 
 from qubert.quantum import Circuit, choose_strategy, simulate
 
@@ -306,19 +305,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  n={n:>2} {peer.name:<28} first {row['first_call_ms']:>10.1f} ms  steady {row['steady_ms']:>10.2f} ms  ({row['repeats']} repeats)", file=sys.stderr, flush=True)
     add_ratios(rows)
     targets = check_targets(rows)
-    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    machine["total_seconds"] = round(time.perf_counter() - started, 1)
+    close_machine(machine, started)
 
     print(markdown_table(rows, args.batch, args.layers))
     print()
     print(targets_table(targets))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     settings = {"threads": torch.get_num_threads(), "sizes": args.sizes, "batch": args.batch, "layers": args.layers, "max_repeats": args.repeats, "budget_s": args.budget}
     payload = {"machine": machine, "settings": settings, "rows": rows, "targets": targets}
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(args.output)  # never leave a half-written file
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    write_report(args.output, payload)
     return 0
 
 

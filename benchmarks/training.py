@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from machine import describe_machine  # noqa: E402
+from machine import close_machine, describe_machine, write_report  # noqa: E402
 
 from qubert.embeddings import EmbeddingCache, cache_key, encode_texts  # noqa: E402
 from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer  # noqa: E402
@@ -240,15 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += frozen_epoch(args.frozen_rows, args.frozen_eval_rows, args.frozen_repeats, args.strategies)
     if not args.skip_encode:
         rows += encoding_throughput(args.encode_texts, args.data_dir)
-    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    machine["total_seconds"] = round(time.perf_counter() - started, 1)
+    close_machine(machine, started)
 
     print(markdown(rows))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    tmp.replace(args.output)  # never leave a half-written file
-    print(f"\nwrote {args.output}", file=sys.stderr)
+    write_report(args.output, {"machine": machine, "rows": rows})
     return 0
 
 

@@ -82,3 +82,25 @@ def save_tiny_bert():
     """A function ``(path, num_hidden_layers=2, add_pooling_layer=True) -> str`` that saves a tiny
     random BERT with the MiniLM tokenizer: fast stand-in encoders for model and training tests."""
     return _save_tiny_bert
+
+
+@pytest.fixture
+def interrupt_evaluation(monkeypatch):
+    """A function ``(n) -> the real metrics function`` that makes the n-th validation of
+    ``run_training`` raise ``KeyboardInterrupt`` (Ctrl-C mid-run); put the returned function back
+    with ``monkeypatch.setattr(qubert.training, "_compute_metrics", real)`` to resume normally."""
+    import qubert.training as training
+
+    def install(n: int):
+        real, calls = training._compute_metrics, [0]
+
+        def interrupted(eval_pred):
+            calls[0] += 1
+            if calls[0] == n:
+                raise KeyboardInterrupt
+            return real(eval_pred)
+
+        monkeypatch.setattr(training, "_compute_metrics", interrupted)
+        return real
+
+    return install

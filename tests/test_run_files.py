@@ -83,17 +83,8 @@ def test_history_keeps_each_epochs_own_validation_scores(env, tmp_path, monkeypa
     assert [row["eval_call"] for row in history] == [1.0, 2.0, 3.0]
 
 
-def test_train_loss_after_resume_covers_the_whole_run(env, tmp_path, monkeypatch, uninterrupted):
-    calls = {"n": 0}
-    real = training._compute_metrics
-
-    def interrupt_second_evaluation(eval_pred):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(eval_pred)
-
-    monkeypatch.setattr(training, "_compute_metrics", interrupt_second_evaluation)
+def test_train_loss_after_resume_covers_the_whole_run(env, tmp_path, monkeypatch, uninterrupted, interrupt_evaluation):
+    real = interrupt_evaluation(2)  # Ctrl-C during the second epoch's evaluation
     with pytest.raises(KeyboardInterrupt):
         run_training(_config(env, tmp_path / "run"))
     monkeypatch.setattr(training, "_compute_metrics", real)

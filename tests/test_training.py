@@ -193,17 +193,8 @@ def test_run_directory_is_protected_and_resumable(env, tmp_path):
         run_training(_config(env, tmp_path, output_dir=str(tmp_path / "fresh"), resume=True))
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(env, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real = training._compute_metrics
-
-    def interrupt_second_evaluation(eval_pred):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(eval_pred)
-
-    monkeypatch.setattr(training, "_compute_metrics", interrupt_second_evaluation)
+def test_interrupted_run_resumes_from_its_last_checkpoint(env, tmp_path, monkeypatch, interrupt_evaluation):
+    real = interrupt_evaluation(2)  # Ctrl-C during the second epoch's evaluation
     config = _config(env, tmp_path, head="linear", num_epochs=3)
     with pytest.raises(TrainingInterrupted) as info:
         run_training(config)

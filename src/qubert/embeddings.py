@@ -17,11 +17,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
@@ -30,7 +31,7 @@ from qubert.files import apply_umask, exclusive_lock
 if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
 
-__all__ = ["ENV_CACHE_DIR", "EmbeddingCache", "cache_key", "cached_features", "default_cache_dir", "encode_texts", "length_sorted_batches"]
+__all__ = ["ENV_CACHE_DIR", "EmbeddingCache", "cache_key", "cached_features", "default_cache_dir", "encode_texts", "encoding_pass", "length_sorted_batches"]
 
 ENV_CACHE_DIR = "QUBERT_CACHE_DIR"
 _FORMAT_VERSION = "1"
@@ -186,22 +187,34 @@ def encode_texts(
         return torch.zeros(0, hidden)
     device = next(model.parameters()).device
     out = torch.empty(len(texts), hidden)
+    with encoding_pass(model, len(texts), progress=progress, description=description) as advance:
+        for idx, batch in length_sorted_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            feats = model.encode(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
+            out[torch.tensor(idx)] = feats.float().cpu()
+            advance(len(idx))
+    return out.clone()  # a normal tensor (not an inference tensor) that autograd may use
+
+
+@contextlib.contextmanager
+def encoding_pass(model: "QubertForSequenceClassification", total: int, *, progress: bool, description: str) -> Iterator[Callable[[int], None]]:
+    """One pass of the encoder over ``total`` texts: eval mode, inference mode and (optionally) a
+    progress bar; yields ``advance(n)`` for the bar. The model's train/eval state is restored.
+
+    Example:
+        >>> with encoding_pass(model, len(texts), progress=False, description="Encoding") as advance:  # doctest: +SKIP
+        ...     advance(len(texts))
+    """
     was_training = model.training
     model.eval()
-    bar = _progress_bar(len(texts), description) if progress else None
+    bar = _progress_bar(total, description) if progress and total else None
     try:
         with torch.inference_mode():
-            for idx, batch in length_sorted_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                feats = model.encode(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
-                out[torch.tensor(idx)] = feats.float().cpu()
-                if bar is not None:
-                    bar[0].advance(bar[1], len(idx))
+            yield (lambda n: bar[0].advance(bar[1], n)) if bar is not None else (lambda n: None)
     finally:
         if bar is not None:
             bar[0].stop()
         model.train(was_training)
-    return out.clone()  # a normal tensor (not an inference tensor) that autograd may use
 
 
 def _progress_bar(total: int, description: str):

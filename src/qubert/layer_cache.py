@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from qubert.embeddings import EmbeddingCache, length_sorted_batches
+from qubert.embeddings import EmbeddingCache, encoding_pass, length_sorted_batches
 
 if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
@@ -70,37 +70,22 @@ class HiddenStates:
     def row(self, i: int) -> torch.Tensor:
         return self.hidden[self.offsets[i] : self.offsets[i + 1]]
 
-    @property
-    def nbytes(self) -> int:
-        return self.hidden.numel() * self.hidden.element_size()
-
 
 def _compute(model: "QubertForSequenceClassification", tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int,
              precision: str, progress: bool, description: str) -> HiddenStates:
-    from qubert.embeddings import _progress_bar
-
     device = next(model.parameters()).device
     per_row: list[torch.Tensor | None] = [None] * len(texts)
     lengths = torch.zeros(len(texts), dtype=torch.long)
-    was_training = model.training
-    model.eval()
-    bar = _progress_bar(len(texts), description) if progress and texts else None
-    try:
-        with torch.inference_mode():
-            for idx, batch in length_sorted_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                hidden = model.encode_bottom(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
-                row_lengths = batch["attention_mask"].sum(dim=1).tolist()
-                stored = hidden.to(_STORAGE_DTYPES[precision]).cpu()
-                for j, i in enumerate(idx):
-                    per_row[i] = stored[j, : row_lengths[j]]
-                    lengths[i] = row_lengths[j]
-                if bar is not None:
-                    bar[0].advance(bar[1], len(idx))
-    finally:
-        if bar is not None:
-            bar[0].stop()
-        model.train(was_training)
+    with encoding_pass(model, len(texts), progress=progress, description=description) as advance:
+        for idx, batch in length_sorted_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            hidden = model.encode_bottom(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
+            row_lengths = batch["attention_mask"].sum(dim=1).tolist()
+            stored = hidden.to(_STORAGE_DTYPES[precision]).cpu()
+            for j, i in enumerate(idx):
+                per_row[i] = stored[j, : row_lengths[j]]
+                lengths[i] = row_lengths[j]
+            advance(len(idx))
     hidden_size = model.config.encoder.hidden_size
     packed = torch.cat(per_row) if texts else torch.zeros(0, hidden_size, dtype=_STORAGE_DTYPES[precision])
     return HiddenStates(packed.clone(), lengths)

@@ -256,6 +256,12 @@ class TrainingConfig:
         return self.batch_size or (64 if self.frozen else 16)
 
     @property
+    def resolved_eval_batch_size(self) -> int:
+        """Evaluation batch: at least 256 rows over cached features, twice the training batch otherwise."""
+        batch = self.resolved_batch_size
+        return max(batch, 256 if self.frozen else 2 * batch)
+
+    @property
     def resolved_learning_rate(self) -> float:
         return float(self.learning_rate if self.learning_rate is not None else (1e-2 if self.frozen else 1e-3))
 
@@ -717,7 +723,7 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
         from qubert.heads import check_head_memory
 
         batch, device = config.resolved_batch_size, "cuda" if torch.cuda.is_available() else "cpu"
-        for size in (batch, max(batch, 256 if config.frozen else 2 * batch)):  # train and eval batches, as in _train
+        for size in (batch, config.resolved_eval_batch_size):  # the train and the eval batch
             check_head_memory(config.circuit(), size, config.strategy, device=device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _check_encoder(config)  # a bad --model or --max-length fails before any data is read
@@ -1007,7 +1013,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=max(batch_size, 256 if config.frozen else 2 * batch_size),
+        per_device_eval_batch_size=config.resolved_eval_batch_size,
         num_train_epochs=config.resolved_num_epochs,
         max_steps=config.max_steps,
         learning_rate=config.resolved_learning_rate,

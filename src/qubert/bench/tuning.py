@@ -34,7 +34,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -294,6 +293,3 @@ def trials_table(results: Sequence[TuningResult]) -> Any:
     return pd.DataFrame(rows, columns=["dataset", "mode", "head", "trial", "params", "eval_macro_f1", "state",
                                        "epochs_trained", "stopped_by", "chosen"])
 
-
-def load_results_path(output_dir: Path) -> Path:
-    return Path(output_dir) / "tuning.csv"
