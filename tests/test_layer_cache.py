@@ -316,3 +316,20 @@ def test_a_quantum_head_called_alone_under_autocast_computes_in_float32():
         head.measure = lambda f: angles_seen.append(f.dtype) or original(f)
         logits = head(torch.randn(4, 8).bfloat16())
     assert angles_seen == [torch.float32] and logits.dtype == torch.float32
+
+
+def test_a_full_disk_names_the_hidden_state_cache_and_leaves_no_partial_file(env, tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    def full(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
+        raise RuntimeError("Error while serializing: No space left on device (os error 28)")  # as safetensors reports it
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    model, tokenizer = _model(str(env / "encoder"), mode="top1"), load_tokenizer(str(env / "encoder"))
+    with pytest.raises(OSError) as info:
+        cached_hidden_states(model, tokenizer, TEXTS, fingerprint="f", split="train", cache_dir=str(tmp_path), progress=False)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "hidden_states")
+    assert [p for p in (tmp_path / "hidden_states").iterdir() if not p.name.endswith(".lock")] == []

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -136,6 +137,11 @@ class EmbeddingCache:
             save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, tmp, metadata=meta)
             apply_umask(tmp)  # mkstemp (and safetensors) make 0600
             os.replace(tmp, path)
+        except Exception as err:
+            # safetensors reports a full disk as text without a file name: name the cache folder.
+            if "No space left on device" in str(err) or getattr(err, "errno", None) == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory)) from err
+            raise
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

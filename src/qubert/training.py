@@ -759,7 +759,7 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
         except Exception as err:
             if not _is_disk_full(err):
                 raise
-            path = _written_path(err, run_dir, config)
+            path = _written_path(err, run_dir)
             _discard_incomplete_checkpoints(run_dir / "checkpoints")
             kept = bool(_complete_checkpoints(run_dir / "checkpoints"))
             if fresh and not kept:
@@ -932,18 +932,10 @@ def _is_disk_full(err: BaseException) -> bool:
     return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
 
 
-def _written_path(err: BaseException, run_dir: Path, config: TrainingConfig) -> Path | str:
-    """The file being written when the disk filled up: the error's, else the run dir or the cache."""
-    if getattr(err, "filename", None):
-        return err.filename
-    import traceback
-
-    modules = {Path(frame.filename).name for frame in traceback.extract_tb(err.__traceback__)}
-    if "embeddings.py" in modules:
-        from qubert.embeddings import EmbeddingCache
-
-        return EmbeddingCache(config.cache_dir).directory
-    return run_dir
+def _written_path(err: BaseException, run_dir: Path) -> Path | str:
+    """What was being written when the disk filled up: the error's file (the caches name their
+    folder), else the run directory."""
+    return getattr(err, "filename", None) or run_dir
 
 
 def _build_model(config: TrainingConfig, bundle):
