@@ -12,6 +12,8 @@ the test split and writes one run directory::
       training_curve.png      the same, plotted
       predictions.csv         test texts, labels, predictions, class probabilities
       confusion_matrix.json   test confusion matrix (rows: true labels, columns: predictions)
+      versions.json           qubert / torch / transformers versions, encoder identity, git commit (qubert.provenance)
+      tensorboard/            with report_to="tensorboard": event files (qubert.tracking)
       metrics.json            flat metrics (test_macro_f1, eval_macro_f1, train_runtime, ...); written last
 
 Every file is written atomically (temporary file, then ``os.replace``), and ``metrics.json`` is
@@ -68,7 +70,7 @@ __all__ = [
 HEADS = ("linear", "mlp", "quantum")
 MAX_LEARNING_RATE = 10.0  # above this no optimizer converges: the value is a typo, not a choice
 MAX_LAYERS = 1000  # circuit depth cap: far beyond trainable (barren plateaus), and memory grows with it
-_NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir")  # may differ when resuming a run
+_NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir", "report_to")  # may differ when resuming a run
 
 
 class TrainingConfigError(ValueError):
@@ -166,6 +168,7 @@ class TrainingConfig:
     cache_dir: str | None = _help("Embedding cache (default $QUBERT_CACHE_DIR or ~/.cache/qubert).", default=None)
     resume: bool = _help("Continue an interrupted run from its last checkpoint (a finished run is returned as is).", default=False)
     progress: bool = _help("Show progress bars.", default=True)
+    report_to: str = _help("Experiment tracker for the run's config, per-epoch and final metrics: none, tensorboard (event files in <run>/tensorboard), mlflow (local store unless MLFLOW_TRACKING_URI) or wandb (offline unless WANDB_MODE / WANDB_API_KEY).", default="none")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -227,6 +230,10 @@ class TrainingConfig:
             fail(f"seed must be an integer, got {self.seed!r}")
         if self.data_seed is not None and not _is_int(self.data_seed):
             fail(f"data_seed must be an integer, got {self.data_seed!r}")
+        from qubert.tracking import REPORT_TO
+
+        if self.report_to not in REPORT_TO:
+            fail(f"unknown report_to {self.report_to!r}; expected one of {', '.join(REPORT_TO)}")
         if self.head == "quantum":
             try:
                 self.circuit()
@@ -719,6 +726,9 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
             complete checkpoints only, and ``resume=True`` continues from the last one.
     """
     config.validate()
+    from qubert.tracking import check_tracker
+
+    check_tracker(config.report_to)  # a tracker that is not installed: one line, before any work
     if config.head == "quantum":  # refuse a register that cannot fit before loading, encoding or writing anything
         from qubert.heads import check_head_memory
 
@@ -749,9 +759,10 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
 
             saved = {k: v for k, v in resolved.items() if k not in ("resume", "overwrite_output_dir")}
             _write_text(run_dir / "config.yaml", yaml.safe_dump(saved, sort_keys=False))
+            encoder_id = _write_versions(run_dir, config, model)
             if config.progress:
                 _say(f"{bundle.summary()}\nRun directory: {run_dir}" + (f" (resuming from {resume_from.name})" if resume_from else ""))
-            return RunMetrics(_train(config, bundle, run_dir, resume_from, model, tokenizer, callbacks), run_dir=run_dir)
+            return RunMetrics(_train(config, bundle, run_dir, resume_from, model, tokenizer, callbacks, encoder_id=encoder_id), run_dir=run_dir)
         except TrainingInterrupted:
             raise
         except KeyboardInterrupt:
@@ -955,7 +966,28 @@ def _build_model(config: TrainingConfig, bundle):
     return model, tokenizer
 
 
-def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer, extra_callbacks: Sequence[Any] = ()) -> dict[str, float]:
+def _write_versions(run_dir: Path, config: TrainingConfig, model) -> str:
+    """Write ``versions.json`` (see :mod:`qubert.provenance`); return the encoder's identity.
+
+    A resumed run keeps its first record and adds this invocation's under ``resumed``.
+    """
+    from qubert.modeling import encoder_identity, resolve_model_path
+    from qubert.provenance import run_versions
+
+    encoder_id = encoder_identity(model.encoder)
+    record = run_versions(model=config.model, path=resolve_model_path(config.model), identity=encoder_id)
+    path = run_dir / "versions.json"
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except ValueError:
+        earlier = None  # unreadable: this record replaces it
+    if isinstance(earlier, dict) and config.resume:
+        record = {**earlier, "resumed": [*earlier.get("resumed", []), record]}
+    _write_json(path, record)
+    return encoder_id
+
+
+def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | None, model, tokenizer, extra_callbacks: Sequence[Any] = (), encoder_id: str | None = None) -> dict[str, float]:
     from transformers import EarlyStoppingCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -966,7 +998,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
     cached_bottom = bool(config.cache_bottom and model.trainable_layers)
     if config.frozen or cached_bottom:  # features or bottom-layer states are computed ahead, once per split
         model.to("cuda" if torch.cuda.is_available() else "cpu")
-        encoder_id = encoder_identity(model.encoder)
+        encoder_id = encoder_id or encoder_identity(model.encoder)
     if config.frozen:
         cache = EmbeddingCache(config.cache_dir)
         datasets = {}
@@ -1002,6 +1034,9 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
 
     batch_size = config.resolved_batch_size
     precision = "fp32" if config.frozen else model.config.precision  # a frozen run trains only the head: fp32
+    from qubert.tracking import RunTracker
+
+    RunTracker.prepare_environment(config.report_to, run_dir)
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=batch_size,
@@ -1020,7 +1055,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         greater_is_better=True,
         seed=config.seed,
         data_seed=config.seed,
-        report_to="none",
+        report_to=config.report_to,
         disable_tqdm=not config.progress,
         remove_unused_columns=False,
         label_names=["labels"],
@@ -1046,6 +1081,7 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
     )
     for printer in (PrinterCallback, ProgressCallback):  # raw dicts and tqdm bars; _epoch_reporter instead
         trainer.remove_callback(printer)
+    tracker = RunTracker(trainer, config.report_to, run_dir) if config.report_to != "none" else None
     reporter = _epoch_reporter() if config.progress else None
     if reporter is not None:
         trainer.add_callback(reporter)
@@ -1089,6 +1125,8 @@ def _train(config: TrainingConfig, bundle, run_dir: Path, resume_from: Path | No
         }
     )
 
+    if tracker is not None:
+        tracker.finish(_identity({**config.to_dict(), "batch_size": batch_size, "num_epochs": config.resolved_num_epochs, "learning_rate": config.resolved_learning_rate}), metrics)
     _write_predictions(run_dir / "predictions.csv", bundle.test.texts, bundle.test.labels, predicted, probabilities, bundle.label_names)
     _write_json(run_dir / "confusion_matrix.json", {"labels": bundle.label_names, "matrix": confusion_matrix(bundle.test.labels, predicted, bundle.n_classes)})
     _write_json(run_dir / "history.json", history)

@@ -38,7 +38,7 @@ _PANELS = {
     "Quantum head": ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement", "init", "reupload", "scaling", "freeze_circuit", "strategy"),
     "Classical heads": ("hidden_sizes", "dropout"),
     "Optimisation": ("learning_rate", "encoder_learning_rate", "num_epochs", "batch_size", "weight_decay", "lr_scheduler_type", "early_stopping_patience", "max_steps", "group_by_length"),
-    "Run": ("seed", "data_seed", "output_dir", "overwrite_output_dir", "cache_dir", "resume", "progress"),
+    "Run": ("seed", "data_seed", "output_dir", "overwrite_output_dir", "cache_dir", "resume", "progress", "report_to"),
 }
 _PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
 
