@@ -716,10 +716,10 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = ()) -> dict[
         :class:`RunMetrics` dict whose ``run_dir`` is the run directory.
 
     Raises:
-        TrainingConfigError, RunDirectoryError, qubert.data.DataError,
-        qubert.modeling.ModelConfigError: bad input (one-line messages), checked before any
-            data is encoded: e.g. ``max_length`` above the encoder's positions, a missing model
-            folder, an unreachable Hub, a checkpoint holding pickled objects.
+        TrainingConfigError, RunDirectoryError, qubert.data.DataError, qubert.modeling.ModelConfigError:
+            bad input (one-line messages), checked before any data is encoded: e.g. ``max_length``
+            above the encoder's positions, a missing model folder, an unreachable Hub, a checkpoint
+            holding pickled objects, a ``report_to`` tracker that is not installed.
         DiskFullError: the disk filled up; partial files are removed (and a new run directory
             with no complete checkpoint).
         TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the run directory then holds
