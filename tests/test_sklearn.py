@@ -125,11 +125,21 @@ def test_cross_val_score_and_pipeline(make):
     texts, labels = _texts(32)
     scores = cross_val_score(make(), texts, labels, cv=StratifiedKFold(2))
     assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
-    lower = FunctionTransformer(lambda xs: [x.upper() for x in xs])
-    pipe = Pipeline([("upper", lower), ("clf", make())]).fit(texts, labels)
+    upper = FunctionTransformer(lambda xs: [x.upper() for x in xs])
+    pipe = Pipeline([("upper", upper), ("clf", make())]).fit(texts, labels)
     assert pipe.predict(texts[:3]).shape == (3,)
     assert pipe.named_steps["clf"].classes_.tolist() == [1, 6]
     assert pipe.get_params()["clf__head"] == "linear"
+
+
+def test_fine_tuned_encoder_predicts_without_the_cache(make, encode_calls, tmp_path):
+    texts, labels = _texts(16)
+    clf = make(mode="full", encoder_learning_rate=1e-4).fit(texts, labels)
+    assert not clf.model_.encoder_frozen
+    before = len(encode_calls)
+    probabilities = clf.predict_proba(texts[:4])
+    assert probabilities.shape == (4, 2) and len(encode_calls) == before + 1
+    assert not list((tmp_path / "cache").glob("embeddings/predict-*"))  # a trained encoder's features are not cached
 
 
 @pytest.mark.parametrize(
