@@ -205,7 +205,7 @@ def test_sigterm_drains_a_real_uvicorn_server(run_dir, tmp_path):
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    process = subprocess.Popen([sys.executable, str(launcher), str(run_dir), "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen([sys.executable, str(launcher), str(run_dir), "1.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         port = _read_line(process.stdout, timeout=90).strip()
         assert port.isdigit(), process.stderr.read() if process.poll() is not None else "no port printed"

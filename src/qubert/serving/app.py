@@ -118,6 +118,9 @@ async def _send_json(send, status: int, body: dict[str, Any], headers: list[tupl
     await send({"type": "http.response.body", "body": payload})
 
 
+_DRAIN_LIMIT = 256 * 2**20  # bytes of a refused upload read and dropped before the connection is closed
+
+
 class _Guard:
     """Pure ASGI middleware (it must see the raw body stream, so not ``BaseHTTPMiddleware``):
     503 while draining, in-flight counting, and a 413 for bodies over ``max_body_bytes``, counted
@@ -143,13 +146,25 @@ class _Guard:
         finally:
             self.state.in_flight -= 1
 
+    async def _refuse(self, send, receive, body: dict[str, Any], more: bool = True) -> None:
+        """413, then read and drop (never keep) the rest of the upload, up to a bound: a client that
+        is still sending when the connection closes sees a reset instead of the 413."""
+        await _send_json(send, 413, body, [(b"connection", b"close")])
+        dropped = 0
+        while more and dropped < _DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            dropped += len(message.get("body", b""))
+            more = message.get("more_body", False)
+
     async def _bounded_body(self, scope, receive, send):
         too_large = {"detail": f"request body too large: at most {self.max_body_bytes:,} bytes (see --max-texts and --max-chars)"}
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None:
             try:
                 if int(declared) > self.max_body_bytes:
-                    await _send_json(send, 413, too_large, [(b"connection", b"close")])
+                    await self._refuse(send, receive, too_large)
                     return None
             except ValueError:
                 await _send_json(send, 400, {"detail": "invalid Content-Length header"}, [(b"connection", b"close")])
@@ -162,12 +177,13 @@ class _Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _send_json(send, 413, too_large, [(b"connection", b"close")])
+                await self._refuse(send, receive, too_large, more=message.get("more_body", False))
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body, replayed = b"".join(chunks), False
+        del chunks
 
         async def replay():
             nonlocal replayed
@@ -237,6 +253,7 @@ def create_app(classifier: TextClassifier, settings: ServeSettings | None = None
         summary="Text classification with a qubert model (BERT-family encoder + quantum or classical head).",
         version=_version(),
         lifespan=lifespan,
+        redirect_slashes=False,  # "/v1/classify/" is a 404, not a redirect a POST client may not follow
     )
     app.state.batcher = batcher
     app.state.serving = state
