@@ -147,9 +147,8 @@ class _Guard:
             self.state.in_flight -= 1
 
     async def _refuse(self, send, receive, body: dict[str, Any], more: bool = True) -> None:
-        """413, then read and drop (never keep) the rest of the upload, up to a bound: a client that
-        is still sending when the connection closes sees a reset instead of the 413."""
-        await _send_json(send, 413, body, [(b"connection", b"close")])
+        """Read and drop (never keep) the rest of the upload, up to a bound, then 413: closing a
+        connection with unread data resets it, and the client would see the reset, not the 413."""
         dropped = 0
         while more and dropped < _DRAIN_LIMIT:
             message = await receive()
@@ -157,6 +156,7 @@ class _Guard:
                 return
             dropped += len(message.get("body", b""))
             more = message.get("more_body", False)
+        await _send_json(send, 413, body, [(b"connection", b"close")])
 
     async def _bounded_body(self, scope, receive, send):
         too_large = {"detail": f"request body too large: at most {self.max_body_bytes:,} bytes (see --max-texts and --max-chars)"}
