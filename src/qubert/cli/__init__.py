@@ -20,6 +20,7 @@ from qubert.cli.bench import bench as _bench
 from qubert.cli.circuit import circuit_app as _circuit_app
 from qubert.cli.common import console
 from qubert.cli.run import datasets, evaluate, predict, train
+from qubert.cli.serve import serve as _serve
 
 app = typer.Typer(
     name="qubert",
@@ -54,6 +55,7 @@ app.command("train", help=train.__doc__.splitlines()[0] + "\n\nExample: qubert t
 app.command("eval")(evaluate)
 app.command("predict")(predict)
 app.command("datasets")(datasets)
+app.command("serve")(_serve)
 app.command("bench", help=_bench.__doc__)(_bench)
 app.add_typer(_circuit_app, name="circuit")
 

@@ -1,0 +1,92 @@
+"""``qubert serve``: a trained model behind an HTTP JSON API (FastAPI + uvicorn, or Ray Serve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from qubert.cli.common import _config_option, _fail, _message, _user_errors, err_console
+
+_SERVE_EXTRA = 'qubert serve needs FastAPI and uvicorn: pip install "qubert[serve]"'
+_RAY_EXTRA = 'qubert serve --ray-address needs Ray Serve: pip install "ray[serve]"'
+
+
+def serve(
+    model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
+    config: Optional[Path] = _config_option(),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    max_batch_size: int = typer.Option(64, help="Micro-batching: most texts run in one model call (1: no batching).", rich_help_panel="Batching"),
+    max_wait_ms: float = typer.Option(10.0, help="Micro-batching: how long a request may wait for others to join its call.", rich_help_panel="Batching"),
+    max_texts: int = typer.Option(64, help="Most texts in one request (more: 413).", rich_help_panel="Limits"),
+    max_chars: int = typer.Option(10_000, help="Most characters in one text (more: 413). Texts over the model's max_length tokens are truncated as in training.", rich_help_panel="Limits"),
+    precision: Optional[str] = typer.Option(None, help="Encoder precision: auto, fp32, bf16 or fp16 (default: the one the model was trained in)."),
+    grace: float = typer.Option(30.0, help="On SIGTERM: seconds to let requests in flight finish (new ones get 503)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+    ray_address: Optional[str] = typer.Option(None, help="Deploy on Ray Serve at this cluster address (auto, ray://host:10001, or local for a new one).", rich_help_panel="Scale-out"),
+    replicas: int = typer.Option(1, help="With --ray-address: number of model replicas.", rich_help_panel="Scale-out"),
+) -> None:
+    """Serve a trained model: POST /v1/classify, GET /v1/model, GET /health, API docs at /docs.
+
+    Example: qubert serve runs/sms_spam-quantum-frozen-s42 --port 8000
+    then: curl -s localhost:8000/v1/classify -H 'content-type: application/json' -d '{"texts": ["WIN a FREE prize now"]}'
+    """
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise _fail(_SERVE_EXTRA) from None
+    from qubert.serving.app import ServeSettings
+
+    try:
+        settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_texts=max_texts, max_chars=max_chars)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"--port must be between 0 and 65535, got {port}")
+        if replicas < 1:
+            raise ValueError(f"--replicas must be at least 1, got {replicas}")
+        if replicas != 1 and ray_address is None:
+            raise ValueError("--replicas needs --ray-address (locally qubert serve is one process)")
+        if grace < 0:
+            raise ValueError(f"--grace must be >= 0, got {grace}")
+        if ray_address is not None:
+            return _serve_on_ray(model_dir, ray_address, replicas, host, port, settings, precision)
+        from qubert.serving.app import create_app
+        from qubert.serving.classifier import TextClassifier
+        from qubert.serving.server import bind_socket, serve_locally
+
+        err_console.print(f"Loading {model_dir} ...", highlight=False)
+        classifier = TextClassifier.load(model_dir, precision=precision)  # before the port is bound
+        sock = bind_socket(host, port)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    except _user_errors() as err:
+        raise _fail(_message(err))
+    shown = f"[{host}]" if ":" in host else host
+    bound = sock.getsockname()[1]
+    head = classifier.describe()["head"].get("type", "?")
+    err_console.print(
+        f"Serving {model_dir} ({head} head, labels {', '.join(classifier.labels)}) on http://{shown}:{bound}  "
+        f"(API docs: http://{shown}:{bound}/docs; SIGTERM or Ctrl-C drains and stops)", highlight=False, soft_wrap=True,
+    )
+
+    def drained(left: int) -> None:
+        suffix = f"; {left} request(s) still running after --grace {grace:g} s are cut off" if left else ""
+        err_console.print(f"Draining: new requests get 503{suffix}", highlight=False)
+
+    serve_locally(create_app(classifier, settings), sock, grace_s=grace, access_log=access_log, on_drained=drained)
+    err_console.print("Stopped.", highlight=False)
+
+
+def _serve_on_ray(model_dir: Path, address: str, replicas: int, host: str, port: int, settings, precision: Optional[str]) -> None:
+    try:
+        from ray import serve as _ray_serve  # noqa: F401
+    except ImportError:
+        raise ValueError(_RAY_EXTRA) from None
+    from qubert.serving.classifier import TextClassifier
+    from qubert.serving.server import deploy_on_ray
+
+    TextClassifier.load(model_dir, precision=precision)  # a bad run dir fails here, before Ray starts
+    err_console.print(f"Deploying {model_dir} on Ray Serve ({address}, {replicas} replica(s)) at http://{host}:{port}", highlight=False)
+    deploy_on_ray(str(Path(model_dir).expanduser().resolve()), address=address, replicas=replicas, host=host, port=port, settings=settings, precision=precision)
