@@ -470,3 +470,94 @@ def check_sweep(qubits: Sequence[int], depths: Sequence[int], inits: Sequence[st
     check_choice("inputs", inputs, INPUT_MODES)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 10:
         raise ValueError(f"samples must be an integer >= 10 (a variance needs draws), got {samples!r}")
+
+
+# ---------------------------------------------------------------------------- reporting
+_COST_LABELS = {"z0": "⟨Z₀⟩", "loss": "head loss"}
+_COLUMNS = (
+    ("init", "init"), ("n_qubits", "qubits"), ("n_layers", "layers"), ("var_z0", "Var ∂⟨Z₀⟩"),
+    ("var_loss", "Var ∂loss"), ("expressibility", "Expr (KL)"), ("entanglement", "Ent (MW)"),
+)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3g}" if abs(value) < 1e-3 or abs(value) >= 100 else f"{value:.4f}"
+    return str(value)
+
+
+def table_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the per-point table (the rich and markdown tables share them)."""
+    return [label for _, label in _COLUMNS], [[_format(getattr(row, key)) for key, _ in _COLUMNS] for row in analysis.rows]
+
+
+def fit_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the slope table: ``Var ~ 2**(slope * n)``."""
+    header = ["init", "layers", "cost", "slope of log2 Var per qubit", "± s.e.", "qubits"]
+    rows = [
+        [fit.init, str(fit.n_layers), fit.cost, _format(fit.slope), _format(fit.slope_stderr), ",".join(map(str, fit.qubits))]
+        for fit in analysis.fits
+    ]
+    return header, rows
+
+
+def to_markdown(analysis: Analysis) -> str:
+    """Both tables as GitHub markdown."""
+
+    def table(header: list[str], rows: list[list[str]]) -> str:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+    return table(*table_rows(analysis)) + "\n\n" + table(*fit_rows(analysis)) + "\n"
+
+
+def _grid_figure(analysis: Analysis, panels: list[tuple[str, str, bool]]):
+    """One column per init strategy, one row per (row attribute, axis label, log scale); a line per depth."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    inits = list(dict.fromkeys(row.init for row in analysis.rows))
+    depths = sorted({row.n_layers for row in analysis.rows})
+    figure = Figure(figsize=(4.2 * len(inits), 3.4 * len(panels)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(panels), len(inits), squeeze=False, sharex=True, sharey="row")
+    qubits = sorted({row.n_qubits for row in analysis.rows})
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    colors = [cmap(0.85 * i / max(1, len(depths) - 1)) for i in range(len(depths))]
+    for r, (key, label, log) in enumerate(panels):
+        for c, init in enumerate(inits):
+            ax = axes[r][c]
+            for depth, color in zip(depths, colors):
+                rows = [row for row in analysis.rows if row.init == init and row.n_layers == depth]
+                xs, ys = [row.n_qubits for row in rows], [getattr(row, key) for row in rows]
+                legend = f"{depth} layer{'s' if depth != 1 else ''}"
+                fit = next((f for f in analysis.fits if f.init == init and f.n_layers == depth and key == f"var_{f.cost}"), None)
+                if fit is not None and math.isfinite(fit.slope):
+                    legend += f" (slope {fit.slope:+.2f})"
+                ax.plot(xs, ys, marker="o", color=color, label=legend)
+            if log:
+                ax.set_yscale("log")
+            if key.startswith("var_"):
+                top = max((getattr(row, key) for row in analysis.rows if row.init == init and math.isfinite(getattr(row, key))), default=1.0)
+                ax.plot(qubits, [top * 2.0 ** (qubits[0] - n) for n in qubits], color="grey", linestyle="--", linewidth=1, label="∝ 2⁻ⁿ")
+            ax.set_title(f"{init} init", fontsize=11)
+            ax.set_ylabel(label, fontsize=10)
+            ax.set_xticks(qubits)
+            ax.tick_params(labelsize=9)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8.5)
+            if r == len(panels) - 1:
+                ax.set_xlabel("qubits", fontsize=10)
+    return figure
+
+
+def variance_figure(analysis: Analysis):
+    """Var[dC/dtheta_0] against qubits on a log axis: rows ``<Z_0>`` and head loss, a column per init, a line per depth."""
+    return _grid_figure(analysis, [("var_z0", "Var[∂⟨Z₀⟩/∂θ₀]", True), ("var_loss", "Var[∂loss/∂θ₀]", True)])
+
+
+def states_figure(analysis: Analysis):
+    """Expressibility (KL to Haar, log axis) and mean Meyer-Wallach against qubits, same layout."""
+    return _grid_figure(analysis, [("expressibility", "expressibility: KL to Haar", True), ("entanglement", "Meyer-Wallach Q", False)])
