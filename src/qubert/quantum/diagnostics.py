@@ -48,6 +48,8 @@ HAAR_BINS = 75
 MAX_QUBITS = 16
 # Bytes of batched states autograd may keep per chunk of parameter samples.
 _CHUNK_BYTES = 1 << 28
+# Float64 round-off of a gradient that is exactly zero for every draw gives variances ~1e-33.
+ZERO_VARIANCE = 1e-24
 # For the "loss" cost of a bare circuit description (no trained head to take the sizes from).
 DEFAULT_HEAD = {"in_features": 32, "n_classes": 2, "scaling": "tanh_pi_2"}
 
@@ -261,6 +263,29 @@ def _linear_init(generator: torch.Generator, samples: int, out_features: int, in
     return weight, bias
 
 
+@dataclass
+class DressingDraws:
+    """Per-draw input and output layers of a dressed head: ``(S, n_qubits, d)``, ``(S, n_qubits)``,
+    ``(S, n_classes, n_outputs)``, ``(S, n_classes)``, and the angle scaling."""
+
+    pre_weight: torch.Tensor
+    pre_bias: torch.Tensor
+    post_weight: torch.Tensor
+    post_bias: torch.Tensor
+    scaling: str
+
+
+def head_losses(circuit: Circuit, weights: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, dressing: DressingDraws) -> torch.Tensor:
+    """``(S,)`` cross-entropy of ``S`` dressed heads (``QuantumHead``'s computation), head ``s`` with
+    circuit weights ``weights[s]`` and layers ``dressing[s]``, on its own feature row and label."""
+    angles = _scaled(torch.einsum("sd,sqd->sq", features, dressing.pre_weight) + dressing.pre_bias, dressing.scaling)
+    probs = probabilities(batched_statevectors(circuit, weights, angles))
+    signs = observable_signs(circuit.n_qubits, circuit.measurement)
+    measured = probs if signs is None else probs @ signs.to(probs.dtype)
+    logits = torch.einsum("sm,skm->sk", measured, dressing.post_weight) + dressing.post_bias
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+
+
 def gradient_statistics(
     circuit: Circuit,
     strategy: str,
@@ -290,26 +315,23 @@ def gradient_statistics(
     generator = torch.Generator().manual_seed(seed)
     weights = sample_weights(circuit, strategy, samples, generator).reshape(samples, -1)
     head = head_sizes(head_config) if cost == "loss" else None
-    signs = observable_signs(circuit.n_qubits, "z" if head is None else circuit.measurement)
     grads, costs = [], []
     for part in _chunks(circuit, samples):
         size = part.stop - part.start
+        w = weights[part].clone().requires_grad_(True)
         if head is None:
             angles = sample_inputs(circuit.n_qubits, inputs, size, generator)
+            probs = probabilities(batched_statevectors(circuit, w.view(-1, *circuit.weight_shape), angles))
+            values = probs @ observable_signs(circuit.n_qubits, "z")[:, 0].to(probs.dtype)
         else:
             features = torch.randn(size, head["in_features"], generator=generator, dtype=torch.float64)
             labels = torch.randint(head["n_classes"], (size,), generator=generator)
-            pre_weight, pre_bias = _linear_init(generator, size, circuit.n_qubits, head["in_features"])
-            post_weight, post_bias = _linear_init(generator, size, head["n_classes"], circuit.n_outputs)
-            angles = _scaled(torch.einsum("sd,sqd->sq", features, pre_weight) + pre_bias, head["scaling"])
-        w = weights[part].clone().requires_grad_(True)
-        probs = probabilities(batched_statevectors(circuit, w.view(-1, *circuit.weight_shape), angles))
-        if head is None:
-            values = probs @ signs[:, 0].to(probs.dtype)
-        else:
-            measured = probs if signs is None else probs @ signs.to(probs.dtype)
-            logits = torch.einsum("sm,skm->sk", measured, post_weight) + post_bias
-            values = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+            dressing = DressingDraws(
+                *_linear_init(generator, size, circuit.n_qubits, head["in_features"]),
+                *_linear_init(generator, size, head["n_classes"], circuit.n_outputs),
+                head["scaling"],
+            )
+            values = head_losses(circuit, w.view(-1, *circuit.weight_shape), features, labels, dressing)
         (grad,) = torch.autograd.grad(values.sum(), w)
         grads.append(grad.detach())
         costs.append(values.detach())
@@ -381,7 +403,9 @@ class Analysis:
 
 def fit_slope(qubits: Sequence[int], variances: Sequence[float]) -> tuple[float, float, float]:
     """(slope, its standard error, intercept) of ``log2 variance`` against the qubit count; NaN when
-    fewer than two positive variances (the error needs three points).
+    fewer than two nonzero variances (the error needs three points). A variance below
+    :data:`ZERO_VARIANCE` is a gradient that vanishes for every draw (a symmetry of the circuit,
+    not a plateau) and is left out.
 
     Example:
         >>> [round(v, 6) for v in fit_slope([2, 4, 6], [2.0**-2, 2.0**-4, 2.0**-6])]
@@ -389,7 +413,7 @@ def fit_slope(qubits: Sequence[int], variances: Sequence[float]) -> tuple[float,
     """
     from scipy.stats import linregress
 
-    points = [(n, math.log2(v)) for n, v in zip(qubits, variances) if v > 0 and math.isfinite(v)]
+    points = [(n, math.log2(v)) for n, v in zip(qubits, variances) if v > ZERO_VARIANCE and math.isfinite(v)]
     if len({n for n, _ in points}) < 2:
         return math.nan, math.nan, math.nan
     fit = linregress([n for n, _ in points], [y for _, y in points])
