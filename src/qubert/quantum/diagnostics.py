@@ -411,14 +411,17 @@ def fit_slope(qubits: Sequence[int], variances: Sequence[float]) -> tuple[float,
         >>> [round(v, 6) for v in fit_slope([2, 4, 6], [2.0**-2, 2.0**-4, 2.0**-6])]
         [-1.0, 0.0, 0.0]
     """
-    from scipy.stats import linregress
-
     points = [(n, math.log2(v)) for n, v in zip(qubits, variances) if v > ZERO_VARIANCE and math.isfinite(v)]
     if len({n for n, _ in points}) < 2:
         return math.nan, math.nan, math.nan
-    fit = linregress([n for n, _ in points], [y for _, y in points])
-    stderr = float(fit.stderr) if len(points) > 2 else math.nan
-    return float(fit.slope), stderr, float(fit.intercept)
+    # Least squares in closed form (importing scipy.stats for it costs seconds).
+    x, y = np.array([n for n, _ in points], dtype=float), np.array([v for _, v in points])
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    slope = float(np.sum((x - x.mean()) * (y - y.mean())) / sxx)
+    intercept = float(y.mean() - slope * x.mean())
+    residuals = y - (intercept + slope * x)
+    stderr = math.sqrt(float(np.sum(residuals**2)) / (len(x) - 2) / sxx) if len(x) > 2 else math.nan
+    return slope, stderr, intercept
 
 
 def analyze(
