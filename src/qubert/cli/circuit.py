@@ -390,10 +390,11 @@ def analyze(
     format: str = typer.Option("table", "--format", "-f", help="Print a rich table, markdown or JSON."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Folder for analysis.json, analysis.md, variance.png and states.png (created if its parent exists)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads: the work is thousands of small tensors, for which more threads measured slower (benchmarks/diagnostics.py)."),
 ) -> None:
     """Diagnose a circuit: gradient variance vs qubits and depth (barren plateaus), expressibility, entanglement.
 
-    For every init strategy, depth and register size: Var[dC/dtheta_0] over random parameters for
+    For every init strategy, depth and register size: the variance of dC/dtheta_0 over random parameters for
     C = <Z_0> and for the dressed head's cross-entropy at random init (fresh input/output layers,
     random features and labels), with the slope of log2 Var against qubits (McClean et al. 2018;
     -1 is a 2-design's 2^-n); the KL divergence of the pair-fidelity distribution from Haar's
@@ -423,12 +424,15 @@ def analyze(
         diagnostics.check_sweep(sweep_qubits, sweep_depths, strategies, samples, inputs)
         total = len(sweep_qubits) * len(sweep_depths) * len(strategies)
         bar = _analysis_progress(total) if progress else None
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
         try:
             result = diagnostics.analyze(
                 circuit, sweep_qubits, sweep_depths, strategies, samples, seed, inputs, head_config,
                 progress=(lambda label: bar[0].update(bar[1], advance=1, description=label)) if bar else None,
             )
         finally:
+            torch.set_num_threads(previous_threads)
             if bar is not None:
                 bar[0].stop()
         if output is not None:
