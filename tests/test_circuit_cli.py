@@ -236,3 +236,62 @@ def test_export_text_uses_the_saved_encoder(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(_first_angles(result.stdout, 3), expected.double().numpy(), atol=1e-6)
     assert all(abs(v) <= math.pi / 2 for v in _first_angles(result.stdout, 3))  # tanh * pi/2 dressing
+
+
+# ---------------------------------------------------------------------------- analyze
+def test_analyze_a_saved_head_writes_json_markdown_and_figures(model_dir, head, tmp_path) -> None:
+    out = tmp_path / "diag"
+    result = _invoke("analyze", model_dir, "--qubits-range", "2,3", "--depths", "1,2", "--inits", "uniform,identity", "--samples", "60", "-o", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "Circuit diagnostics" in result.stdout and "slope" in result.stdout
+    data = json.loads((out / "analysis.json").read_text())
+    assert data["circuit"] == {**head.circuit.to_dict()}
+    assert data["head"] == {"in_features": 16, "n_classes": 2, "scaling": "tanh_pi_2"}  # the trained head's sizes
+    assert {(r["init"], r["n_qubits"], r["n_layers"]) for r in data["rows"]} == {(i, n, d) for i in ("uniform", "identity") for n in (2, 3) for d in (1, 2)}
+    assert len(data["fits"]) == 2 * 2 * 2  # init x depth x cost
+    assert (out / "analysis.md").read_text().startswith("| init | qubits | layers |")
+    for name in ("variance.png", "states.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_analyze_a_described_circuit_prints_markdown_or_json(tmp_path) -> None:
+    result = _invoke("analyze", "--ansatz", "strongly_entangling", "--layers", "2", "--qubits", "2", "--inits", "small", "--samples", "30", "--format", "markdown", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("| init | qubits | layers |") and "| small | 2 | 2 |" in result.stdout
+    result = _invoke("analyze", "--qubits", "2", "--inits", "uniform", "--samples", "30", "--format", "json", "--no-progress")
+    data = json.loads(result.stdout)
+    assert data["circuit"]["ansatz"] == "brickwork" and data["rows"][0]["n_layers"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--qubits-range", "2,x"], "--qubits-range must be integers"),
+        (["--qubits-range", "2,40"], "qubit counts must be integers from 1 to 16"),
+        (["--qubits", "2", "--qubits-range", "2,3"], "either --qubits or --qubits-range"),
+        (["--depths", "-1"], "depths must be non-negative"),
+        (["--inits", "uniform,zeros"], "unknown init strategy 'zeros'"),
+        (["--samples", "2"], "samples must be an integer >= 10"),
+        (["--inputs", "gauss"], "unknown inputs 'gauss'"),
+        (["--ansatz", "ladder"], "unknown ansatz 'ladder'"),
+        (["--format", "html"], "unknown format 'html'"),
+        (["-o", "/nonexistent-folder/diag"], "output folder /nonexistent-folder does not exist"),
+    ],
+)
+def test_analyze_bad_options_exit_2_with_one_line(args, message) -> None:
+    result = _invoke("analyze", "--samples", "20", "--qubits", "2", *args) if "--qubits" not in args and "--qubits-range" not in args and "--samples" not in args else _invoke("analyze", *args)
+    assert result.exit_code == 2, result.output
+    assert re.search(message, result.output), result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_analyze_refuses_an_mlp_run_and_a_path_with_circuit_options(model_dir, tmp_path) -> None:
+    from qubert.heads import MLPHead
+
+    _save_model_dir(tmp_path / "mlp", MLPHead(16, 2, hidden_sizes=(4,)))
+    result = _invoke("analyze", tmp_path / "mlp")
+    assert result.exit_code == 2 and "has a 'mlp' head, not a quantum one" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = _invoke("analyze", model_dir, "--ansatz", "strongly_entangling")
+    assert result.exit_code == 2 and "either PATH or circuit options (--ansatz)" in result.output
+    assert not list(tmp_path.glob("**/analysis.json"))

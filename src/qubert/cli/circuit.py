@@ -1,4 +1,4 @@
-"""``qubert circuit draw|export``: look at, and take elsewhere, the circuit of a trained quantum head.
+"""``qubert circuit draw|export|analyze``: look at, take elsewhere, and diagnose the circuit of a quantum head.
 
 Both commands take a saved model directory (``config.json`` with ``head_config`` and
 ``model.safetensors`` with the head's weights under ``head.``; a run directory with a ``model/``
@@ -10,6 +10,7 @@ Example:
     $ qubert circuit draw runs/sst2-quantum-frozen-s42 --output circuit.png
     $ qubert circuit export runs/sst2-quantum-frozen-s42 --format qasm3 --text "a fine film" -o head.qasm
     $ qubert circuit export circuit.json --weights w.safetensors --format pennylane -o head.py
+    $ qubert circuit analyze runs/sst2-quantum-frozen-s42 --qubits-range 2,4,6,8 --depths 1,2,4 -o diag/
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from qubert.quantum.noise import parse_noise
 
 circuit_app = typer.Typer(
     name="circuit",
-    help="Draw a quantum head's circuit or export it to OpenQASM 3, Qiskit or PennyLane.",
+    help="Draw a quantum head's circuit, export it to OpenQASM 3, Qiskit or PennyLane, or diagnose it (barren plateaus, expressibility).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -339,3 +340,149 @@ def export(
         raise _fail(f"{err.name or 'a package'} is not installed; install qubert's extras: pip install 'qubert[qiskit]' / 'qubert[pennylane]'")
     except (ValueError, OSError) as err:
         raise _fail(str(err))
+
+
+# ---------------------------------------------------------------------------- analyze
+ANALYZE_FORMATS = ("table", "markdown", "json")
+_DESIGN_PANEL = "Circuit (without PATH)"
+_SWEEP_PANEL = "Sweep"
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise CircuitSourceError(f"{what} must be integers separated by commas, e.g. 2,4,6,8; got {text!r}") from None
+    if not values:
+        raise CircuitSourceError(f"{what} is empty")
+    return sorted(set(values))
+
+
+def _analysis_circuit(path: Path | None, design: dict) -> tuple[Circuit, dict | None]:
+    """The circuit to analyse and its head's config (for the loss cost): from PATH or from the options."""
+    given = {k: v for k, v in design.items() if v is not None}
+    if path is None:
+        return Circuit(**{"n_qubits": 4, "n_layers": 2, **given}), None
+    if given:
+        raise CircuitSourceError(f"give either PATH or circuit options (--{next(iter(given)).replace('_', '-')}), not both")
+    loaded = load_circuit(path)
+    return loaded.circuit, (loaded.head.config() if loaded.head is not None else None)
+
+
+@circuit_app.command("analyze")
+def analyze(
+    path: Path | None = typer.Argument(None, help=PATH_HELP + " Omit it to describe the circuit with the options below.", show_default=False),
+    layers: int | None = typer.Option(None, "--layers", help="Variational layers (the default --depths).", rich_help_panel=_DESIGN_PANEL, show_default="2"),
+    encoding: str | None = typer.Option(None, help="Angle encoding: h_ry, ry, rx, rz, h_rz.", rich_help_panel=_DESIGN_PANEL, show_default="h_ry"),
+    reupload: bool | None = typer.Option(None, "--reupload/--no-reupload", help="Re-upload the encoding before every layer.", rich_help_panel=_DESIGN_PANEL, show_default="no"),
+    ansatz: str | None = typer.Option(None, help="brickwork, basic_entangler or strongly_entangling.", rich_help_panel=_DESIGN_PANEL, show_default="brickwork"),
+    entanglement: str | None = typer.Option(None, help="default, none, linear, ring, all or ranged.", rich_help_panel=_DESIGN_PANEL, show_default="default"),
+    rotation: str | None = typer.Option(None, help="Trainable rotation of brickwork / basic_entangler: rx, ry, rz.", rich_help_panel=_DESIGN_PANEL, show_default="ry"),
+    measurement: str | None = typer.Option(None, help="z, zz or probs (what the head's output layer reads).", rich_help_panel=_DESIGN_PANEL, show_default="z"),
+    init_scale: float | None = typer.Option(None, help="Standard deviation of the small-angle init.", rich_help_panel=_DESIGN_PANEL, show_default="0.01"),
+    qubits: int | None = typer.Option(None, "--qubits", help="One register size (instead of --qubits-range).", rich_help_panel=_SWEEP_PANEL, show_default=False),
+    qubits_range: str | None = typer.Option(None, "--qubits-range", help="Register sizes, comma-separated.", rich_help_panel=_SWEEP_PANEL, show_default="2,4,6,8"),
+    depths: str | None = typer.Option(None, "--depths", help="Numbers of layers, comma-separated (default: the circuit's own).", rich_help_panel=_SWEEP_PANEL, show_default=False),
+    inits: str = typer.Option("uniform,small,identity", "--inits", help="Init strategies: uniform on [0, 2pi), small (normal, init_scale), identity (blocks).", rich_help_panel=_SWEEP_PANEL),
+    inputs: str = typer.Option("random", "--inputs", help="Encoding angles: random (uniform in [-pi/2, pi/2]), zeros, or full (uniform in [0, 2pi), as Sim et al.).", rich_help_panel=_SWEEP_PANEL),
+    samples: int = typer.Option(2000, "--samples", help="Parameter draws per point (and state pairs for expressibility).", rich_help_panel=_SWEEP_PANEL),
+    seed: int = typer.Option(0, "--seed", help="Seed of every draw.", rich_help_panel=_SWEEP_PANEL),
+    format: str = typer.Option("table", "--format", "-f", help="Print a rich table, markdown or JSON."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Folder for analysis.json, analysis.md, variance.png and states.png (created if its parent exists)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads: the work is thousands of small tensors, for which more threads measured slower (benchmarks/diagnostics.py)."),
+) -> None:
+    """Diagnose a circuit: gradient variance vs qubits and depth (barren plateaus), expressibility, entanglement.
+
+    For every init strategy, depth and register size: the variance of dC/dtheta_0 over random parameters for
+    C = <Z_0> and for the dressed head's cross-entropy at random init (fresh input/output layers,
+    random features and labels), with the slope of log2 Var against qubits (McClean et al. 2018;
+    -1 is a 2-design's 2^-n); the KL divergence of the pair-fidelity distribution from Haar's
+    (Sim et al. 2019; 0 = Haar-random states); the mean Meyer-Wallach entanglement (0 = product).
+
+    Example: qubert circuit analyze --ansatz strongly_entangling --qubits-range 2,4,6,8 --depths 1,4 -o diag/
+    """
+    from qubert.quantum import diagnostics
+
+    try:
+        if format not in ANALYZE_FORMATS:
+            raise CircuitSourceError(f"unknown format {format!r}; expected one of {', '.join(ANALYZE_FORMATS)}")
+        if qubits is not None and qubits_range is not None:
+            raise CircuitSourceError("give either --qubits or --qubits-range, not both")
+        if output is not None:
+            output = output.expanduser()
+            if output.exists() and not output.is_dir():
+                raise CircuitSourceError(f"--output {output} is a file; give a folder")
+            if not output.parent.is_dir():
+                raise CircuitSourceError(f"output folder {output.parent} does not exist")
+        design = {"n_layers": layers, "encoding": encoding, "reupload": reupload, "ansatz": ansatz, "entanglement": entanglement,
+                  "rotation": rotation, "measurement": measurement, "init_scale": init_scale}
+        circuit, head_config = _analysis_circuit(path, design)
+        sweep_qubits = [qubits] if qubits is not None else _int_list(qubits_range or "2,4,6,8", "--qubits-range")
+        sweep_depths = _int_list(depths, "--depths") if depths is not None else [circuit.n_layers]
+        strategies = [s.strip() for s in inits.split(",") if s.strip()]
+        diagnostics.check_sweep(sweep_qubits, sweep_depths, strategies, samples, inputs)
+        total = len(sweep_qubits) * len(sweep_depths) * len(strategies)
+        bar = _analysis_progress(total) if progress else None
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            result = diagnostics.analyze(
+                circuit, sweep_qubits, sweep_depths, strategies, samples, seed, inputs, head_config,
+                progress=(lambda label: bar[0].update(bar[1], advance=1, description=label)) if bar else None,
+            )
+        finally:
+            torch.set_num_threads(previous_threads)
+            if bar is not None:
+                bar[0].stop()
+        if output is not None:
+            _write_analysis(output, result, diagnostics)
+        if format == "json":
+            print(json.dumps(result.to_dict(), indent=2))
+        elif format == "markdown":
+            print(diagnostics.to_markdown(result), end="")
+        else:
+            _print_analysis(result, diagnostics)
+        if output is not None:
+            _err.print(f"Wrote {output}/analysis.json, analysis.md, variance.png, states.png", highlight=False)
+    except KeyboardInterrupt:
+        _err.print("[yellow]Interrupted[/yellow]; nothing was written.")
+        raise typer.Exit(130)
+    except (ValueError, OSError) as err:
+        raise _fail(str(err))
+
+
+def _analysis_progress(total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=True)
+    task = bar.add_task("analyzing", total=total)
+    bar.start()
+    return bar, task
+
+
+def _print_analysis(result, diagnostics) -> None:
+    from rich.table import Table
+
+    for title, (header, rows) in (("Circuit diagnostics", diagnostics.table_rows(result)), ("Gradient variance vs qubits: Var ~ 2^(slope n)", diagnostics.fit_rows(result))):
+        table = Table(title=title, header_style="bold")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 or name in ("cost", "qubits") else "right")
+        for row in rows:
+            table.add_row(*row)
+        _out.print(table)
+    _out.print(
+        f"{result.samples} draws per point, seed {result.seed}, encoding angles {result.inputs!r}; "
+        f"loss: head with {result.head['in_features']} input features, {result.head['n_classes']} classes, scaling {result.head['scaling']}.",
+        highlight=False, style="dim",
+    )
+
+
+def _write_analysis(folder: Path, result, diagnostics) -> None:
+    """All files into ``folder``, each written atomically (the folder is created, not its parents)."""
+    folder.mkdir(exist_ok=True)
+    _write_text(folder / "analysis.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    _write_text(folder / "analysis.md", diagnostics.to_markdown(result))
+    for name, build in (("variance.png", diagnostics.variance_figure), ("states.png", diagnostics.states_figure)):
+        figure = build(result)
+        _write_atomic(folder / name, lambda tmp, figure=figure: figure.savefig(tmp, format="png", dpi=150))
