@@ -1398,7 +1398,7 @@ def evaluate_model(
     start = time.perf_counter()
     features = _features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
     if transpiled is not None:
-        return _evaluate_on_device(model, features, labels, transpiled, shots=shots, seed=seed, split=split, evaluated_on=evaluated_on, progress=progress)
+        return _evaluate_on_device(model, features, labels, transpiled, device, shots=shots, seed=seed, split=split, evaluated_on=evaluated_on, progress=progress)
     predicted = _head_probabilities(model, features).argmax(-1).tolist()
     runtime = time.perf_counter() - start
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
@@ -1421,7 +1421,7 @@ def _check_device(model, device: Any, noise: Any, optimization_level: int):
     return devices.transpile_head(model.head.circuit, device, optimization_level=optimization_level)
 
 
-def _evaluate_on_device(model, features: torch.Tensor, labels, transpiled, *, shots: int | None, seed: int, split: str, evaluated_on: str, progress: bool) -> dict[str, Any]:
+def _evaluate_on_device(model, features: torch.Tensor, labels, transpiled, device: Any, *, shots: int | None, seed: int, split: str, evaluated_on: str, progress: bool) -> dict[str, Any]:
     """Device metrics next to the exact and shot-only ones, from the same features and the same shots."""
     from qubert.embeddings import encoding_pass
     from qubert.quantum import devices
@@ -1433,7 +1433,7 @@ def _evaluate_on_device(model, features: torch.Tensor, labels, transpiled, *, sh
     scores["exact"] = _head_probabilities(model, features).argmax(-1).tolist()
     head.set_execution(shots=shots, seed=seed)
     scores["shots"] = _head_probabilities(model, features).argmax(-1).tolist()
-    head.set_execution(device=transpiled.backend, optimization_level=transpiled.optimization_level, seed=seed)
+    head.set_execution(device=device, optimization_level=transpiled.optimization_level, seed=seed)
     start, predicted = time.perf_counter(), []
     batch = 256  # one Aer call per batch: a progress bar that moves, and bounded memory for the counts
     with encoding_pass(model, len(features), progress=progress, description=f"On {transpiled.device}") as advance:
@@ -1451,7 +1451,7 @@ def _evaluate_on_device(model, features: torch.Tensor, labels, transpiled, *, sh
         "device_seconds_per_1000": round(1000 * runtime / max(len(labels), 1), 3),
         "confusion_matrix": confusion_matrix(labels, predicted, n_classes), "evaluated_on": evaluated_on,
         "device": transpiled.summary(),
-        "execution": f"{transpiled.device}, {shots} shots, " + ("on IBM Quantum" if devices.uses_runtime(transpiled.backend) else "on Aer with its calibrated noise model"),
+        "execution": f"{transpiled.device}, {shots} shots, " + ("through qiskit-ibm-runtime" if transpiled.runtime else "on Aer with its calibrated noise model"),
     })
     return metrics
 

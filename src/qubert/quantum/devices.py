@@ -82,7 +82,7 @@ def fake_backend_classes() -> dict[str, str]:
 
 def _normalise(name: str) -> str:
     text = name.strip().replace("-", "_")
-    if text.startswith("Fake"):
+    if text.startswith("Fake") and "_" not in text:  # a class name: FakeManilaV2
         return _canonical(text)
     text = text.lower().removesuffix("v2")
     return text if text.startswith("fake_") else "fake_" + text.removeprefix("fake")
@@ -152,9 +152,11 @@ def backend_name(backend: Any) -> str:
     return str(getattr(backend, "name", type(backend).__name__))
 
 
-def uses_runtime(backend: Any) -> bool:
-    """True for a real IBM Quantum backend (run through qiskit-ibm-runtime's SamplerV2, not Aer)."""
-    return not is_fake_backend(backend) and hasattr(backend, "service")
+def uses_runtime(device: Any) -> bool:
+    """True for ``ibm_<name>`` or a backend that is not a snapshot: run through qiskit-ibm-runtime's SamplerV2, not Aer."""
+    if isinstance(device, str):
+        return is_hardware_name(device)
+    return not is_fake_backend(device)
 
 
 def is_fake_backend(backend: Any) -> bool:
@@ -248,6 +250,7 @@ class TranspiledHead:
     optimization_level: int
     seed: int
     backend: Any = field(repr=False, compare=False, hash=False)
+    runtime: bool = False  # run through qiskit-ibm-runtime's SamplerV2 (real hardware), not Aer
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -282,7 +285,8 @@ def transpile_head(circuit: Circuit, device: Any, *, optimization_level: int = 1
     backend = resolve_backend(device)
     optimization_level = check_optimization_level(optimization_level)
     check_width(circuit, backend)
-    key = (circuit, backend_name(backend), optimization_level, seed)
+    runtime = uses_runtime(device)
+    key = (circuit, backend_name(backend), optimization_level, seed, runtime)
     cached = _TRANSPILED.get(key)
     if cached is not None and cached.backend is backend:
         return cached
@@ -305,6 +309,7 @@ def transpile_head(circuit: Circuit, device: Any, *, optimization_level: int = 1
     result = TranspiledHead(
         circuit=circuit, device=backend_name(backend), isa=isa, columns=columns, depth=int(isa.depth()), two_qubit_gates=two_qubit,
         gate_counts=counts, layout=layout, final_layout=final, optimization_level=optimization_level, seed=seed, backend=backend,
+        runtime=runtime,
     )
     _TRANSPILED[key] = result
     return result
@@ -372,8 +377,8 @@ def run_transpiled(
         inputs: encoding angles ``(batch, n_qubits)``; weights: the circuit weights.
         shots: shots per sample.
         seed: the simulator's seed (a fixed seed reproduces the counts on Aer).
-        sampler: a SamplerV2; default: Aer with the device noise for a snapshot, the runtime's
-            SamplerV2 for a real device.
+        sampler: a SamplerV2; default: Aer with the device noise for a snapshot, qiskit-ibm-runtime's
+            SamplerV2 for a real device (``head.runtime``).
     """
     if inputs.dim() != 2 or inputs.shape[-1] != head.circuit.n_qubits:
         raise ValueError(f"inputs must have shape (batch, {head.circuit.n_qubits}), got {tuple(inputs.shape)}")
@@ -381,7 +386,7 @@ def run_transpiled(
         return torch.zeros(0, head.circuit.n_outputs, dtype=inputs.dtype)
     if sampler is None:
         backend = head.backend
-        sampler = runtime_sampler(backend, seed) if uses_runtime(backend) else aer_sampler(backend, seed, head.circuit.n_qubits)
+        sampler = runtime_sampler(backend, seed) if head.runtime else aer_sampler(backend, seed, head.circuit.n_qubits)
     table = parameter_table(head, inputs, weights)
     try:
         result = sampler.run([(head.isa, table)], shots=shots).result()[0]
