@@ -106,7 +106,7 @@ def test_the_qubert_mapping_agrees_with_aer_on_the_same_transpiled_circuit(devic
     weights, x = _weights(circuit), _inputs(4, batch=8)
     head = devices.transpile_head(circuit, device)
     model = devices.device_noise_model(circuit, device)
-    assert model.physical_qubits == head.layout and all(pair.swaps == 0 for _, pair in model.pairs)
+    assert model.physical_qubits == head.layout and all(pair.routing_gates == 0 for _, pair in model.pairs)
     mapped = expectations_from_probabilities(device_noise_probabilities(circuit, gate_angles(circuit, x, weights), model), circuit)
     reference = devices.aer_expectations(head, x, weights)
     assert (mapped - reference).abs().max() < 0.01

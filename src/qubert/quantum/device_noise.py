@@ -10,8 +10,10 @@ conventions, so that noise-aware training stays differentiable inside qubert:
   depolarizing channel whose strength makes the pulse's average gate error the reported one;
 - after each CNOT: thermal relaxation on both wires for the 2-qubit gate's duration and a
   *2-qubit* depolarizing channel ``rho -> (1 - l) rho + l Tr_ct(rho) (x) I/4`` sized the same way;
-  a CNOT between physical qubits that are not coupled is charged the error and duration of the
-  routing SWAPs (3 native 2-qubit gates each) but the SWAPs themselves are not simulated;
+  routing is not simulated: the extra 2-qubit gates the transpiler inserted (SWAPs, 3 each) are
+  counted in the transpiled circuit and their error and duration charged to the CNOTs between
+  physical qubits that are not coupled (to all CNOTs when every pair starts coupled), while the
+  SWAPs' effect on the other qubits they pass through and the moving layout are ignored;
 - before measurement: each bit flips with the qubit's reported readout error.
 
 Build one from a device with :func:`qubert.quantum.devices.device_noise_model` (needs
@@ -62,7 +64,7 @@ class PairNoise:
     depolarizing: float = 0.0
     control: Relaxation = Relaxation()
     target: Relaxation = Relaxation()
-    swaps: int = 0  # routing SWAPs charged to this CNOT (its physical qubits are not coupled)
+    routing_gates: float = 0.0  # extra native 2-qubit gates (routing SWAPs) charged to each occurrence of this CNOT
 
 
 @dataclass(frozen=True)

@@ -299,7 +299,8 @@ def transpile_head(circuit: Circuit, device: Any, *, optimization_level: int = 1
     try:
         isa = transpile(qc, backend=backend, optimization_level=optimization_level, seed_transpiler=seed)
     except QiskitError as err:
-        raise DeviceError(f"cannot transpile the head for {backend_name(backend)}: {' '.join(str(err).split())}") from None
+        text = " ".join(str(getattr(err, "message", err)).split())  # QiskitError's str() quotes its message
+        raise DeviceError(f"cannot transpile the head for {backend_name(backend)}: {text}") from None
     n = circuit.n_qubits
     layout = tuple(int(q) for q in isa.layout.initial_index_layout(filter_ancillas=True)[:n]) if isa.layout else tuple(range(n))
     final = tuple(int(q) for q in isa.layout.final_index_layout(filter_ancillas=True)[:n]) if isa.layout else layout
@@ -466,7 +467,9 @@ def device_noise_model(circuit: Circuit, device: Any, *, optimization_level: int
 
     Each wire gets its qubit's readout error and, per run of single-qubit gates, two ``sx`` pulses
     of that qubit; each CNOT pair the error and duration of the native 2-qubit gate between the two
-    physical qubits, plus 3 such gates (median error) per routing SWAP when they are not coupled.
+    physical qubits (the device's median when they are not coupled). The extra 2-qubit gates routing
+    added to the transpiled circuit are charged, at the median error and duration, to the CNOTs of
+    uncoupled pairs (to every CNOT when all pairs start coupled), spread evenly per occurrence.
     """
     head = transpile_head(circuit, device, optimization_level=optimization_level, seed=seed)
     target = head.backend.target
@@ -482,33 +485,45 @@ def device_noise_model(circuit: Circuit, device: Any, *, optimization_level: int
         return target[gate].get(qargs)
 
     pulse = _single_pulse_gate(target)
-    single, readout = [], []
+    single = []
     for p in head.layout:
         t1, t2 = t1t2(p)
         pulse_props = props(pulse, (p,))
         duration = getattr(pulse_props, "duration", None)
         amplitude, phase, fidelity = _relaxation(t1, t2, duration)
         single.append(Relaxation(_depolarizing_parameter(getattr(pulse_props, "error", None), fidelity, 1), amplitude, phase))
-        measure = props("measure", (p,))
-        readout.append(float(getattr(measure, "error", None) or 0.0))
+    # Routing may move a wire: it is read out on the qubit it ends on.
+    readout = [float(getattr(props("measure", (p,)), "error", None) or 0.0) for p in head.final_layout]
 
     gates2 = _two_qubit_gates(target)
     median_error = _median(props_.error for g in gates2 for props_ in target[g].values() if props_ is not None) or 0.0
     median_duration = _median(props_.duration for g in gates2 for props_ in target[g].values() if props_ is not None) or 0.0
-    coupling = head.backend.coupling_map
-    pairs = []
-    for control, target_wire in sorted({op.wires for op in circuit.operations() if op.name == "CNOT"}):
+    occurrences: dict[tuple[int, int], int] = {}
+    for op in circuit.operations():
+        if op.name == "CNOT":
+            occurrences[op.wires] = occurrences.get(op.wires, 0) + 1
+
+    def native_props(control: int, target_wire: int):
         pc, pt = head.layout[control], head.layout[target_wire]
-        native = next((props(g, q) for g in gates2 for q in ((pc, pt), (pt, pc)) if props(g, q) is not None), None)
-        if native is not None:
-            error, duration, swaps = native.error or 0.0, native.duration or 0.0, 0
-        else:
-            swaps = max(int(coupling.distance(pc, pt)) - 1, 0) if coupling is not None else 0
-            error = 1 - (1 - median_error) ** (3 * swaps + 1)
-            duration = median_duration * (3 * swaps + 1)
+        return next((props(g, q) for g in gates2 for q in ((pc, pt), (pt, pc)) if props(g, q) is not None), None)
+
+    extra = max(head.two_qubit_gates - sum(occurrences.values()), 0)
+    uncoupled = [pair for pair in occurrences if native_props(*pair) is None]
+    charged = uncoupled or list(occurrences)
+    per_occurrence = extra / max(sum(occurrences[p] for p in charged), 1)
+    pairs = []
+    for control, target_wire in sorted(occurrences):
+        pc, pt = head.layout[control], head.layout[target_wire]
+        native = native_props(control, target_wire)
+        error = (native.error or 0.0) if native is not None else median_error
+        duration = (native.duration or 0.0) if native is not None else median_duration
+        routing = per_occurrence if (control, target_wire) in charged else 0.0
+        if routing:
+            error = 1 - (1 - error) * (1 - median_error) ** routing
+            duration += median_duration * routing
         (ac, phc, fc), (at, pht, ft) = (_relaxation(*t1t2(p), duration) for p in (pc, pt))
         depolarizing = _depolarizing_parameter(error, fc * ft, 2)
-        pairs.append(((control, target_wire), PairNoise(depolarizing, Relaxation(0.0, ac, phc), Relaxation(0.0, at, pht), swaps)))
+        pairs.append(((control, target_wire), PairNoise(depolarizing, Relaxation(0.0, ac, phc), Relaxation(0.0, at, pht), routing)))
     return DeviceNoiseModel(head.device, head.layout, tuple(single), tuple(pairs), tuple(readout))
 
 
