@@ -204,7 +204,7 @@ def plot(payload: dict, path: Path) -> None:
     axes[0][0].set_yticks(range(len(conditions)), conditions, fontsize=9)
     axes[0][0].invert_yaxis()
     fig.suptitle(f"Trained 4-qubit head (frozen MiniLM): exact, shots, abstract noise and IBM device snapshots ({SHOTS} shots)", fontsize=10)
-    fig.text(0.01, 0.01, "blue: Aer with the device noise model (transpiled circuit); orange diamonds: qubert's mapping of the same calibration", fontsize=8.5)
+    fig.text(0.01, 0.01, "blue: Aer with the device noise model (transpiled circuit); orange diamonds: qubert's mapping of the same calibration; bars: std over shot seeds; dotted: exact", fontsize=8.5)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)

@@ -326,7 +326,7 @@ def _compact(isa, active: tuple[int, ...]):
     """The transpiled circuit on its active qubits only (renumbered 0..k-1), clbits unchanged.
 
     Aer would otherwise carry the whole device (127 qubits, its full noise model) through every
-    experiment: 5-6x slower per sample on a 127-qubit snapshot for the same counts.
+    experiment: 7-10x slower per sample on the 127/156-qubit snapshots (benchmarks/devices.py).
     """
     from qiskit import QuantumCircuit
 
