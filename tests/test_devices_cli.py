@@ -83,6 +83,7 @@ def test_eval_device_bad_inputs_are_one_red_line(env, quantum_run, tmp_path, mon
     _one_red_line(_eval(env, quantum_run, "--device", "fake_manilla"), "did you mean 'fake_manila'")
     _one_red_line(_eval(env, quantum_run, "--device", "fake_armonk"), "the head has 2 qubits but fake_armonk has only 1")
     _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--noise", "readout:0.01"), "either --noise or --device")
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--optimization-level", "4"), "optimization level must be 0, 1, 2 or 3")
     mlp = _train(env, tmp_path / "mlp", "--head", "mlp")
     _one_red_line(_eval(env, mlp, "--device", "fake_manila"), "this model has a 'mlp' head")
 

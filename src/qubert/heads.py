@@ -239,7 +239,8 @@ class QuantumHead(Head):
         )
 
     def set_execution(self, **options: Any) -> None:
-        """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``.
+        """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``,
+        ``device``, ``device_simulator``, ``optimization_level``.
 
         Options not given keep their current values; pass ``shots=None`` / ``noise=None`` to go back
         to exact expectation values / no noise. Every call restarts the shot/trajectory sampler from

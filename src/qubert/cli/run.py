@@ -115,10 +115,10 @@ def evaluate(
     shots: Optional[int] = typer.Option(None, help="Quantum head: estimate expectations from this many shots.", rich_help_panel="Quantum execution"),
     noise: Optional[str] = typer.Option(None, help='Quantum head: noise model, e.g. "depolarizing:0.01,readout:0.02".', rich_help_panel="Quantum execution"),
     device: Optional[str] = typer.Option(
-        None, help="Quantum head: run it as on an IBM device: a snapshot (fake_manila; see qubert devices) on Aer with its noise, or ibm_<name> (your saved account). Needs qubert[devices].",
+        None, help="Quantum head: run it as on an IBM device: a snapshot (fake_manila; see qubert devices) on Aer with its noise, or ibm_<name> (your saved account). Needs qubert\\[devices].",
         rich_help_panel="Quantum execution",
     ),
-    optimization_level: int = typer.Option(1, min=0, max=3, help="With --device: the transpiler's optimization level (0-3).", rich_help_panel="Quantum execution"),
+    optimization_level: int = typer.Option(1, help="With --device: the transpiler's optimization level (0-3).", rich_help_panel="Quantum execution"),
     seed: int = typer.Option(42, help="Seed for subsets and shot sampling."),
     cache_dir: Optional[str] = typer.Option(None, help="Embedding cache (frozen-mode models reuse their training features)."),
     output: Optional[Path] = typer.Option(None, help="Also write the metrics as JSON to this file."),
