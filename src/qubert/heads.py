@@ -178,6 +178,11 @@ class QuantumHead(Head):
             such as ``"depolarizing:0.01,readout:0.02"``, ``"backprop"`` or ``"parameter_shift"``
             gradients, the seed of the shot/trajectory sampler, and the noise simulator. The
             defaults are exact simulation; see :meth:`set_execution`.
+        device, device_simulator, optimization_level: run as on an IBM device (``"fake_manila"``,
+            ``"ibm_kyiv"`` or a backend object; needs ``qubert[devices]``): ``"aer"`` evaluates the
+            transpiled circuit on Aer with the device's noise model (no gradient), ``"qubert"`` maps
+            the device's calibration to qubert's channels, so training can see it (see
+            :mod:`qubert.quantum.devices`).
 
     Example:
         >>> head = QuantumHead(16, 2, circuit={"n_qubits": 3, "ansatz": "strongly_entangling"})
@@ -208,6 +213,9 @@ class QuantumHead(Head):
         execution_seed: int | None = None,
         noise_method: str = "auto",
         trajectories: int = DEFAULT_TRAJECTORIES,
+        device: Any = None,
+        device_simulator: str = "aer",
+        optimization_level: int = 1,
     ) -> None:
         super().__init__(in_features, n_classes)
         if circuit is None:
@@ -226,11 +234,13 @@ class QuantumHead(Head):
         self.q_weights = nn.Parameter(circuit.init_weights(generator), requires_grad=not freeze_circuit)
         self.post_net = nn.Linear(circuit.n_outputs, n_classes)
         self.set_execution(
-            shots=shots, noise=noise, gradient=gradient, seed=execution_seed, noise_method=noise_method, trajectories=trajectories
+            shots=shots, noise=noise, gradient=gradient, seed=execution_seed, noise_method=noise_method, trajectories=trajectories,
+            device=device, device_simulator=device_simulator, optimization_level=optimization_level,
         )
 
     def set_execution(self, **options: Any) -> None:
-        """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``.
+        """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``,
+        ``device``, ``device_simulator``, ``optimization_level``.
 
         Options not given keep their current values; pass ``shots=None`` / ``noise=None`` to go back
         to exact expectation values / no noise. Every call restarts the shot/trajectory sampler from
@@ -244,12 +254,13 @@ class QuantumHead(Head):
             >>> head.shots, head.noise, head.config()["noise"]
             (256, NoiseModel(depolarizing=0.0, amplitude_damping=0.0, readout=0.02), 'readout:0.02')
         """
-        known = {"shots", "noise", "gradient", "seed", "noise_method", "trajectories"}
+        known = {"shots", "noise", "gradient", "seed", "noise_method", "trajectories", "device", "device_simulator", "optimization_level"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown execution option(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
         current = getattr(self, "execution", ExecutionOptions())
-        fields = {name: options.get(name, getattr(current, name)) for name in ("shots", "noise", "gradient", "noise_method", "trajectories")}
+        names = ("shots", "noise", "gradient", "noise_method", "trajectories", "device", "device_simulator", "optimization_level")
+        fields = {name: options.get(name, getattr(current, name)) for name in names}
         execution = ExecutionOptions(**fields)
         seed = options.get("seed", getattr(self, "execution_seed", None))
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -310,6 +321,9 @@ class QuantumHead(Head):
             strategy=self.strategy,
             noise_method=options.noise_method,
             trajectories=options.trajectories,
+            device=options.device,
+            device_simulator=options.device_simulator,
+            optimization_level=options.optimization_level,
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -1383,6 +1383,8 @@ def evaluate_model(
     seed: int = 42,
     cache_dir: str | None = None,
     progress: bool = True,
+    device: Any = None,
+    optimization_level: int = 1,
 ) -> dict[str, Any]:
     """Metrics of a saved model on a data set split or a labelled file.
 
@@ -1395,14 +1397,20 @@ def evaluate_model(
         shots, noise, seed: quantum head only: finite-shot sampling and a noise model such as
             ``"depolarizing:0.01,readout:0.02"``.
         cache_dir: embedding cache (frozen-mode models reuse their training features).
+        device, optimization_level: quantum head only: run the circuit as on an IBM device
+            (``"fake_manila"``, ``"ibm_kyiv"``; needs ``qubert[devices]``), transpiled at this level,
+            on Aer with the device's noise model (``shots`` per sample, default 1024).
 
     Returns:
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
-        ``<split>_samples`` and ``confusion_matrix`` (a nested list).
+        ``<split>_samples`` and ``confusion_matrix`` (a nested list). With ``device`` the split's
+        metrics are the device's, and ``exact_macro_f1``, ``shots_macro_f1``, ``device`` (the
+        transpilation facts) and ``device_seconds_per_1000`` are added.
     """
     from qubert.data import DataError, TextDataset, load_dataset_bundle, read_table
 
     model, tokenizer = load_model(model_dir)
+    transpiled = _check_device(model, device, noise, optimization_level) if device is not None else None
     _configure_execution(model, shots, noise, seed)
     label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
     n_classes = model.config.num_labels
@@ -1427,6 +1435,8 @@ def evaluate_model(
         evaluated_on = f"{bundle.name} ({split} split)" + ("" if dataset is not None else ", the run's own data")
     start = time.perf_counter()
     features = _features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
+    if transpiled is not None:
+        return _evaluate_on_device(model, features, labels, transpiled, device, shots=shots, seed=seed, split=split, evaluated_on=evaluated_on, progress=progress)
     predicted = _head_probabilities(model, features).argmax(-1).tolist()
     runtime = time.perf_counter() - start
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
@@ -1434,6 +1444,53 @@ def evaluate_model(
     metrics["evaluated_on"] = evaluated_on
     if model.head.head_type == "quantum":
         metrics["execution"] = _execution_summary(shots, noise)
+    return metrics
+
+
+def _check_device(model, device: Any, noise: Any, optimization_level: int):
+    """The head transpiled for ``device``, before any text is encoded (so bad requests fail fast)."""
+    from qubert.heads import QuantumHead
+    from qubert.quantum import devices
+
+    if not isinstance(model.head, QuantumHead):
+        raise TrainingConfigError(f"--device needs a quantum head; this model has a '{model.head.head_type}' head")
+    if noise:
+        raise TrainingConfigError("give either --noise or --device (the device's calibration is the noise model), not both")
+    return devices.transpile_head(model.head.circuit, device, optimization_level=optimization_level)
+
+
+def _evaluate_on_device(model, features: torch.Tensor, labels, transpiled, device: Any, *, shots: int | None, seed: int, split: str, evaluated_on: str, progress: bool) -> dict[str, Any]:
+    """Device metrics next to the exact and shot-only ones, from the same features and the same shots."""
+    from qubert.embeddings import encoding_pass
+    from qubert.quantum import devices
+
+    head = model.head
+    shots = shots or devices.DEFAULT_DEVICE_SHOTS
+    scores: dict[str, list[int]] = {}
+    head.set_execution(shots=None, noise=None, device=None)
+    scores["exact"] = _head_probabilities(model, features).argmax(-1).tolist()
+    head.set_execution(shots=shots, seed=seed)
+    scores["shots"] = _head_probabilities(model, features).argmax(-1).tolist()
+    head.set_execution(device=device, optimization_level=transpiled.optimization_level, seed=seed)
+    start, predicted = time.perf_counter(), []
+    batch = 256  # one Aer call per batch: a progress bar that moves, and bounded memory for the counts
+    with encoding_pass(model, len(features), progress=progress, description=f"On {transpiled.device}") as advance:
+        for offset in range(0, len(features), batch):
+            logits = model(features=features[offset : offset + batch].to(next(model.parameters()).device)).logits
+            predicted += logits.argmax(-1).tolist()
+            advance(min(batch, len(features) - offset))
+    runtime = time.perf_counter() - start
+    n_classes = model.config.num_labels
+    metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
+    metrics["exact_macro_f1"] = classification_metrics(labels, scores["exact"])["macro_f1"]
+    metrics["shots_macro_f1"] = classification_metrics(labels, scores["shots"])["macro_f1"]
+    metrics.update({
+        f"{split}_runtime": round(runtime, 4), f"{split}_samples": len(labels),
+        "device_seconds_per_1000": round(1000 * runtime / max(len(labels), 1), 3),
+        "confusion_matrix": confusion_matrix(labels, predicted, n_classes), "evaluated_on": evaluated_on,
+        "device": transpiled.summary(),
+        "execution": f"{transpiled.device}, {shots} shots, " + ("through qiskit-ibm-runtime" if transpiled.runtime else "on Aer with its calibrated noise model"),
+    })
     return metrics
 
 

@@ -1,5 +1,5 @@
 """The ``qubert`` command: ``train``, ``eval``, ``predict`` and ``datasets`` (:mod:`qubert.cli.run`), ``bench``
-(:mod:`qubert.cli.bench`) and ``circuit draw|export`` (:mod:`qubert.cli.circuit`).
+(:mod:`qubert.cli.bench`), ``circuit draw|export`` (:mod:`qubert.cli.circuit`) and ``devices`` (:mod:`qubert.cli.devices`).
 
 Every option of every command can also come from a YAML file (``--config run.yaml``, keys as the
 option names with ``_`` or ``-``); options given on the command line win. Bad input prints one red
@@ -10,6 +10,7 @@ Example:
     $ qubert eval runs/sst2-quantum-frozen-s42 --dataset sst2 --shots 1000
     $ echo "what a film" | qubert predict runs/sst2-quantum-frozen-s42
     $ qubert datasets
+    $ qubert eval runs/sst2-quantum-frozen-s42 --device fake_manila
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 from qubert.cli.bench import bench as _bench
 from qubert.cli.circuit import circuit_app as _circuit_app
 from qubert.cli.common import console
+from qubert.cli.devices import devices as _devices
 from qubert.cli.run import datasets, evaluate, predict, train
 from qubert.cli.serve import serve as _serve
 
@@ -57,6 +59,7 @@ app.command("predict")(predict)
 app.command("datasets")(datasets)
 app.command("serve")(_serve)
 app.command("bench", help=_bench.__doc__)(_bench)
+app.command("devices")(_devices)
 app.add_typer(_circuit_app, name="circuit")
 
 

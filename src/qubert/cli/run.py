@@ -114,14 +114,21 @@ def evaluate(
     batch_size: int = typer.Option(64, help="Encoding batch size."),
     shots: Optional[int] = typer.Option(None, help="Quantum head: estimate expectations from this many shots.", rich_help_panel="Quantum execution"),
     noise: Optional[str] = typer.Option(None, help='Quantum head: noise model, e.g. "depolarizing:0.01,readout:0.02".', rich_help_panel="Quantum execution"),
+    device: Optional[str] = typer.Option(
+        None, help="Quantum head: run it as on an IBM device: a snapshot (fake_manila; see qubert devices) on Aer with its noise, or ibm_<name> (your saved account). Needs qubert\\[devices].",
+        rich_help_panel="Quantum execution",
+    ),
+    optimization_level: int = typer.Option(1, help="With --device: the transpiler's optimization level (0-3).", rich_help_panel="Quantum execution"),
     seed: int = typer.Option(42, help="Seed for subsets and shot sampling."),
     cache_dir: Optional[str] = typer.Option(None, help="Embedding cache (frozen-mode models reuse their training features)."),
     output: Optional[Path] = typer.Option(None, help="Also write the metrics as JSON to this file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Score a saved model on a data set split or a labelled file (optionally with shots / noise).
+    """Score a saved model on a data set split or a labelled file (optionally with shots / noise / a device).
 
     Example: qubert eval runs/sms_spam-quantum-frozen-s42 --dataset sms_spam --shots 1000
+
+    Example: qubert eval runs/sms_spam-quantum-frozen-s42 --device fake_manila --shots 1024 --optimization-level 1
     """
     from qubert.training import evaluate_model
 
@@ -131,7 +138,7 @@ def evaluate(
         metrics = evaluate_model(
             model_dir, dataset=dataset, data_dir=data_dir, split=split, test_file=test_file, text_column=text_column,
             label_column=label_column, max_eval_samples=max_eval_samples, batch_size=batch_size, shots=shots, noise=noise,
-            seed=seed, cache_dir=cache_dir, progress=progress,
+            seed=seed, cache_dir=cache_dir, progress=progress, device=device, optimization_level=optimization_level,
         )
         if output is not None:
             _write_atomic(output, json.dumps(metrics, indent=2) + "\n")
@@ -144,6 +151,14 @@ def evaluate(
     console.print(f"Data: {metrics['evaluated_on']}", highlight=False, soft_wrap=True)
     if "execution" in metrics:
         console.print(f"Quantum head: {metrics['execution']}", highlight=False, soft_wrap=True)
+    if "device" in metrics:
+        facts = metrics["device"]
+        console.print(
+            f"Transpiled for {facts['device']} (optimization level {facts['optimization_level']}): depth {facts['depth']}, "
+            f"{facts['two_qubit_gates']} two-qubit gates, layout {facts['layout']} (measured on {facts['final_layout']}); "
+            f"{metrics['device_seconds_per_1000']:.2f} s per 1,000 samples",
+            highlight=False, soft_wrap=True,
+        )
     matrix = metrics.get("confusion_matrix")
     if matrix:
         console.print(f"confusion matrix (rows true, columns predicted): {json.dumps(matrix)}")

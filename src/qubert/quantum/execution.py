@@ -45,6 +45,10 @@ from qubert.quantum.parameter_shift import parameter_shift
 from qubert.quantum.shots import check_shots, estimate_from_shots, expectations_from_probabilities, make_generator, straight_through
 
 GRADIENTS = ("backprop", "parameter_shift")
+# How a device is simulated: "aer" transpiles and runs on Qiskit Aer with the device's full noise
+# model (or on the real device for ibm_<name>; no gradient); "qubert" maps its calibration to
+# qubert's own channels (qubert.quantum.device_noise; differentiable, for noise-aware training).
+DEVICE_SIMULATORS = ("aer", "qubert")
 # Memory the parameter-shift backward may use for one batch of shifted circuits (no autograd there).
 _SHIFT_BATCH_BYTES = 1 << 29
 
@@ -64,6 +68,12 @@ class ExecutionOptions:
         gradient: ``"backprop"`` or ``"parameter_shift"``.
         noise_method: ``"auto"``, ``"density_matrix"`` or ``"trajectories"``.
         trajectories: Monte Carlo trajectories per sample for ``noise_method="trajectories"``.
+        device: an IBM device, by name (``"fake_manila"``, ``"ibm_kyiv"``) or as a backend object;
+            needs ``qubert[devices]`` (see :mod:`qubert.quantum.devices`). Excludes ``noise``.
+        device_simulator: ``"aer"`` (transpiled circuit on Aer with the device noise, or the real
+            device; evaluation only) or ``"qubert"`` (the device's calibration mapped to qubert's
+            channels; differentiable).
+        optimization_level: the transpiler's optimization level (0-3) for ``device``.
 
     Example:
         >>> ExecutionOptions(shots=256, noise="readout:0.02").noise
@@ -75,6 +85,9 @@ class ExecutionOptions:
     gradient: str = "backprop"
     noise_method: str = "auto"
     trajectories: int = DEFAULT_TRAJECTORIES
+    device: Any = None
+    device_simulator: str = "aer"
+    optimization_level: int = 1
 
     def __post_init__(self) -> None:
         check_shots(self.shots)
@@ -86,14 +99,25 @@ class ExecutionOptions:
             raise ExecutionError(f"unknown noise_method {self.noise_method!r}; expected one of {', '.join(NOISE_METHODS)}")
         if isinstance(self.trajectories, bool) or not isinstance(self.trajectories, int) or self.trajectories < 1:
             raise ExecutionError(f"trajectories must be a positive integer, got {self.trajectories!r}")
+        if self.device_simulator not in DEVICE_SIMULATORS:
+            raise ExecutionError(f"unknown device_simulator {self.device_simulator!r}; expected one of {', '.join(DEVICE_SIMULATORS)}")
+        if self.device is not None:
+            from qubert.quantum import devices
+
+            if self.noise is not None:
+                raise ExecutionError("give either a noise model or a device (whose calibration is the noise model), not both")
+            devices.check_optimization_level(self.optimization_level)
+            devices.resolve_backend(self.device)  # an unknown name or a missing extra fails here, in one line
 
     @property
     def is_exact(self) -> bool:
         """True when this is plain exact simulation with autograd (the engine's fast path)."""
-        return self.shots is None and self.noise is None and self.gradient == "backprop"
+        return self.shots is None and self.noise is None and self.device is None and self.gradient == "backprop"
 
     def needs_randomness(self, circuit: Circuit) -> bool:
         gate_noise = self.noise is not None and self.noise.has_gate_noise
+        if self.device is not None and self.device_simulator == "aer":
+            return True
         return self.shots is not None or (gate_noise and resolve_noise_method(circuit, self.noise_method) == "trajectories")
 
 
@@ -110,6 +134,9 @@ def execute(
     noise_method: str = "auto",
     trajectories: int = DEFAULT_TRAJECTORIES,
     dtype: torch.dtype | None = None,
+    device: Any = None,
+    device_simulator: str = "aer",
+    optimization_level: int = 1,
 ) -> torch.Tensor:
     """Measured values ``(batch, circuit.n_outputs)`` with shots, noise and a gradient method of choice.
 
@@ -127,6 +154,8 @@ def execute(
             ``"density_matrix"`` or ``"trajectories"``.
         trajectories: Monte Carlo trajectories per sample.
         dtype: ``torch.complex64``/``complex128`` (the precision); default follows the inputs.
+        device, device_simulator, optimization_level: run as on an IBM device (see
+            :class:`ExecutionOptions`); with ``"aer"`` the shots default to 1024 and there is no gradient.
 
     Raises:
         ValueError: bad shots, noise spec, gradient/noise method, or shapes (each says which).
@@ -137,7 +166,10 @@ def execute(
         >>> execute(c, x, w), execute(c, x, w, noise="readout:0.1")  # readout error p scales <Z> by 1 - 2p
         (tensor([[0.5000, 0.5000]]), tensor([[0.4000, 0.4000]]))
     """
-    options = ExecutionOptions(shots=shots, noise=noise, gradient=gradient, noise_method=noise_method, trajectories=trajectories)
+    options = ExecutionOptions(
+        shots=shots, noise=noise, gradient=gradient, noise_method=noise_method, trajectories=trajectories,
+        device=device, device_simulator=device_simulator, optimization_level=optimization_level,
+    )
     if strategy not in STRATEGIES:
         raise ExecutionError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if options.is_exact:
@@ -149,14 +181,40 @@ def execute(
     if dtype is not None:
         real = torch.float64 if dtype in (torch.complex128, torch.float64) else torch.float32
         inputs, weights = inputs.to(real), weights.to(real)
-    if options.gradient == "parameter_shift":
+    if options.device is not None and options.device_simulator == "aer":
+        out = _run_on_device(circuit, inputs, weights, options, generator)
+    elif options.gradient == "parameter_shift":
         out = _run_parameter_shift(circuit, inputs, weights, options, generator)
     else:
         out = _run_backprop(circuit, inputs, weights, options, generator, strategy, dtype)
     return out[0] if single else out
 
 
+def _run_on_device(circuit, inputs, weights, options: ExecutionOptions, generator) -> torch.Tensor:
+    from qubert.quantum import devices
+
+    if torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad):
+        raise ExecutionError(
+            "device_simulator='aer' runs the transpiled circuit on Aer or the device and has no gradient; "
+            "evaluate under torch.no_grad(), or train with device_simulator='qubert'"
+        )
+    head = devices.transpile_head(circuit, options.device, optimization_level=options.optimization_level)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+    out = devices.run_transpiled(head, inputs, weights, shots=options.shots or devices.DEFAULT_DEVICE_SHOTS, seed=seed)
+    return out.to(inputs.dtype)
+
+
+def _device_probabilities(circuit: Circuit, angles: torch.Tensor, options: ExecutionOptions) -> torch.Tensor:
+    from qubert.quantum import devices
+    from qubert.quantum.device_noise import device_noise_probabilities
+
+    model = devices.cached_device_noise_model(circuit, options.device, optimization_level=options.optimization_level)
+    return device_noise_probabilities(circuit, angles, model)
+
+
 def _probabilities(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, options: ExecutionOptions, generator, strategy: str, dtype) -> torch.Tensor:
+    if options.device is not None:
+        return _device_probabilities(circuit, gate_angles(circuit, inputs, weights), options)
     noise = options.noise
     if noise is None or not noise.has_gate_noise:
         state = statevector(circuit, inputs, weights, strategy=strategy, dtype=dtype)
@@ -178,7 +236,10 @@ def _run_parameter_shift(circuit, inputs, weights, options: ExecutionOptions, ge
     noise = options.noise or NoiseModel()
 
     def evaluate(angles: torch.Tensor) -> torch.Tensor:
-        probs = noisy_probabilities(circuit, angles, noise, method=options.noise_method, trajectories=options.trajectories, generator=generator)
+        if options.device is not None:
+            probs = _device_probabilities(circuit, angles, options)
+        else:
+            probs = noisy_probabilities(circuit, angles, noise, method=options.noise_method, trajectories=options.trajectories, generator=generator)
         if options.shots is None:
             return expectations_from_probabilities(probs, circuit)
         return estimate_from_shots(probs, circuit, options.shots, generator)
@@ -219,4 +280,10 @@ def describe(options: ExecutionOptions) -> dict[str, Any]:
         out["noise_method"] = options.noise_method
     if options.trajectories != DEFAULT_TRAJECTORIES:
         out["trajectories"] = options.trajectories
+    if options.device is not None:
+        out["device"] = options.device if isinstance(options.device, str) else str(getattr(options.device, "name", options.device))
+        if options.device_simulator != "aer":
+            out["device_simulator"] = options.device_simulator
+        if options.optimization_level != 1:
+            out["optimization_level"] = options.optimization_level
     return out

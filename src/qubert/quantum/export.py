@@ -133,20 +133,50 @@ def to_qiskit(circuit: Circuit, weights: torch.Tensor, inputs: torch.Tensor | No
     qc = QuantumCircuit(n, n, name="qubert_head")
     qc.metadata = {"qubert_circuit": circuit.to_dict(), "measurement": circuit.measurement}
     for name, wires, angles in bound_operations(circuit, weights, inputs):
-        if name == "H":
-            qc.h(wires[0])
-        elif name == "CNOT":
-            qc.cx(wires[0], wires[1])
-        elif name == "Rot":
-            phi, theta, omega = angles
-            qc.rz(phi, wires[0])
-            qc.ry(theta, wires[0])
-            qc.rz(omega, wires[0])
-        else:
-            getattr(qc, name.lower())(angles[0], wires[0])
+        _append_qiskit_gate(qc, name, wires, angles)
     if measure:
         qc.measure(range(n), range(n))
     return qc
+
+
+def to_qiskit_parametric(circuit: Circuit, *, measure: bool = True):
+    """A ``qiskit.QuantumCircuit`` with every angle a ``Parameter``: ``(qc, x, w)``.
+
+    ``x`` (a ``ParameterVector`` of ``n_qubits``) holds the encoding angles and ``w`` the flattened
+    circuit weights, so one transpiled circuit serves every sample and weight update (bind with
+    ``qc.assign_parameters`` or a Sampler's parameter array). Measurement writes qubit i to clbit i.
+
+    Example:
+        >>> qc, x, w = to_qiskit_parametric(Circuit(n_qubits=2, n_layers=1))  # doctest: +SKIP
+        >>> len(x), len(w), qc.num_parameters                                 # doctest: +SKIP
+        (2, 2, 4)
+    """
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ParameterVector
+
+    n = circuit.n_qubits
+    x, w = ParameterVector("x", n), ParameterVector("w", circuit.n_weights)
+    qc = QuantumCircuit(n, n, name="qubert_head")
+    qc.metadata = {"qubert_circuit": circuit.to_dict(), "measurement": circuit.measurement}
+    for op in circuit.operations():
+        _append_qiskit_gate(qc, op.name, op.wires, tuple(x[p.index] if p.source == "x" else w[p.index] for p in op.params))
+    if measure:
+        qc.measure(range(n), range(n))
+    return qc, x, w
+
+
+def _append_qiskit_gate(qc, name: str, wires: tuple[int, ...], angles: tuple) -> None:
+    if name == "H":
+        qc.h(wires[0])
+    elif name == "CNOT":
+        qc.cx(wires[0], wires[1])
+    elif name == "Rot":
+        phi, theta, omega = angles
+        qc.rz(phi, wires[0])
+        qc.ry(theta, wires[0])
+        qc.rz(omega, wires[0])
+    else:
+        getattr(qc, name.lower())(angles[0], wires[0])
 
 
 def _pauli_label(n: int, z_wires: tuple[int, ...]) -> str:
