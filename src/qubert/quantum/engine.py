@@ -19,10 +19,12 @@ Two strategies share those steps and leave the backward pass to autograd:
   2**n x 2**n matrix, applied to the batch with one matmul;
 - ``"gates"``: every step is applied to the batched state; nothing of size 4**n above 6 qubits.
 
-A third, ``"analytic"`` (:mod:`qubert.quantum.analytic`), has a hand-written backward pass for
-the paper's kind of circuit (H/RY encoding, CNOTs, RY layers) up to 10 qubits. ``"auto"`` picks
-analytic where it applies, else fused up to 6 qubits and gates above. A register that would not
-fit in memory is refused before anything is allocated.
+Two more have a hand-written backward pass for the paper's kind of circuit (H/RY encoding, CNOTs,
+RY layers): ``"analytic"`` (:mod:`qubert.quantum.analytic`) up to 10 qubits keeps the state
+entering every layer; ``"adjoint"`` (:mod:`qubert.quantum.adjoint`), at any size, keeps a few
+states per sample and recovers the others by running the circuit backwards. ``"auto"`` picks
+analytic where it applies, adjoint from 11 qubits on, else fused up to 6 qubits and gates above.
+A register that would not fit in memory is refused before anything is allocated.
 
 Example:
     >>> import torch
@@ -42,12 +44,16 @@ from dataclasses import dataclass, field
 import torch
 
 from qubert.quantum import gates
+from qubert.quantum.adjoint import estimate_adjoint_memory, run_adjoint
 from qubert.quantum.analytic import MAX_QUBITS as ANALYTIC_MAX_QUBITS
-from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, run_analytic
+from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, rotation_structure, run_analytic
 from qubert.quantum.basis import cnot_permutation_and_inverse, kron_index, observable_signs, product_index
 from qubert.quantum.circuit import Circuit, Operation
 
-STRATEGIES = ("auto", "analytic", "fused", "gates")
+STRATEGIES = ("auto", "analytic", "adjoint", "fused", "gates")
+# Smallest register for which "auto" picks the adjoint strategy over the analytic one (measured:
+# benchmarks/engine_scale.py, docs/benchmarks.md "Engine at 11-24 qubits").
+ADJOINT_MIN_QUBITS = ANALYTIC_MAX_QUBITS + 1
 # Largest register for which "auto" may pick the fused strategy (2**n x 2**n matrices).
 FUSED_MAX_QUBITS = 6
 # Qubits per Kronecker block: 16x16 blocks are cheap to build and cut the passes over the state
@@ -439,6 +445,8 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
     """
     itemsize = dtype.itemsize
     n, dim = circuit.n_qubits, 2**circuit.n_qubits
+    if strategy == "adjoint":  # real arithmetic only
+        return estimate_adjoint_memory(circuit, batch_size, 8 if dtype in (torch.float64, torch.complex128) else 4)
     tables = _measurement_table_bytes(circuit, 8 if dtype in (torch.float64, torch.complex128) else 4)
     if strategy == "analytic":
         return estimate_analytic_memory(circuit, batch_size, itemsize) + tables
@@ -498,16 +506,23 @@ def _check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtyp
 
 
 def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torch.complex64, device: torch.device | str = "cpu") -> str:
-    """The strategy ``"auto"`` resolves to for this circuit and batch: ``analytic`` for the paper's
-    kind of circuit up to 10 qubits, else ``fused`` up to 6 qubits and ``gates`` above (each only
-    when it fits in memory).
+    """The strategy ``"auto"`` resolves to for this circuit and batch: for the paper's kind of
+    circuit ``analytic`` up to 10 qubits and ``adjoint`` above; else ``fused`` up to 6 qubits and
+    ``gates`` above (each only when it fits in memory).
 
     Example:
-        >>> choose_strategy(Circuit(n_qubits=8), 64), choose_strategy(Circuit(n_qubits=4, encoding="rx"), 64)
-        ('analytic', 'fused')
+        >>> choose_strategy(Circuit(n_qubits=8), 64), choose_strategy(Circuit(n_qubits=16), 64)
+        ('analytic', 'adjoint')
+        >>> choose_strategy(Circuit(n_qubits=4, encoding="rx"), 64)
+        'fused'
     """
     device = torch.device(device)
-    candidates = (["analytic"] if analytic_structure(circuit) is not None else []) + (["fused"] if circuit.n_qubits <= FUSED_MAX_QUBITS else [])
+    family = rotation_structure(circuit) is not None
+    candidates = (
+        (["analytic"] if analytic_structure(circuit) is not None else [])
+        + (["adjoint"] if family and circuit.n_qubits >= ADJOINT_MIN_QUBITS else [])
+        + (["fused"] if circuit.n_qubits <= FUSED_MAX_QUBITS else [])
+    )
     for strategy in candidates:
         need = estimate_memory(circuit, batch_size, strategy, dtype)
         if need < _SMALL_BYTES or need <= available_memory(device):
@@ -538,6 +553,13 @@ def check_strategy(circuit: Circuit, strategy: str) -> None:
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if strategy == "adjoint" and rotation_structure(circuit) is None:
+        c = circuit
+        raise ValueError(
+            "strategy 'adjoint' needs an h_ry or ry encoding without re-uploading and an ansatz of CNOTs and RY "
+            f"rotations (brickwork or basic_entangler with rotation ry); got encoding {c.encoding}"
+            f"{' with re-uploading' if c.reupload else ''}, ansatz {c.ansatz}, rotation {c.rotation}; use strategy 'auto'"
+        )
     if strategy == "analytic" and analytic_structure(circuit) is None:
         c = circuit
         raise ValueError(
@@ -618,6 +640,8 @@ def statevector(
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":
         state = run_analytic(circuit, inputs.to(real_dtype), weights.to(real_dtype), readout=False)
+    elif strategy == "adjoint":
+        state = run_adjoint(circuit, inputs.to(real_dtype), weights.to(real_dtype), readout=False)
     else:
         state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
     return state[0] if single else state
@@ -640,6 +664,8 @@ def simulate(
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":
         out = run_analytic(circuit, inputs.to(real_dtype), weights.to(real_dtype))
+    elif strategy == "adjoint":
+        out = run_adjoint(circuit, inputs.to(real_dtype), weights.to(real_dtype))
     else:
         state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
         probs = state.square() if not state.is_complex() else torch.view_as_real(state).square().sum(-1)
