@@ -41,7 +41,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from qubert.quantum.analytic import _pair_selection, rotation_structure
-from qubert.quantum.basis import basis_bits, cnot_permutation_and_inverse, kron_index, product_index
+from qubert.quantum.basis import cnot_permutation_and_inverse, half_expectations, half_signs, kron_index, product_index
 from qubert.quantum.circuit import Circuit
 
 # Wires per Kronecker block of a rotation layer; measured with benchmarks/engine_scale.py.
@@ -139,7 +139,7 @@ def _tables(circuit: Circuit, device: torch.device, dtype: torch.dtype, block_qu
     blocks = _block_layout(n, block_qubits)
     index = [kron_index(k) + 4 * start for start, k in blocks]
     index_t = [kron_index(k, transpose=True) + 4 * start for start, k in blocks]
-    signs = [(1 - 2 * basis_bits(k)).to(device=device, dtype=dtype) for k in halves]
+    signs = [s.to(device=device, dtype=dtype) for s in half_signs(n)]
     return _Tables(
         n_qubits=n,
         n_layers=len(structure.layers),
@@ -205,20 +205,9 @@ def _evolve(tables: _Tables, x: torch.Tensor, blocks: list[list[torch.Tensor]]) 
 
 
 def _readout(tables: _Tables, state: torch.Tensor) -> torch.Tensor:
-    """Measured values of a chunk's final states, from the halves' marginals."""
+    """Measured values of a chunk's final states."""
     probs = state.square()
-    if tables.measurement == "probs":
-        return probs
-    (k1, k2), (s1, s2) = tables.halves, tables.signs
-    grid = probs.view(state.shape[0], 2**k1, 2**k2)
-    m1, m2 = grid.sum(2), grid.sum(1)
-    if tables.measurement == "z":
-        return torch.cat([m1 @ s1, m2 @ s2], 1)
-    parts = [m1 @ (s1[:, :-1] * s1[:, 1:])]
-    if k2:
-        parts.append(((grid @ s2[:, 0]) * s1[:, -1]).sum(1, keepdim=True))  # Z Z across the halves
-        parts.append(m2 @ (s2[:, :-1] * s2[:, 1:]))
-    return torch.cat(parts, 1)
+    return probs if tables.measurement == "probs" else half_expectations(probs, tables.signs, tables.measurement)
 
 
 def _readout_cotangent(tables: _Tables, state: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -237,8 +226,8 @@ def _readout_cotangent(tables: _Tables, state: torch.Tensor, grad: torch.Tensor)
         if k2:
             left.append((grad[:, k1 - 1 : k1] * s1[:, -1]).unsqueeze(2))
             right.append(s2[:, 0].expand(chunk, 1, -1))
-    v = torch.cat(left, 2) @ torch.cat(right, 1)
-    return v.view(chunk, -1).mul_(state).mul_(2)
+    v = torch.cat(left, 2).mul_(2) @ torch.cat(right, 1)
+    return v.view(chunk, -1).mul_(state)
 
 
 def _pair_derivatives(vector: torch.Tensor, env: torch.Tensor, wires: int) -> torch.Tensor:

@@ -47,7 +47,7 @@ from qubert.quantum import gates
 from qubert.quantum.adjoint import estimate_adjoint_memory, run_adjoint
 from qubert.quantum.analytic import MAX_QUBITS as ANALYTIC_MAX_QUBITS
 from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, rotation_structure, run_analytic
-from qubert.quantum.basis import cnot_permutation_and_inverse, kron_index, observable_signs, product_index
+from qubert.quantum.basis import cnot_permutation_and_inverse, half_expectations, half_signs, kron_index, observable_signs, product_index
 from qubert.quantum.circuit import Circuit, Operation
 
 STRATEGIES = ("auto", "analytic", "adjoint", "fused", "gates")
@@ -64,6 +64,8 @@ BLOCK_QUBITS = 4
 LAYER_MATRIX_MAX_QUBITS = 6
 # Qubits per chunk of the product state built with one gather + prod (memory: batch * 2**c * c).
 PRODUCT_CHUNK = 8
+# From this size on, <Z> and <ZZ> are read from the two halves' marginals (no (2**n, n) sign table).
+HALF_READOUT_MIN_QUBITS = 11
 # Below this estimate the memory guard does not query the device.
 _SMALL_BYTES = 1 << 30
 
@@ -405,6 +407,8 @@ def _permutation_pair(n: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
 def _measurement_matrix(plan: _Plan, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
     """(2**n, n_outputs) eigenvalues of the measured observables per basis state; None for probs."""
     circuit, cache, key = plan.circuit, plan.device_cache, ("measurement", device, dtype)
+    if circuit.n_qubits >= HALF_READOUT_MIN_QUBITS and circuit.measurement != "probs":
+        return None
     if key not in cache:
         signs = observable_signs(circuit.n_qubits, circuit.measurement)
         cache[key] = None if signs is None else signs.to(device=device, dtype=dtype)
@@ -488,6 +492,8 @@ def _measurement_table_bytes(circuit: Circuit, real_itemsize: int) -> int:
     """Bytes of the measured observables' signs (2**n, n_outputs), cached per circuit, and of their int64 build."""
     if circuit.measurement == "probs":
         return 0
+    if circuit.n_qubits >= HALF_READOUT_MIN_QUBITS:
+        return 0  # two half-register tables of 2**(n/2) rows
     dim = 2**circuit.n_qubits
     return dim * (16 * circuit.n_qubits + real_itemsize * circuit.n_outputs)
 
@@ -670,5 +676,13 @@ def simulate(
         state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
         probs = state.square() if not state.is_complex() else torch.view_as_real(state).square().sum(-1)
         matrix = _measurement_matrix(plan, probs.device, probs.dtype)
-        out = probs if matrix is None else probs @ matrix
+        if matrix is not None:
+            out = probs @ matrix
+        elif circuit.measurement == "probs":
+            out = probs
+        else:
+            key = ("half signs", probs.device, probs.dtype)
+            if key not in plan.device_cache:
+                plan.device_cache[key] = tuple(t.to(device=probs.device, dtype=probs.dtype) for t in half_signs(circuit.n_qubits))
+            out = half_expectations(probs, plan.device_cache[key], circuit.measurement)
     return out[0] if single else out
