@@ -34,6 +34,8 @@ from qubert.quantum import (
 )
 
 PRECISIONS = (torch.float64, torch.float32)
+# Strategies that run only the paper's family of circuits (H/RY encoding, CNOTs, RY layers).
+FAMILY_STRATEGIES = ("analytic", "adjoint")
 # Tolerance per input precision for quantities that are exactly 0 or 1 in exact arithmetic.
 EXACT_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
@@ -100,7 +102,7 @@ def test_gradcheck_statevector(strategy, torch_rng):
 def test_probabilities_sum_to_one_and_expectations_are_bounded(strategy, dtype, rng, torch_rng):
     tol = EXACT_TOL[dtype]
     for _ in range(25):
-        circuit = random_circuit(rng, analytic=strategy == "analytic")
+        circuit = random_circuit(rng, analytic=strategy in FAMILY_STRATEGIES)
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng, dtype)
         out = simulate(circuit, x, w, strategy=strategy)
         assert out.shape == (x.shape[0], circuit.n_outputs)
@@ -116,7 +118,7 @@ def test_probabilities_sum_to_one_and_expectations_are_bounded(strategy, dtype, 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_statevector_has_unit_norm(strategy, dtype, rng, torch_rng):
     for _ in range(25):
-        circuit = random_circuit(rng, max_qubits=10, analytic=strategy == "analytic")
+        circuit = random_circuit(rng, max_qubits=10, analytic=strategy in FAMILY_STRATEGIES)
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng, dtype)
         state = statevector(circuit, x, w, strategy=strategy)
         assert state.shape == (x.shape[0], 2**circuit.n_qubits)
@@ -177,7 +179,7 @@ def test_identity_init_keeps_every_layer_trainable(torch_rng):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_samples_in_a_batch_are_independent(strategy, rng, torch_rng):
     for _ in range(10):
-        circuit = random_circuit(rng, max_qubits=10, analytic=strategy == "analytic")
+        circuit = random_circuit(rng, max_qubits=10, analytic=strategy in FAMILY_STRATEGIES)
         x, w = random_tensors(circuit, 5, torch_rng)
         batched = simulate(circuit, x, w, strategy=strategy)
         one_by_one = torch.cat([simulate(circuit, x[i : i + 1], w, strategy=strategy) for i in range(5)])
@@ -186,7 +188,7 @@ def test_samples_in_a_batch_are_independent(strategy, rng, torch_rng):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_single_sample_input_gives_unbatched_output(strategy, torch_rng):
-    circuit = Circuit(n_qubits=3, n_layers=2, encoding="ry" if strategy == "analytic" else "rx", measurement="zz")
+    circuit = Circuit(n_qubits=3, n_layers=2, encoding="ry" if strategy in FAMILY_STRATEGIES else "rx", measurement="zz")
     x, w = random_tensors(circuit, 1, torch_rng)
     out = simulate(circuit, x[0], w, strategy=strategy)
     assert out.shape == (circuit.n_outputs,)
@@ -258,11 +260,14 @@ def test_gradients_flow_in_single_precision(torch_rng):
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 
-def test_auto_picks_analytic_where_it_applies_else_fused_for_small_and_gates_for_large_registers():
+def test_auto_picks_analytic_then_adjoint_where_they_apply_else_fused_for_small_and_gates_for_large_registers():
     for n in (1, 4, 8, analytic.MAX_QUBITS):
         assert choose_strategy(Circuit(n_qubits=n), 64) == "analytic"
         assert choose_strategy(Circuit(n_qubits=n, ansatz="basic_entangler", rotation="ry", encoding="ry"), 64) == "analytic"
-    assert choose_strategy(Circuit(n_qubits=analytic.MAX_QUBITS + 1), 64) == "gates"
+    for n in (analytic.MAX_QUBITS + 1, 16, 24):  # the adjoint strategy where analytic stops
+        assert choose_strategy(Circuit(n_qubits=n), 8) == "adjoint"
+        assert choose_strategy(Circuit(n_qubits=n, ansatz="basic_entangler", rotation="ry", encoding="ry", measurement="zz"), 8) == "adjoint"
+    assert choose_strategy(Circuit(n_qubits=analytic.MAX_QUBITS + 1, encoding="rx"), 64) == "gates"
     for circuit in (Circuit(n_qubits=4, encoding="rx"), Circuit(n_qubits=4, reupload=True), Circuit(n_qubits=4, rotation="rx")):
         assert choose_strategy(circuit, 64) == "fused"
         assert choose_strategy(circuit.replace(n_qubits=engine.FUSED_MAX_QUBITS + 1), 64) == "gates"
@@ -302,7 +307,7 @@ def test_wrong_weight_shape_is_refused():
 
 def test_unknown_strategy_is_refused():
     circuit = Circuit(n_qubits=2)
-    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected one of auto, analytic, fused, gates"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected one of auto, analytic, adjoint, fused, gates"):
         simulate(circuit, torch.zeros(1, 2), circuit.init_weights(), strategy="fast")
 
 
@@ -341,8 +346,8 @@ def test_register_too_large_is_refused_before_allocating():
     torch would fail with its own allocation error instead of the clear refusal."""
     circuit = Circuit(n_qubits=40, n_layers=2)
     assert issubclass(RegisterTooLargeError, ValueError)
-    for strategy in ("auto", "fused", "gates"):  # analytic refuses 40 qubits before any memory check (tested above)
-        resolved = "gates" if strategy == "auto" else strategy
+    for strategy in ("auto", "adjoint", "fused", "gates"):  # analytic refuses 40 qubits before any memory check (tested above)
+        resolved = "gates" if strategy == "auto" else strategy  # auto falls back to gates where adjoint does not fit
         need_gib = estimate_memory(circuit, 64, resolved, torch.float32) / 2**30
         with pytest.raises(RegisterTooLargeError, match=rf"40 qubits with batch 64 .*needs about {re.escape(f'{need_gib:.3g}')} GiB"):
             simulate(circuit, torch.zeros(64, 40), circuit.init_weights(), strategy=strategy)
@@ -352,7 +357,7 @@ def test_register_too_large_is_refused_before_allocating():
 
 def test_memory_refusal_uses_the_available_memory(monkeypatch):
     """The guard compares with the memory the device has left, not with a fixed limit."""
-    circuit = Circuit(n_qubits=20, n_layers=2)
+    circuit = Circuit(n_qubits=20, n_layers=2, reupload=True)  # real, and a circuit auto runs with gates
     x, w = torch.zeros(64, 20), circuit.init_weights()
     need_gib = estimate_memory(circuit, 64, "gates", torch.float32) / 2**30
     assert need_gib > 1.5  # so that a (pretend) device with 1 GiB left must refuse it

@@ -281,6 +281,12 @@ class _AdjointCircuit(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, tables: _Tables, readout: bool, chunk: int) -> torch.Tensor:
+        ctx.empty = not x.shape[0]
+        if ctx.empty:
+            n = tables.n_qubits
+            width = {"z": n, "zz": n - 1}.get(tables.measurement, tables.dim) if readout else tables.dim
+            ctx.save_for_backward(x, w)
+            return x.new_zeros(0, width)
         blocks = _block_matrices(tables, w, transpose=False)
         outs, finals = [], []
         for xc in x.split(chunk):
@@ -297,6 +303,9 @@ class _AdjointCircuit(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
+        if ctx.empty:
+            x, w = ctx.saved_tensors
+            return torch.zeros_like(x), torch.zeros_like(w), None, None, None
         tables, chunk = ctx.tables, ctx.chunk
         x, w, *kept = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
