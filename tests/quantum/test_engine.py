@@ -24,6 +24,7 @@ from qubert.quantum import (
     STRATEGIES,
     Circuit,
     RegisterTooLargeError,
+    adjoint,
     analytic,
     choose_strategy,
     engine,
@@ -438,3 +439,92 @@ def test_analytic_gradients_flow_only_where_asked(torch_rng):
     assert grad_x.shape == x.shape and w.grad is None
     with torch.no_grad():
         assert not simulate(circuit, x, w.requires_grad_(True), strategy="analytic").requires_grad
+
+
+# ---------------------------------------------------------------------------- the adjoint strategy
+ADJOINT_GRADCHECK_CIRCUITS = [
+    Circuit(n_qubits=1, n_layers=2),
+    Circuit(n_qubits=3, n_layers=2),
+    Circuit(n_qubits=4, n_layers=1, measurement="zz", entanglement="all"),
+    Circuit(n_qubits=3, n_layers=2, measurement="probs", init="identity"),
+    Circuit(n_qubits=5, n_layers=2, ansatz="basic_entangler", rotation="ry", encoding="ry", measurement="zz"),  # trailing CNOTs
+    Circuit(n_qubits=2, n_layers=0),
+]
+
+
+@pytest.fixture(params=[False, True], ids=["one chunk", "chunks of one sample"])
+def chunked(request, monkeypatch):
+    """With ``True``, the adjoint strategy runs the batch one sample at a time (recomputing final states)."""
+    if request.param:
+        monkeypatch.setattr(adjoint, "CHUNK_BYTES", 1)
+    return request.param
+
+
+@pytest.mark.parametrize("circuit", ADJOINT_GRADCHECK_CIRCUITS, ids=lambda c: f"n{c.n_qubits}-L{c.n_layers}-{c.ansatz}-{c.measurement}")
+def test_gradcheck_adjoint(circuit, chunked, torch_rng):
+    """The adjoint backward against finite differences: measured values and the state."""
+    x, w = random_tensors(circuit, 3, torch_rng)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: simulate(circuit, a, b, strategy="adjoint"), (x, w))
+    assert torch.autograd.gradcheck(lambda a, b: statevector(circuit, a, b, strategy="adjoint"), (x, w))
+
+
+def test_adjoint_equals_analytic_on_random_circuits(chunked, rng, torch_rng):
+    """Outputs, states and both gradients of the adjoint strategy equal the analytic strategy's
+    (1-10 qubits, every measurement, entanglement, depth; whole batch or one sample at a time)."""
+    for _ in range(30):
+        circuit = random_circuit(rng, max_qubits=analytic.MAX_QUBITS, analytic=True)
+        x, w = random_tensors(circuit, rng.randint(1, 5), torch_rng)
+        x.requires_grad_(True)
+        w.requires_grad_(True)
+        for run in (simulate, statevector):
+            fast, reference = run(circuit, x, w, strategy="adjoint"), run(circuit, x, w, strategy="analytic")
+            torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+            probe = torch.randn(fast.shape, generator=torch_rng, dtype=torch.float64)
+            grads = torch.autograd.grad((fast * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+            expected = torch.autograd.grad((reference * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+            for got, want in zip(grads, expected):
+                torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+
+
+def test_adjoint_runs_the_batch_in_chunks_of_bounded_memory():
+    assert adjoint.chunk_size(20, 64, 8) * adjoint.WORK_STATES * 8 * 2**20 <= adjoint.CHUNK_BYTES
+    assert adjoint.chunk_size(24, 8, 8) == 1  # a chunk is at least one sample
+    assert adjoint.chunk_size(10, 64, 8) == 64
+
+
+def test_adjoint_gradients_flow_only_where_asked(torch_rng):
+    circuit = Circuit(n_qubits=12, n_layers=2)
+    x, w = random_tensors(circuit, 2, torch_rng)
+    (grad_x,) = torch.autograd.grad(simulate(circuit, x.requires_grad_(True), w, strategy="adjoint").sum(), x)
+    (grad_w,) = torch.autograd.grad(simulate(circuit, x.detach(), w.requires_grad_(True), strategy="adjoint").sum(), w)
+    x.requires_grad_(True)
+    both = torch.autograd.grad(simulate(circuit, x, w, strategy="gates").sum(), (x, w))
+    torch.testing.assert_close(grad_x, both[0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad_w, both[1], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "circuit, reason",
+    [
+        (Circuit(n_qubits=12, encoding="rx"), "encoding rx"),
+        (Circuit(n_qubits=3, reupload=True), "encoding h_ry with re-uploading"),
+        (Circuit(n_qubits=3, ansatz="strongly_entangling"), "ansatz strongly_entangling"),
+    ],
+)
+def test_adjoint_strategy_is_refused_for_circuits_it_cannot_run(circuit, reason):
+    x, w = torch.zeros(2, circuit.n_qubits), circuit.init_weights()
+    with pytest.raises(ValueError, match=rf"strategy 'adjoint' needs an h_ry or ry encoding.*{re.escape(reason)}.*use strategy 'auto'"):
+        simulate(circuit, x, w, strategy="adjoint")
+
+
+def test_half_register_readout_equals_the_sign_table(torch_rng):
+    """The <Z> / <ZZ> readout from the two halves' marginals equals the (2**n, n) sign table's."""
+    from qubert.quantum.basis import half_expectations, half_signs, observable_signs
+
+    for n in (1, 2, 5, 8):
+        probs = torch.rand(3, 2**n, generator=torch_rng, dtype=torch.float64)
+        for measurement in ("z", "zz")[: 1 if n == 1 else 2]:
+            expected = probs @ observable_signs(n, measurement).double()
+            torch.testing.assert_close(half_expectations(probs, half_signs(n, torch.float64), measurement), expected, atol=1e-12, rtol=0)
