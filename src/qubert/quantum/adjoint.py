@@ -220,12 +220,9 @@ def _readout_cotangent(tables: _Tables, state: torch.Tensor, grad: torch.Tensor)
     if tables.measurement == "z":
         left = [(grad[:, :k1] @ s1.T).unsqueeze(2), ones1]
         right = [ones2, (grad[:, k1:] @ s2.T).unsqueeze(1)]
-    else:
-        left = [(grad[:, : k1 - 1] @ (s1[:, :-1] * s1[:, 1:]).T).unsqueeze(2), ones1]
-        right = [ones2, (grad[:, k1:] @ (s2[:, :-1] * s2[:, 1:]).T).unsqueeze(1) if k2 else ones2 * 0]
-        if k2:
-            left.append((grad[:, k1 - 1 : k1] * s1[:, -1]).unsqueeze(2))
-            right.append(s2[:, 0].expand(chunk, 1, -1))
+    else:  # "zz" (at least 2 wires, so both halves have one): pairs in the first half, across, in the second
+        left = [(grad[:, : k1 - 1] @ (s1[:, :-1] * s1[:, 1:]).T).unsqueeze(2), ones1, (grad[:, k1 - 1 : k1] * s1[:, -1]).unsqueeze(2)]
+        right = [ones2, (grad[:, k1:] @ (s2[:, :-1] * s2[:, 1:]).T).unsqueeze(1), s2[:, 0].expand(chunk, 1, -1)]
     v = torch.cat(left, 2).mul_(2) @ torch.cat(right, 1)
     return v.view(chunk, -1).mul_(state)
 

@@ -440,7 +440,9 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
     It counts the batch states autograd keeps for the backward pass (one per Kronecker block or
     matrix applied to the batch), the gradients and temporaries of the backward pass, the
     whole-register layer matrices (``fused``; ``gates`` up to 6 qubits) with the gathered entries
-    their products keep, and the index and sign tables built on a circuit's first call.
+    their products keep, and the index and sign tables built on a circuit's first call. The
+    ``adjoint`` strategy holds a few states per sample of a chunk of the batch
+    (:func:`~qubert.quantum.adjoint.estimate_adjoint_memory`).
     ``tests/quantum/test_memory_estimate.py`` checks it against measured peaks.
 
     Example:
