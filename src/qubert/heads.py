@@ -169,7 +169,7 @@ class QuantumHead(Head):
         circuit: a full :class:`~qubert.quantum.Circuit` description, or a dict of its fields.
         scaling: how pre-activations become angles: ``tanh_pi_2`` (the paper: tanh(z) * pi/2),
             ``tanh_pi`` (tanh(z) * pi), ``pi`` (z * pi) or ``none``.
-        strategy: simulator strategy (``auto``, ``analytic``, ``fused``, ``gates``; see :func:`qubert.quantum.simulate`).
+        strategy: simulator strategy (``auto``, ``analytic``, ``adjoint``, ``fused``, ``gates``; see :func:`qubert.quantum.simulate`).
         freeze_circuit: keep the circuit weights at their initial values (an ablation control:
             only the dressing layers train).
         seed: seed for the circuit-weight initialisation (``None``: torch's global generator).

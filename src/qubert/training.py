@@ -147,7 +147,7 @@ class TrainingConfig:
     reupload: bool = _help("Quantum head: re-upload the encoding before every layer.", default=False)
     scaling: str = _help("Quantum head: features to angles (tanh_pi_2, tanh_pi, pi, none).", default="tanh_pi_2")
     freeze_circuit: bool = _help("Quantum head: keep the circuit weights fixed (ablation).", default=False)
-    strategy: str = _help("Quantum head: simulator strategy (auto, analytic, fused, gates).", default="auto")
+    strategy: str = _help("Quantum head: simulator strategy (auto, analytic, adjoint, fused, gates).", default="auto")
     # ---- classical heads
     hidden_sizes: list[int] = _help("MLP head: hidden layer widths (a single int means one layer).", default_factory=lambda: [256])
     dropout: float = _help("Linear/MLP head: dropout.", default=0.0)

@@ -7,7 +7,7 @@ writing 5 to ``/proc/self/clear_refs`` and read back as ``VmHWM``. Run it with
 ``MALLOC_MMAP_THRESHOLD_`` set low so that freed tensors go back to the system at once.
 
 A case is ``{"n_qubits": .., "n_layers": .., "batch": .., "strategy": .., "dtype": "float64", ...}``;
-other keys are Circuit fields.
+``"chunk_bytes"`` sets :data:`qubert.quantum.adjoint.CHUNK_BYTES`; other keys are Circuit fields.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from qubert.quantum import Circuit, estimate_memory, simulate
+from qubert.quantum import Circuit, adjoint, estimate_memory, simulate
 from qubert.quantum.engine import _plan_for, _resolve_dtypes
 
 
@@ -31,6 +31,9 @@ def _status(key: str) -> int:
 def measure(case: dict) -> dict:
     case = dict(case)
     batch, strategy, dtype = case.pop("batch"), case.pop("strategy"), getattr(torch, case.pop("dtype"))
+    chunk_bytes = case.pop("chunk_bytes", None)
+    if chunk_bytes is not None:  # the adjoint strategy's working memory per chunk of the batch
+        adjoint.CHUNK_BYTES = chunk_bytes
     circuit = Circuit(**case)
     x = torch.rand(batch, circuit.n_qubits, dtype=dtype, requires_grad=True)
     w = circuit.init_weights().to(dtype).requires_grad_()
@@ -47,7 +50,8 @@ def measure(case: dict) -> dict:
     measured = _status("VmHWM") - before
     del x, w
     gc.collect()
-    return {**case, "batch": batch, "strategy": strategy, "measured": measured, "estimate": estimate_memory(circuit, batch, strategy, state_dtype)}
+    extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    return {**case, **extra, "batch": batch, "strategy": strategy, "measured": measured, "estimate": estimate_memory(circuit, batch, strategy, state_dtype)}
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ CIRCUITS = {
     "paper_3": Circuit(n_qubits=3, n_layers=2),  # analytic, one block
     "paper_7": Circuit(n_qubits=7, n_layers=2),  # analytic, two blocks
     "complex_probs_3": Circuit(n_qubits=3, n_layers=2, ansatz="strongly_entangling", measurement="probs", reupload=True),
-    "zz_12": Circuit(n_qubits=12, n_layers=1, measurement="zz"),  # gates, Kronecker blocks
+    "zz_12": Circuit(n_qubits=12, n_layers=1, measurement="zz"),  # adjoint (auto); gates: Kronecker blocks
 }
 ENGINE_CASES = [
     (name, strategy)
     for name, circuit in CIRCUITS.items()
-    for strategy in ("auto", "analytic", "fused", "gates")
-    if not (strategy == "analytic" and choose_strategy(circuit, 1) != "analytic") and not (strategy == "fused" and circuit.n_qubits > 8)
+    for strategy in ("auto", "analytic", "adjoint", "fused", "gates")
+    if not (strategy == "analytic" and choose_strategy(circuit, 1) != "analytic")
+    and not (strategy == "adjoint" and circuit.ansatz == "strongly_entangling")
+    and not (strategy == "fused" and circuit.n_qubits > 8)
 ]
 EXECUTION_OPTIONS = {
     "shots": {"shots": 100},

@@ -24,6 +24,7 @@ from qubert.quantum import (
     STRATEGIES,
     Circuit,
     RegisterTooLargeError,
+    adjoint,
     analytic,
     choose_strategy,
     engine,
@@ -34,6 +35,8 @@ from qubert.quantum import (
 )
 
 PRECISIONS = (torch.float64, torch.float32)
+# Strategies that run only the paper's family of circuits (H/RY encoding, CNOTs, RY layers).
+FAMILY_STRATEGIES = ("analytic", "adjoint")
 # Tolerance per input precision for quantities that are exactly 0 or 1 in exact arithmetic.
 EXACT_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
@@ -100,7 +103,7 @@ def test_gradcheck_statevector(strategy, torch_rng):
 def test_probabilities_sum_to_one_and_expectations_are_bounded(strategy, dtype, rng, torch_rng):
     tol = EXACT_TOL[dtype]
     for _ in range(25):
-        circuit = random_circuit(rng, analytic=strategy == "analytic")
+        circuit = random_circuit(rng, analytic=strategy in FAMILY_STRATEGIES)
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng, dtype)
         out = simulate(circuit, x, w, strategy=strategy)
         assert out.shape == (x.shape[0], circuit.n_outputs)
@@ -116,7 +119,7 @@ def test_probabilities_sum_to_one_and_expectations_are_bounded(strategy, dtype, 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_statevector_has_unit_norm(strategy, dtype, rng, torch_rng):
     for _ in range(25):
-        circuit = random_circuit(rng, max_qubits=10, analytic=strategy == "analytic")
+        circuit = random_circuit(rng, max_qubits=10, analytic=strategy in FAMILY_STRATEGIES)
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng, dtype)
         state = statevector(circuit, x, w, strategy=strategy)
         assert state.shape == (x.shape[0], 2**circuit.n_qubits)
@@ -177,7 +180,7 @@ def test_identity_init_keeps_every_layer_trainable(torch_rng):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_samples_in_a_batch_are_independent(strategy, rng, torch_rng):
     for _ in range(10):
-        circuit = random_circuit(rng, max_qubits=10, analytic=strategy == "analytic")
+        circuit = random_circuit(rng, max_qubits=10, analytic=strategy in FAMILY_STRATEGIES)
         x, w = random_tensors(circuit, 5, torch_rng)
         batched = simulate(circuit, x, w, strategy=strategy)
         one_by_one = torch.cat([simulate(circuit, x[i : i + 1], w, strategy=strategy) for i in range(5)])
@@ -186,7 +189,7 @@ def test_samples_in_a_batch_are_independent(strategy, rng, torch_rng):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_single_sample_input_gives_unbatched_output(strategy, torch_rng):
-    circuit = Circuit(n_qubits=3, n_layers=2, encoding="ry" if strategy == "analytic" else "rx", measurement="zz")
+    circuit = Circuit(n_qubits=3, n_layers=2, encoding="ry" if strategy in FAMILY_STRATEGIES else "rx", measurement="zz")
     x, w = random_tensors(circuit, 1, torch_rng)
     out = simulate(circuit, x[0], w, strategy=strategy)
     assert out.shape == (circuit.n_outputs,)
@@ -258,11 +261,14 @@ def test_gradients_flow_in_single_precision(torch_rng):
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 
-def test_auto_picks_analytic_where_it_applies_else_fused_for_small_and_gates_for_large_registers():
+def test_auto_picks_analytic_then_adjoint_where_they_apply_else_fused_for_small_and_gates_for_large_registers():
     for n in (1, 4, 8, analytic.MAX_QUBITS):
         assert choose_strategy(Circuit(n_qubits=n), 64) == "analytic"
         assert choose_strategy(Circuit(n_qubits=n, ansatz="basic_entangler", rotation="ry", encoding="ry"), 64) == "analytic"
-    assert choose_strategy(Circuit(n_qubits=analytic.MAX_QUBITS + 1), 64) == "gates"
+    for n in (analytic.MAX_QUBITS + 1, 16, 24):  # the adjoint strategy where analytic stops
+        assert choose_strategy(Circuit(n_qubits=n), 8) == "adjoint"
+        assert choose_strategy(Circuit(n_qubits=n, ansatz="basic_entangler", rotation="ry", encoding="ry", measurement="zz"), 8) == "adjoint"
+    assert choose_strategy(Circuit(n_qubits=analytic.MAX_QUBITS + 1, encoding="rx"), 64) == "gates"
     for circuit in (Circuit(n_qubits=4, encoding="rx"), Circuit(n_qubits=4, reupload=True), Circuit(n_qubits=4, rotation="rx")):
         assert choose_strategy(circuit, 64) == "fused"
         assert choose_strategy(circuit.replace(n_qubits=engine.FUSED_MAX_QUBITS + 1), 64) == "gates"
@@ -302,7 +308,7 @@ def test_wrong_weight_shape_is_refused():
 
 def test_unknown_strategy_is_refused():
     circuit = Circuit(n_qubits=2)
-    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected one of auto, analytic, fused, gates"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected one of auto, analytic, adjoint, fused, gates"):
         simulate(circuit, torch.zeros(1, 2), circuit.init_weights(), strategy="fast")
 
 
@@ -341,8 +347,8 @@ def test_register_too_large_is_refused_before_allocating():
     torch would fail with its own allocation error instead of the clear refusal."""
     circuit = Circuit(n_qubits=40, n_layers=2)
     assert issubclass(RegisterTooLargeError, ValueError)
-    for strategy in ("auto", "fused", "gates"):  # analytic refuses 40 qubits before any memory check (tested above)
-        resolved = "gates" if strategy == "auto" else strategy
+    for strategy in ("auto", "adjoint", "fused", "gates"):  # analytic refuses 40 qubits before any memory check (tested above)
+        resolved = "gates" if strategy == "auto" else strategy  # auto falls back to gates where adjoint does not fit
         need_gib = estimate_memory(circuit, 64, resolved, torch.float32) / 2**30
         with pytest.raises(RegisterTooLargeError, match=rf"40 qubits with batch 64 .*needs about {re.escape(f'{need_gib:.3g}')} GiB"):
             simulate(circuit, torch.zeros(64, 40), circuit.init_weights(), strategy=strategy)
@@ -352,7 +358,7 @@ def test_register_too_large_is_refused_before_allocating():
 
 def test_memory_refusal_uses_the_available_memory(monkeypatch):
     """The guard compares with the memory the device has left, not with a fixed limit."""
-    circuit = Circuit(n_qubits=20, n_layers=2)
+    circuit = Circuit(n_qubits=20, n_layers=2, reupload=True)  # real, and a circuit auto runs with gates
     x, w = torch.zeros(64, 20), circuit.init_weights()
     need_gib = estimate_memory(circuit, 64, "gates", torch.float32) / 2**30
     assert need_gib > 1.5  # so that a (pretend) device with 1 GiB left must refuse it
@@ -433,3 +439,92 @@ def test_analytic_gradients_flow_only_where_asked(torch_rng):
     assert grad_x.shape == x.shape and w.grad is None
     with torch.no_grad():
         assert not simulate(circuit, x, w.requires_grad_(True), strategy="analytic").requires_grad
+
+
+# ---------------------------------------------------------------------------- the adjoint strategy
+ADJOINT_GRADCHECK_CIRCUITS = [
+    Circuit(n_qubits=1, n_layers=2),
+    Circuit(n_qubits=3, n_layers=2),
+    Circuit(n_qubits=4, n_layers=1, measurement="zz", entanglement="all"),
+    Circuit(n_qubits=3, n_layers=2, measurement="probs", init="identity"),
+    Circuit(n_qubits=5, n_layers=2, ansatz="basic_entangler", rotation="ry", encoding="ry", measurement="zz"),  # trailing CNOTs
+    Circuit(n_qubits=2, n_layers=0),
+]
+
+
+@pytest.fixture(params=[False, True], ids=["one chunk", "chunks of one sample"])
+def chunked(request, monkeypatch):
+    """With ``True``, the adjoint strategy runs the batch one sample at a time (recomputing final states)."""
+    if request.param:
+        monkeypatch.setattr(adjoint, "CHUNK_BYTES", 1)
+    return request.param
+
+
+@pytest.mark.parametrize("circuit", ADJOINT_GRADCHECK_CIRCUITS, ids=lambda c: f"n{c.n_qubits}-L{c.n_layers}-{c.ansatz}-{c.measurement}")
+def test_gradcheck_adjoint(circuit, chunked, torch_rng):
+    """The adjoint backward against finite differences: measured values and the state."""
+    x, w = random_tensors(circuit, 3, torch_rng)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: simulate(circuit, a, b, strategy="adjoint"), (x, w))
+    assert torch.autograd.gradcheck(lambda a, b: statevector(circuit, a, b, strategy="adjoint"), (x, w))
+
+
+def test_adjoint_equals_analytic_on_random_circuits(chunked, rng, torch_rng):
+    """Outputs, states and both gradients of the adjoint strategy equal the analytic strategy's
+    (1-10 qubits, every measurement, entanglement, depth; whole batch or one sample at a time)."""
+    for _ in range(30):
+        circuit = random_circuit(rng, max_qubits=analytic.MAX_QUBITS, analytic=True)
+        x, w = random_tensors(circuit, rng.randint(1, 5), torch_rng)
+        x.requires_grad_(True)
+        w.requires_grad_(True)
+        for run in (simulate, statevector):
+            fast, reference = run(circuit, x, w, strategy="adjoint"), run(circuit, x, w, strategy="analytic")
+            torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+            probe = torch.randn(fast.shape, generator=torch_rng, dtype=torch.float64)
+            grads = torch.autograd.grad((fast * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+            expected = torch.autograd.grad((reference * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+            for got, want in zip(grads, expected):
+                torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+
+
+def test_adjoint_runs_the_batch_in_chunks_of_bounded_memory():
+    assert adjoint.chunk_size(20, 64, 8) * adjoint.WORK_STATES * 8 * 2**20 <= adjoint.CHUNK_BYTES
+    assert adjoint.chunk_size(24, 8, 8) == 1  # a chunk is at least one sample
+    assert adjoint.chunk_size(10, 64, 8) == 64
+
+
+def test_adjoint_gradients_flow_only_where_asked(torch_rng):
+    circuit = Circuit(n_qubits=12, n_layers=2)
+    x, w = random_tensors(circuit, 2, torch_rng)
+    (grad_x,) = torch.autograd.grad(simulate(circuit, x.requires_grad_(True), w, strategy="adjoint").sum(), x)
+    (grad_w,) = torch.autograd.grad(simulate(circuit, x.detach(), w.requires_grad_(True), strategy="adjoint").sum(), w)
+    x.requires_grad_(True)
+    both = torch.autograd.grad(simulate(circuit, x, w, strategy="gates").sum(), (x, w))
+    torch.testing.assert_close(grad_x, both[0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad_w, both[1], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "circuit, reason",
+    [
+        (Circuit(n_qubits=12, encoding="rx"), "encoding rx"),
+        (Circuit(n_qubits=3, reupload=True), "encoding h_ry with re-uploading"),
+        (Circuit(n_qubits=3, ansatz="strongly_entangling"), "ansatz strongly_entangling"),
+    ],
+)
+def test_adjoint_strategy_is_refused_for_circuits_it_cannot_run(circuit, reason):
+    x, w = torch.zeros(2, circuit.n_qubits), circuit.init_weights()
+    with pytest.raises(ValueError, match=rf"strategy 'adjoint' needs an h_ry or ry encoding.*{re.escape(reason)}.*use strategy 'auto'"):
+        simulate(circuit, x, w, strategy="adjoint")
+
+
+def test_half_register_readout_equals_the_sign_table(torch_rng):
+    """The <Z> / <ZZ> readout from the two halves' marginals equals the (2**n, n) sign table's."""
+    from qubert.quantum.basis import half_expectations, half_signs, observable_signs
+
+    for n in (1, 2, 5, 8):
+        probs = torch.rand(3, 2**n, generator=torch_rng, dtype=torch.float64)
+        for measurement in ("z", "zz")[: 1 if n == 1 else 2]:
+            expected = probs @ observable_signs(n, measurement).double()
+            torch.testing.assert_close(half_expectations(probs, half_signs(n, torch.float64), measurement), expected, atol=1e-12, rtol=0)

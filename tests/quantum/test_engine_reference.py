@@ -7,7 +7,8 @@ Two independent checks:
   a PennyLane QNode built gate by gate from ``circuit.operations()`` must give the same outputs and
   the same gradients with respect to inputs and weights, for both autograd strategies, to 1e-8 in
   double precision and 1e-4 in single precision; 60 more random circuits of the paper's family
-  (H/RY encoding, CNOTs, RY layers; 1-10 qubits) check the analytic strategy, forced and under auto;
+  (H/RY encoding, CNOTs, RY layers; 1-10 qubits) check the analytic strategy, forced and under auto,
+  and the adjoint strategy forced; 16 more at 11-14 qubits (batch 2-4) check it forced and under auto;
 - the *description*: where a circuit coincides with a PennyLane template (``AngleEmbedding`` +
   ``StronglyEntanglingLayers`` / ``BasicEntanglerLayers``) or with the paper's circuit as written in
   DESIGN.md, the template (not our gate list) is the reference.
@@ -17,6 +18,7 @@ PennyLane is a test dependency only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -107,6 +109,18 @@ ANALYTIC_CASES = random_cases(
 )
 
 
+# The same family at 11-14 qubits, where "auto" runs the adjoint strategy; small batches (2-4).
+ADJOINT_CASES = [
+    dataclasses.replace(case, batch=2 + i % 3)
+    for i, case in enumerate(
+        random_cases(
+            16, seed=3141, encoding=("h_ry", "ry"), ansatz=("brickwork", "basic_entangler"), rotation=("ry",), reupload=(False,),
+            n_qubits=(11, 12, 13, 14), n_layers=(1, 2),
+        )
+    )
+]
+
+
 def test_random_cases_cover_every_choice():
     """The random set must exercise every option the description offers (also new ones)."""
     circuits = [case.circuit for case in CASES]
@@ -190,6 +204,20 @@ def test_matches_pennylane_outputs_and_gradients(index, strategy):
 def test_analytic_strategy_matches_pennylane_outputs_and_gradients(index, strategy):
     case = ANALYTIC_CASES[index]
     assert choose_strategy(case.circuit, case.batch) == "analytic"
+    check_against_pennylane(case, strategy)
+
+
+@pytest.mark.parametrize("index", range(len(ANALYTIC_CASES)), ids=[f"{i:02d}-{c.id}" for i, c in enumerate(ANALYTIC_CASES)])
+def test_adjoint_strategy_matches_pennylane_on_small_registers(index):
+    """The adjoint strategy forced on 1-10 qubits (where auto runs analytic)."""
+    check_against_pennylane(ANALYTIC_CASES[index], "adjoint")
+
+
+@pytest.mark.parametrize("strategy", ("adjoint", "auto"))
+@pytest.mark.parametrize("index", range(len(ADJOINT_CASES)), ids=[f"{i:02d}-{c.id}" for i, c in enumerate(ADJOINT_CASES)])
+def test_adjoint_strategy_matches_pennylane_at_11_to_14_qubits(index, strategy):
+    case = ADJOINT_CASES[index]
+    assert choose_strategy(case.circuit, case.batch) == "adjoint"
     check_against_pennylane(case, strategy)
 
 

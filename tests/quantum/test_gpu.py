@@ -62,10 +62,10 @@ def run(circuit: Circuit, x: torch.Tensor, w: torch.Tensor, coef: torch.Tensor, 
 
 
 @pytest.mark.parametrize("dtype, atol", PRECISIONS, ids=["complex128", "complex64"])
-@pytest.mark.parametrize("strategy", ["auto", "analytic", "fused", "gates"])
+@pytest.mark.parametrize("strategy", ["auto", "analytic", "adjoint", "fused", "gates"])
 def test_cuda_outputs_and_gradients_equal_cpu(strategy, dtype, atol):
     g = torch.Generator().manual_seed(0)
-    for circuit in random_circuits(30, analytic=strategy == "analytic"):
+    for circuit in random_circuits(30, analytic=strategy in ("analytic", "adjoint")):
         batch = 5
         x = (torch.rand(batch, circuit.n_qubits, generator=g, dtype=dtype) * 2 - 1) * math.pi
         w = (torch.rand(circuit.weight_shape, generator=g, dtype=dtype) * 2 - 1) * math.pi
@@ -84,6 +84,7 @@ def test_cuda_outputs_and_gradients_equal_cpu(strategy, dtype, atol):
         (Circuit(n_qubits=6, n_layers=2, encoding="rx", ansatz="strongly_entangling"), "fused", torch.complex64),
         (Circuit(n_qubits=6, n_layers=2, encoding="rx", ansatz="strongly_entangling"), "gates", torch.complex64),
         (Circuit(n_qubits=8, n_layers=2), "analytic", torch.float32),  # real circuits have real states
+        (Circuit(n_qubits=12, n_layers=2), "adjoint", torch.float32),
     ],
 )
 def test_statevector_stays_on_the_input_device(circuit, strategy, dtype):

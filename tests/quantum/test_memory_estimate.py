@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from qubert.quantum import adjoint
+
 CASES = [
     {"n_qubits": 10, "n_layers": 2, "batch": 64, "strategy": "gates", "dtype": "float64"},
     {"n_qubits": 12, "n_layers": 2, "batch": 16, "strategy": "gates", "dtype": "float64"},
@@ -28,6 +30,10 @@ CASES = [
     {"n_qubits": 6, "n_layers": 2, "batch": 1024, "strategy": "analytic", "dtype": "float64"},
     {"n_qubits": 10, "n_layers": 4, "batch": 256, "strategy": "analytic", "dtype": "float64"},
     {"n_qubits": 7, "n_layers": 0, "batch": 1024, "strategy": "analytic", "dtype": "float64"},
+    {"n_qubits": 18, "n_layers": 2, "batch": 8, "strategy": "adjoint", "dtype": "float64"},  # one chunk: final states kept
+    {"n_qubits": 18, "n_layers": 2, "batch": 8, "strategy": "adjoint", "dtype": "float64", "chunk_bytes": 16 << 20},  # chunks of 2
+    {"n_qubits": 14, "n_layers": 3, "batch": 64, "strategy": "adjoint", "dtype": "float32", "measurement": "zz", "ansatz": "basic_entangler", "rotation": "ry"},
+    {"n_qubits": 12, "n_layers": 2, "batch": 64, "strategy": "adjoint", "dtype": "float64", "measurement": "probs"},
 ]
 
 
@@ -46,12 +52,27 @@ def measured():
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_TOP_PAD_": "0"}
     probe = Path(__file__).with_name("memory_probe.py")
-    out = subprocess.run([sys.executable, str(probe), json.dumps(CASES)], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, str(probe), json.dumps(CASES)], env=env, capture_output=True, text=True, timeout=300, check=True)
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['strategy']}-{c['n_qubits']}q-b{c['batch']}-{c['dtype']}" for c in CASES])
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['strategy']}-{c['n_qubits']}q-b{c['batch']}-{c['dtype']}{'-chunked' if 'chunk_bytes' in c else ''}" for c in CASES])
 def test_estimate_bounds_the_measured_peak_from_above_within_4x(measured, index):
     row = measured[index]
     mib = {k: round(row[k] / 2**20, 2) for k in ("measured", "estimate")}
     assert row["measured"] <= row["estimate"] <= 4 * row["measured"], mib
+
+
+def test_adjoint_holds_a_few_states_per_sample_of_a_chunk_at_18_qubits(measured, monkeypatch):
+    """At 18 qubits (one float64 state: 2 MiB) the adjoint pass holds at most 6 states per sample
+    when the whole batch is one chunk (final states kept for the backward pass, plus the working
+    states) and at most 7 states per sample of a chunk when it runs in chunks (final states
+    recomputed), whatever the batch: the peak does not grow with the depth or the batch."""
+    state = 2**18 * 8
+    kept, chunked = (next(r for r in measured if r["strategy"] == "adjoint" and r["n_qubits"] == 18 and ("chunk_bytes" in r) == c) for c in (False, True))
+    assert kept["measured"] <= 6 * kept["batch"] * state, kept["measured"] / state
+    monkeypatch.setattr(adjoint, "CHUNK_BYTES", chunked["chunk_bytes"])
+    chunk = adjoint.chunk_size(18, chunked["batch"], 8)
+    assert chunk < chunked["batch"]
+    assert chunked["measured"] <= 7 * chunk * state, chunked["measured"] / state
+

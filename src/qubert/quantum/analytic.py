@@ -61,15 +61,22 @@ class Structure:
 
 @functools.lru_cache(maxsize=256)
 def analytic_structure(circuit: Circuit) -> Structure | None:
-    """The circuit as encoding + layers when the analytic strategy applies to it, else None.
+    """The circuit as encoding + layers when the analytic strategy applies to it, else None: a
+    circuit of :func:`rotation_structure` with at most :data:`MAX_QUBITS` qubits."""
+    return None if circuit.n_qubits > MAX_QUBITS else rotation_structure(circuit)
 
-    It applies to real circuits of at most :data:`MAX_QUBITS` qubits without re-uploading whose
-    encoding is H...H RY(x_q) on every wire q and whose layers are CNOTs, then RY(w[l, q]) on every
-    wire q in any order (the paper's brickwork, and basic_entangler with ``rotation="ry"``, with any
-    entanglement and initialisation).
+
+@functools.lru_cache(maxsize=256)
+def rotation_structure(circuit: Circuit) -> Structure | None:
+    """The circuit as encoding + layers when it is of the paper's family (any size), else None.
+
+    The family: real circuits without re-uploading whose encoding is H...H RY(x_q) on every wire q
+    and whose layers are CNOTs, then RY(w[l, q]) on every wire q in any order (the paper's
+    brickwork, and basic_entangler with ``rotation="ry"``, with any entanglement and
+    initialisation). The ``analytic`` and ``adjoint`` strategies run it.
     """
     n = circuit.n_qubits
-    if n > MAX_QUBITS or circuit.reupload or not circuit.is_real:
+    if circuit.reupload or not circuit.is_real:
         return None
     ops = circuit.operations()
     hadamards, encoded, start = [0] * n, [False] * n, 0

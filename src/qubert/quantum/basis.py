@@ -54,3 +54,31 @@ def observable_signs(n_qubits: int, measurement: str) -> torch.Tensor | None:
         return None
     signs = 1 - 2 * basis_bits(n_qubits)
     return signs if measurement == "z" else signs[:, :-1] * signs[:, 1:]
+
+
+def half_signs(n_qubits: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z eigenvalues ``(2**k, k)`` of each half of the register (wires ``0..k1-1`` and ``k1..n-1``,
+    ``k1 = n - n // 2``): the readout of :func:`half_expectations` without a ``(2**n, n)`` table."""
+    return tuple((1 - 2 * basis_bits(k)).to(dtype) for k in (n_qubits - n_qubits // 2, n_qubits // 2))
+
+
+def half_expectations(probs: torch.Tensor, signs: tuple[torch.Tensor, torch.Tensor], measurement: str) -> torch.Tensor:
+    """<Z_q> (``"z"``) or <Z_q Z_q+1> (``"zz"``) from probabilities ``(batch, 2**n)``: each Z_q
+    depends on one half of the register, so it reads that half's marginal (ZZ across the halves
+    is one rank-one term). ``signs``: :func:`half_signs` in the dtype of ``probs``.
+
+    Example:
+        >>> probs = torch.tensor([[0.0, 1.0, 0.0, 0.0]])   # |01>
+        >>> half_expectations(probs, half_signs(2), "z").tolist(), half_expectations(probs, half_signs(2), "zz").tolist()
+        ([[1.0, -1.0]], [[-1.0]])
+    """
+    s1, s2 = signs
+    grid = probs.view(probs.shape[0], s1.shape[0], s2.shape[0])
+    m1, m2 = grid.sum(2), grid.sum(1)
+    if measurement == "z":
+        return torch.cat([m1 @ s1, m2 @ s2], 1)
+    parts = [m1 @ (s1[:, :-1] * s1[:, 1:])]
+    if s2.shape[1]:
+        parts.append(((grid @ s2[:, 0]) * s1[:, -1]).sum(1, keepdim=True))  # Z Z across the halves
+        parts.append(m2 @ (s2[:, :-1] * s2[:, 1:]))
+    return torch.cat(parts, 1)

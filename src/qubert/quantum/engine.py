@@ -19,10 +19,12 @@ Two strategies share those steps and leave the backward pass to autograd:
   2**n x 2**n matrix, applied to the batch with one matmul;
 - ``"gates"``: every step is applied to the batched state; nothing of size 4**n above 6 qubits.
 
-A third, ``"analytic"`` (:mod:`qubert.quantum.analytic`), has a hand-written backward pass for
-the paper's kind of circuit (H/RY encoding, CNOTs, RY layers) up to 10 qubits. ``"auto"`` picks
-analytic where it applies, else fused up to 6 qubits and gates above. A register that would not
-fit in memory is refused before anything is allocated.
+Two more have a hand-written backward pass for the paper's kind of circuit (H/RY encoding, CNOTs,
+RY layers): ``"analytic"`` (:mod:`qubert.quantum.analytic`) up to 10 qubits keeps the state
+entering every layer; ``"adjoint"`` (:mod:`qubert.quantum.adjoint`), at any size, keeps a few
+states per sample and recovers the others by running the circuit backwards. ``"auto"`` picks
+analytic where it applies, adjoint from 11 qubits on, else fused up to 6 qubits and gates above.
+A register that would not fit in memory is refused before anything is allocated.
 
 Example:
     >>> import torch
@@ -42,12 +44,16 @@ from dataclasses import dataclass, field
 import torch
 
 from qubert.quantum import gates
+from qubert.quantum.adjoint import estimate_adjoint_memory, run_adjoint
 from qubert.quantum.analytic import MAX_QUBITS as ANALYTIC_MAX_QUBITS
-from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, run_analytic
-from qubert.quantum.basis import cnot_permutation_and_inverse, kron_index, observable_signs, product_index
+from qubert.quantum.analytic import analytic_structure, estimate_analytic_memory, rotation_structure, run_analytic
+from qubert.quantum.basis import cnot_permutation_and_inverse, half_expectations, half_signs, kron_index, observable_signs, product_index
 from qubert.quantum.circuit import Circuit, Operation
 
-STRATEGIES = ("auto", "analytic", "fused", "gates")
+STRATEGIES = ("auto", "analytic", "adjoint", "fused", "gates")
+# Smallest register for which "auto" picks the adjoint strategy over the analytic one (measured:
+# benchmarks/engine_scale.py, docs/benchmarks.md "Engine at 11-24 qubits").
+ADJOINT_MIN_QUBITS = ANALYTIC_MAX_QUBITS + 1
 # Largest register for which "auto" may pick the fused strategy (2**n x 2**n matrices).
 FUSED_MAX_QUBITS = 6
 # Qubits per Kronecker block: 16x16 blocks are cheap to build and cut the passes over the state
@@ -58,6 +64,8 @@ BLOCK_QUBITS = 4
 LAYER_MATRIX_MAX_QUBITS = 6
 # Qubits per chunk of the product state built with one gather + prod (memory: batch * 2**c * c).
 PRODUCT_CHUNK = 8
+# From this size on, <Z> and <ZZ> are read from the two halves' marginals (no (2**n, n) sign table).
+HALF_READOUT_MIN_QUBITS = 11
 # Below this estimate the memory guard does not query the device.
 _SMALL_BYTES = 1 << 30
 
@@ -399,6 +407,8 @@ def _permutation_pair(n: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
 def _measurement_matrix(plan: _Plan, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
     """(2**n, n_outputs) eigenvalues of the measured observables per basis state; None for probs."""
     circuit, cache, key = plan.circuit, plan.device_cache, ("measurement", device, dtype)
+    if circuit.n_qubits >= HALF_READOUT_MIN_QUBITS and circuit.measurement != "probs":
+        return None
     if key not in cache:
         signs = observable_signs(circuit.n_qubits, circuit.measurement)
         cache[key] = None if signs is None else signs.to(device=device, dtype=dtype)
@@ -430,7 +440,9 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
     It counts the batch states autograd keeps for the backward pass (one per Kronecker block or
     matrix applied to the batch), the gradients and temporaries of the backward pass, the
     whole-register layer matrices (``fused``; ``gates`` up to 6 qubits) with the gathered entries
-    their products keep, and the index and sign tables built on a circuit's first call.
+    their products keep, and the index and sign tables built on a circuit's first call. The
+    ``adjoint`` strategy holds a few states per sample of a chunk of the batch
+    (:func:`~qubert.quantum.adjoint.estimate_adjoint_memory`).
     ``tests/quantum/test_memory_estimate.py`` checks it against measured peaks.
 
     Example:
@@ -439,6 +451,8 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
     """
     itemsize = dtype.itemsize
     n, dim = circuit.n_qubits, 2**circuit.n_qubits
+    if strategy == "adjoint":  # real arithmetic only
+        return estimate_adjoint_memory(circuit, batch_size, 8 if dtype in (torch.float64, torch.complex128) else 4)
     tables = _measurement_table_bytes(circuit, 8 if dtype in (torch.float64, torch.complex128) else 4)
     if strategy == "analytic":
         return estimate_analytic_memory(circuit, batch_size, itemsize) + tables
@@ -480,6 +494,8 @@ def _measurement_table_bytes(circuit: Circuit, real_itemsize: int) -> int:
     """Bytes of the measured observables' signs (2**n, n_outputs), cached per circuit, and of their int64 build."""
     if circuit.measurement == "probs":
         return 0
+    if circuit.n_qubits >= HALF_READOUT_MIN_QUBITS:
+        return 0  # two half-register tables of 2**(n/2) rows
     dim = 2**circuit.n_qubits
     return dim * (16 * circuit.n_qubits + real_itemsize * circuit.n_outputs)
 
@@ -498,16 +514,23 @@ def _check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtyp
 
 
 def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torch.complex64, device: torch.device | str = "cpu") -> str:
-    """The strategy ``"auto"`` resolves to for this circuit and batch: ``analytic`` for the paper's
-    kind of circuit up to 10 qubits, else ``fused`` up to 6 qubits and ``gates`` above (each only
-    when it fits in memory).
+    """The strategy ``"auto"`` resolves to for this circuit and batch: for the paper's kind of
+    circuit ``analytic`` up to 10 qubits and ``adjoint`` above; else ``fused`` up to 6 qubits and
+    ``gates`` above (each only when it fits in memory).
 
     Example:
-        >>> choose_strategy(Circuit(n_qubits=8), 64), choose_strategy(Circuit(n_qubits=4, encoding="rx"), 64)
-        ('analytic', 'fused')
+        >>> choose_strategy(Circuit(n_qubits=8), 64), choose_strategy(Circuit(n_qubits=16), 64)
+        ('analytic', 'adjoint')
+        >>> choose_strategy(Circuit(n_qubits=4, encoding="rx"), 64)
+        'fused'
     """
     device = torch.device(device)
-    candidates = (["analytic"] if analytic_structure(circuit) is not None else []) + (["fused"] if circuit.n_qubits <= FUSED_MAX_QUBITS else [])
+    family = rotation_structure(circuit) is not None
+    candidates = (
+        (["analytic"] if analytic_structure(circuit) is not None else [])
+        + (["adjoint"] if family and circuit.n_qubits >= ADJOINT_MIN_QUBITS else [])
+        + (["fused"] if circuit.n_qubits <= FUSED_MAX_QUBITS else [])
+    )
     for strategy in candidates:
         need = estimate_memory(circuit, batch_size, strategy, dtype)
         if need < _SMALL_BYTES or need <= available_memory(device):
@@ -538,6 +561,13 @@ def check_strategy(circuit: Circuit, strategy: str) -> None:
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if strategy == "adjoint" and rotation_structure(circuit) is None:
+        c = circuit
+        raise ValueError(
+            "strategy 'adjoint' needs an h_ry or ry encoding without re-uploading and an ansatz of CNOTs and RY "
+            f"rotations (brickwork or basic_entangler with rotation ry); got encoding {c.encoding}"
+            f"{' with re-uploading' if c.reupload else ''}, ansatz {c.ansatz}, rotation {c.rotation}; use strategy 'auto'"
+        )
     if strategy == "analytic" and analytic_structure(circuit) is None:
         c = circuit
         raise ValueError(
@@ -618,6 +648,8 @@ def statevector(
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":
         state = run_analytic(circuit, inputs.to(real_dtype), weights.to(real_dtype), readout=False)
+    elif strategy == "adjoint":
+        state = run_adjoint(circuit, inputs.to(real_dtype), weights.to(real_dtype), readout=False)
     else:
         state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
     return state[0] if single else state
@@ -640,9 +672,19 @@ def simulate(
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":
         out = run_analytic(circuit, inputs.to(real_dtype), weights.to(real_dtype))
+    elif strategy == "adjoint":
+        out = run_adjoint(circuit, inputs.to(real_dtype), weights.to(real_dtype))
     else:
         state = _evolve(plan, inputs, weights, strategy, state_dtype, real_dtype)
         probs = state.square() if not state.is_complex() else torch.view_as_real(state).square().sum(-1)
         matrix = _measurement_matrix(plan, probs.device, probs.dtype)
-        out = probs if matrix is None else probs @ matrix
+        if matrix is not None:
+            out = probs @ matrix
+        elif circuit.measurement == "probs":
+            out = probs
+        else:
+            key = ("half signs", probs.device, probs.dtype)
+            if key not in plan.device_cache:
+                plan.device_cache[key] = tuple(t.to(device=probs.device, dtype=probs.dtype) for t in half_signs(circuit.n_qubits))
+            out = half_expectations(probs, plan.device_cache[key], circuit.measurement)
     return out[0] if single else out
