@@ -306,7 +306,10 @@ def tensorcircuit_peer(circuit: Circuit, device: torch.device):
         with torch.no_grad():
             weights.copy_(w)
         weights.grad = None
-        return layer(x)
+        if device.type == "cpu":
+            return layer(x)
+        with device:  # TensorCircuit makes its gate matrices with torch.tensor: put them on the GPU too
+            return layer(x)
 
     return run, lambda: weights.grad
 
