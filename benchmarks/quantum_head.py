@@ -487,6 +487,8 @@ def import_failures(peers: list[Peer]) -> dict[str, str]:
                 reason = f"import {module} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
                 if "torchvision" in repr(error) or "torchvision" in str(getattr(error, "name", "")):
                     reason += " (TorchQuantum imports torchvision; see the install notes in this script's docstring)"
+                elif isinstance(error, ImportError):
+                    reason += ' (install: pip install -e ".[pennylane,peers]", and benchmarks/requirements-peers.txt)'
                 failures[peer.name] = reason
                 break
     return failures
@@ -706,7 +708,7 @@ def machine_line(machine: dict) -> str:
     gpu = f", GPU {machine['cuda']}" if machine.get("cuda") else ", no GPU"
     versions = ", ".join(f"{k} {v}" for k, v in machine.items() if k in PEER_DISTRIBUTIONS and v)
     return (
-        f"Measured on {machine['cpu']} ({machine['cores']} cores{gpu}; torch {machine['torch']} with {machine['torch_threads']} threads, "
+        f"Measured on {machine['cpu']} ({machine['cores']} cores{gpu}; torch {machine['torch']} with {machine['torch_threads']} thread{'s' if machine['torch_threads'] != 1 else ''}, "
         f"Python {machine['python']}; {versions}) on {machine['date'][:10]}; load average {machine['load_average_at_start'][0]:.1f} at the start, "
         f"{machine['load_average_at_end'][0]:.1f} at the end; {machine['total_seconds']:.0f} s in all."
     )
