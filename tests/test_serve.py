@@ -210,14 +210,18 @@ def test_serve_command_refuses_bad_setups_in_one_line(run_dir, tmp_path):
         lines = [line for line in result.output.strip().splitlines() if line.strip() and not line.startswith("Loading")]
         assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in " ".join(result.output.split()), result.output
 
+    threads = torch.get_num_threads()  # the serve command sets torch's threads for the process
     one_red_line([str(tmp_path)], "not a saved qubert model")
     one_red_line([str(run_dir), "--max-batch-size", "0"], "max-batch-size must be at least 1")
+    one_red_line([str(run_dir), "--max-batch-tokens", "0"], "max-batch-tokens must be at least 1")
+    one_red_line([str(run_dir), "--threads", "0"], "threads must be at least 1")
     one_red_line([str(run_dir), "--replicas", "2"], "--replicas needs --ray-address")
     one_red_line([str(run_dir), "--precision", "fp16"], "fp16 needs a CUDA GPU") if not _cuda() else None
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         one_red_line([str(run_dir), "--port", str(taken.getsockname()[1])], "cannot listen on 127.0.0.1")
+    torch.set_num_threads(threads)
 
 
 def _cuda() -> bool:

@@ -21,7 +21,7 @@ def serve(
     max_batch_size: int = typer.Option(64, help="Micro-batching: most texts run in one model call (1: no batching).", rich_help_panel="Batching"),
     max_wait_ms: float = typer.Option(10.0, help="Micro-batching: how long queued requests may wait for more to join their call (a lone request on an idle server runs at once).", rich_help_panel="Batching"),
     max_batch_tokens: int = typer.Option(256, help="Micro-batching: a call's texts run length-sorted in encoder chunks of at most this many padded tokens (256 measured best on a 2-core CPU; raise it on a GPU).", rich_help_panel="Batching"),
-    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: the usable cores minus one, left to the HTTP event loop).", show_default=False),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: the usable cores minus one, left to the HTTP event loop; on Ray: what Ray gives each replica).", show_default=False),
     max_texts: int = typer.Option(64, help="Most texts in one request (more: 413).", rich_help_panel="Limits"),
     max_chars: int = typer.Option(10_000, help="Most characters in one text (more: 413). Texts over the model's max_length tokens are truncated as in training.", rich_help_panel="Limits"),
     precision: Optional[str] = typer.Option(None, help="Encoder precision: auto, fp32, bf16 or fp16 (default: the one the model was trained in, so answers match qubert predict; bf16 is faster on CPUs with AVX512-BF16 but changes probabilities slightly)."),
@@ -58,9 +58,10 @@ def serve(
             raise ValueError(f"--threads must be at least 1, got {threads}")
         from qubert.serving.classifier import TextClassifier, default_threads
 
-        model_options = {"precision": precision, "max_batch_tokens": max_batch_tokens, "threads": threads or default_threads()}
-        if ray_address is not None:
+        model_options = {"precision": precision, "max_batch_tokens": max_batch_tokens, "threads": threads}
+        if ray_address is not None:  # Ray gives each replica its CPUs (OMP_NUM_THREADS); --threads overrides
             return _serve_on_ray(model_dir, ray_address, replicas, host, port, settings, model_options)
+        model_options["threads"] = threads or default_threads()
         from qubert.serving.app import create_app
         from qubert.serving.server import bind_socket, serve_locally
 

@@ -8,9 +8,9 @@ mode under the model's precision, then the head in float32.
 
 Why a token budget and not a fixed number of texts: on a CPU the encoder is compute bound, so a
 big chunk saves no per-token work, pays for padding up to its longest text, and its activations
-fall out of the cache. Measured with ``benchmarks/serve.py``'s model on a 2-core EPYC (see
-docs/serving.md): 204 texts gathered 64 at a time ran 1.6-2.0x faster than one call per request
-in chunks of 256-512 tokens, but 0.8x (slower) as chunks of 64 texts.
+fall out of the cache. Measured by ``benchmarks/serve_chunks.py`` on a 2-core EPYC (table in
+docs/serving.md): 204 texts gathered 64 at a time ran 1.43x faster than one call per request in
+chunks of 256 tokens (fp32, 1 thread), 1.19x as one chunk per call.
 
 Example:
     >>> classifier = TextClassifier.load("runs/sms_spam-quantum-frozen-s42")  # doctest: +SKIP
@@ -69,7 +69,8 @@ def default_threads() -> int:
 
     Why not torch's default (all cores): its threads wait for each other at every operation, so
     when the event loop or another process takes one of the cores the whole call stalls. Measured
-    on a shared 2-core EPYC (load ~10): one text took 1,047 ms with 2 threads and 42 ms with 1.
+    by ``benchmarks/serve_chunks.py`` on a shared 2-core EPYC: 48 requests took 34.7 s with 2
+    threads and 5.5 s with 1.
 
     Example:
         >>> default_threads() >= 1
@@ -121,13 +122,13 @@ class TextClassifier:
         from qubert.precision import resolve_precision
         from qubert.training import load_model
 
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}")
-            torch.set_num_threads(threads)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         model, tokenizer = load_model(model_dir, device=device)
         device_of_model = next(model.parameters()).device
         model.config.precision = resolve_precision(precision or getattr(model.config, "precision", "fp32"), device_of_model)
+        if threads is not None:
+            torch.set_num_threads(threads)
         return cls(model, tokenizer, source=str(model_dir), max_batch_tokens=max_batch_tokens, batch_size=batch_size)
 
     def classify(self, texts: Sequence[str]) -> ClassifiedTexts:
