@@ -20,7 +20,7 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     max_batch_size: int = typer.Option(64, help="Micro-batching: most texts run in one model call (1: no batching).", rich_help_panel="Batching"),
     max_wait_ms: float = typer.Option(10.0, help="Micro-batching: how long queued requests may wait for more to join their call (a lone request on an idle server runs at once).", rich_help_panel="Batching"),
-    max_batch_tokens: int = typer.Option(256, help="Micro-batching: a call's texts run length-sorted in encoder chunks of at most this many padded tokens (256 measured best on a 2-core CPU; raise it on a GPU).", rich_help_panel="Batching"),
+    max_batch_tokens: int = typer.Option(256, help="Micro-batching: a call's texts run length-sorted in encoder chunks of at most this many padded tokens (256: measured best on a 2-core CPU, see docs/serving.md).", rich_help_panel="Batching"),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: the usable cores minus one, left to the HTTP event loop; on Ray: what Ray gives each replica).", show_default=False),
     max_texts: int = typer.Option(64, help="Most texts in one request (more: 413).", rich_help_panel="Limits"),
     max_chars: int = typer.Option(10_000, help="Most characters in one text (more: 413). Texts over the model's max_length tokens are truncated as in training.", rich_help_panel="Limits"),
