@@ -1,8 +1,10 @@
 """``qubert serve`` under load, on loopback: micro-batching against none, and a storm of bad requests.
 
 One server process holds one model and serves it twice, on two loopback ports: with the defaults
-(micro-batching: up to 64 texts per call, 10 ms wait) and with micro-batching off (max batch = one
-request: every request is its own encoder + head call). This process is the client.
+of ``qubert serve`` (micro-batching: up to 64 texts per call, 10 ms wait, run in length-sorted
+encoder chunks of at most 256 padded tokens; torch threads = usable cores - 1) and with
+micro-batching off (max batch = one request: every request is its own encoder + head call, with
+the same chunking and threads). This process is the client.
 
 1. Throughput: the same ``--requests`` requests (1-8 sms_spam test texts each, seeded) from
    ``--clients`` concurrent clients to each server in turn: errors (non-200, wrong answer),
@@ -60,9 +62,10 @@ def server_main(run_dir: str) -> None:
     import uvicorn
 
     from qubert.serving import ServeSettings, TextClassifier, create_app
+    from qubert.serving.classifier import default_threads
     from qubert.serving.server import bind_socket
 
-    classifier = TextClassifier.load(run_dir)
+    classifier = TextClassifier.load(run_dir, threads=default_threads())  # what qubert serve does
     apps = {"batched": create_app(classifier, ServeSettings()), "unbatched": create_app(classifier, ServeSettings(max_batch_size=1, max_wait_ms=0))}
     sockets = {name: bind_socket("127.0.0.1", 0) for name in apps}
     servers = {name: uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False, lifespan="on")) for name, app in apps.items()}
@@ -328,6 +331,9 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, __file__, "--server", str(run_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         try:
             ports = json.loads(server.stdout.readline())
+            import httpx
+
+            server_info = httpx.get(f"http://127.0.0.1:{ports['batched']}/v1/model", timeout=60).json()
             warm = [rng.sample(pool, 4) for _ in range(64)]
             for name in ("unbatched", "batched"):
                 asyncio.run(load_phase(ports[name], warm, args.clients, expected, args.phase_timeout))
@@ -358,6 +364,7 @@ def main() -> None:
         "machine": close_machine(machine, started),
         "model": "default MiniLM encoder + quantum head (4 qubits, 2 layers), frozen, fp32, 1 epoch on 300 sms_spam rows",
         "clients": args.clients,
+        "server": {"threads": server_info.get("threads"), "max_batch_tokens": server_info.get("max_batch_tokens"), "precision": server_info.get("precision")},
         "throughput": rows,
         "batched_over_unbatched": round(ratio, 2),
         "storm": {"bad_requests": len(bad), "bad_kinds": kinds, "good_requests": len(good_storm), "rss_baseline_mb": baseline, "rounds": storms},

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -100,21 +101,68 @@ async def _concurrent(app, bodies: list[dict]) -> list[httpx.Response]:
             return await asyncio.wait_for(asyncio.gather(*(client.post("/v1/classify", json=b) for b in bodies)), timeout=60)
 
 
-@pytest.mark.parametrize("max_batch_size, expected_batches", [(8, [8]), (1, [2, 2, 2, 2])])
-def test_concurrent_requests_are_gathered_into_one_batch(classifier, max_batch_size, expected_batches):
-    batches = []
-    # A long wait: the call starts when the batch is full, not when a timer fires, so the test is exact.
-    settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=20_000 if max_batch_size > 1 else 0)
-    app = create_app(classifier, settings, on_batch=lambda info: batches.append(info.n_texts))
+@pytest.mark.parametrize("max_batch_size, expected_batches", [(8, [2, 6]), (1, [2, 2, 2, 2])])
+def test_requests_queued_while_the_model_runs_are_gathered_into_one_call(classifier, max_batch_size, expected_batches):
+    """The first request's call is held (batch hook) until three more are queued; they then run as
+    one call (or one call each with batching off), and each gets its own texts' answers back."""
+    batches, running, release = [], threading.Event(), threading.Event()
+
+    def hold_the_first_call(info) -> None:
+        batches.append(info.n_texts)
+        if len(batches) == 1:
+            running.set()
+            release.wait(30)
+
+    app = create_app(classifier, ServeSettings(max_batch_size=max_batch_size, max_wait_ms=0), on_batch=hold_the_first_call)
     bodies = [{"texts": TEXTS[i : i + 2]} for i in range(4)]
-    responses = asyncio.run(_concurrent(app, bodies))
-    assert sorted(batches) == expected_batches
+
+    async def scenario() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                first = asyncio.ensure_future(client.post("/v1/classify", json=bodies[0]))
+                assert await asyncio.to_thread(running.wait, 30)
+                rest = [asyncio.ensure_future(client.post("/v1/classify", json=b)) for b in bodies[1:]]
+                for _ in range(3000):  # until the three are queued behind the running call (bounded)
+                    if app.state.batcher.queued >= 3:
+                        break
+                    await asyncio.sleep(0.01)
+                release.set()
+                return await asyncio.wait_for(asyncio.gather(first, *rest), timeout=60)
+
+    responses = asyncio.run(scenario())
+    assert batches == expected_batches
     solo = classifier.classify(TEXTS[:5]).probabilities.tolist()
-    for i, response in enumerate(responses):  # every request got its own texts' answers back
+    for i, response in enumerate(responses):
         assert response.status_code == 200, response.text
         got = [v for p in response.json()["predictions"] for v in p["probabilities"].values()]
         assert got == pytest.approx([v for row in solo[i : i + 2] for v in row], abs=1e-5)
-        assert response.json()["metadata"]["batch_requests"] == (4 if max_batch_size > 1 else 1)
+        assert response.json()["metadata"]["batch_requests"] == (1 if i == 0 or max_batch_size == 1 else 3)
+
+
+def test_a_lone_request_on_an_idle_server_does_not_wait_for_company(classifier):
+    """With a 10-minute max wait, a single request is still answered at once, alone in its call
+    (if it waited, the bounded wait in _concurrent would fail the test)."""
+    batches = []
+    app = create_app(classifier, ServeSettings(max_wait_ms=600_000), on_batch=lambda info: batches.append(info.n_requests))
+    (response,) = asyncio.run(_concurrent(app, [{"texts": TEXTS[:2]}]))
+    assert response.status_code == 200 and batches == [1]
+
+
+def test_token_budget_chunks_bound_the_encoder_call_and_keep_the_answers(run_dir, classifier):
+    """Chunking by a padded-token budget changes no answer (vs one text per call) and no chunk is
+    larger than the budget, except a single text longer than it."""
+    texts = TEXTS * 3 + ["good", "awful superb great poor"]
+    one_at_a_time = torch.cat([classifier.classify([t]).probabilities for t in texts])
+    small = TextClassifier.load(run_dir, max_batch_tokens=16)
+    shapes = []
+    encode = small.model.encode
+    small.model.encode = lambda ids, *args: shapes.append(tuple(ids.shape)) or encode(ids, *args)
+    chunked = small.classify(texts)
+    assert torch.allclose(chunked.probabilities, one_at_a_time, atol=1e-5)
+    assert chunked.truncated == [t.startswith("great great") for t in texts]
+    assert sum(rows for rows, _ in shapes) == len(texts) and len(shapes) > 1
+    assert all(rows * length <= 16 or rows == 1 for rows, length in shapes)
+    assert torch.allclose(TextClassifier.load(run_dir, max_batch_tokens=10_000).classify(texts).probabilities, one_at_a_time, atol=1e-5)
 
 
 BAD_BODIES = [
@@ -162,14 +210,18 @@ def test_serve_command_refuses_bad_setups_in_one_line(run_dir, tmp_path):
         lines = [line for line in result.output.strip().splitlines() if line.strip() and not line.startswith("Loading")]
         assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in " ".join(result.output.split()), result.output
 
+    threads = torch.get_num_threads()  # the serve command sets torch's threads for the process
     one_red_line([str(tmp_path)], "not a saved qubert model")
     one_red_line([str(run_dir), "--max-batch-size", "0"], "max-batch-size must be at least 1")
+    one_red_line([str(run_dir), "--max-batch-tokens", "0"], "max-batch-tokens must be at least 1")
+    one_red_line([str(run_dir), "--threads", "0"], "threads must be at least 1")
     one_red_line([str(run_dir), "--replicas", "2"], "--replicas needs --ray-address")
     one_red_line([str(run_dir), "--precision", "fp16"], "fp16 needs a CUDA GPU") if not _cuda() else None
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         one_red_line([str(run_dir), "--port", str(taken.getsockname()[1])], "cannot listen on 127.0.0.1")
+    torch.set_num_threads(threads)
 
 
 def _cuda() -> bool:

@@ -19,10 +19,12 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on."),
     max_batch_size: int = typer.Option(64, help="Micro-batching: most texts run in one model call (1: no batching).", rich_help_panel="Batching"),
-    max_wait_ms: float = typer.Option(10.0, help="Micro-batching: how long a request may wait for others to join its call.", rich_help_panel="Batching"),
+    max_wait_ms: float = typer.Option(10.0, help="Micro-batching: how long queued requests may wait for more to join their call (a lone request on an idle server runs at once).", rich_help_panel="Batching"),
+    max_batch_tokens: int = typer.Option(256, help="Micro-batching: a call's texts run length-sorted in encoder chunks of at most this many padded tokens (256: measured best on a 2-core CPU, see docs/serving.md).", rich_help_panel="Batching"),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: the usable cores minus one, left to the HTTP event loop; on Ray: what Ray gives each replica).", show_default=False),
     max_texts: int = typer.Option(64, help="Most texts in one request (more: 413).", rich_help_panel="Limits"),
     max_chars: int = typer.Option(10_000, help="Most characters in one text (more: 413). Texts over the model's max_length tokens are truncated as in training.", rich_help_panel="Limits"),
-    precision: Optional[str] = typer.Option(None, help="Encoder precision: auto, fp32, bf16 or fp16 (default: the one the model was trained in)."),
+    precision: Optional[str] = typer.Option(None, help="Encoder precision: auto, fp32, bf16 or fp16 (default: the one the model was trained in, so answers match qubert predict; bf16 is faster on CPUs with AVX512-BF16 but changes probabilities slightly)."),
     grace: float = typer.Option(30.0, help="On SIGTERM: seconds to let requests in flight finish (new ones get 503)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
     ray_address: Optional[str] = typer.Option(None, help="Deploy on Ray Serve at this cluster address (auto, ray://host:10001, or local for a new one).", rich_help_panel="Scale-out"),
@@ -50,14 +52,21 @@ def serve(
             raise ValueError("--replicas needs --ray-address (locally qubert serve is one process)")
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, got {grace}")
-        if ray_address is not None:
-            return _serve_on_ray(model_dir, ray_address, replicas, host, port, settings, precision)
+        if max_batch_tokens < 1:
+            raise ValueError(f"--max-batch-tokens must be at least 1, got {max_batch_tokens}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        from qubert.serving.classifier import TextClassifier, default_threads
+
+        model_options = {"precision": precision, "max_batch_tokens": max_batch_tokens, "threads": threads}
+        if ray_address is not None:  # Ray gives each replica its CPUs (OMP_NUM_THREADS); --threads overrides
+            return _serve_on_ray(model_dir, ray_address, replicas, host, port, settings, model_options)
+        model_options["threads"] = threads or default_threads()
         from qubert.serving.app import create_app
-        from qubert.serving.classifier import TextClassifier
         from qubert.serving.server import bind_socket, serve_locally
 
         err_console.print(f"Loading {model_dir} ...", highlight=False)
-        classifier = TextClassifier.load(model_dir, precision=precision)  # before the port is bound
+        classifier = TextClassifier.load(model_dir, **model_options)  # before the port is bound
         sock = bind_socket(host, port)
     except KeyboardInterrupt:
         raise typer.Exit(130)
@@ -79,7 +88,7 @@ def serve(
     err_console.print("Stopped.", highlight=False)
 
 
-def _serve_on_ray(model_dir: Path, address: str, replicas: int, host: str, port: int, settings, precision: Optional[str]) -> None:
+def _serve_on_ray(model_dir: Path, address: str, replicas: int, host: str, port: int, settings, model_options: dict) -> None:
     try:
         from ray import serve as _ray_serve  # noqa: F401
     except ImportError:
@@ -87,6 +96,6 @@ def _serve_on_ray(model_dir: Path, address: str, replicas: int, host: str, port:
     from qubert.serving.classifier import TextClassifier
     from qubert.serving.server import deploy_on_ray
 
-    TextClassifier.load(model_dir, precision=precision)  # a bad run dir fails here, before Ray starts
+    TextClassifier.load(model_dir, **{**model_options, "threads": None})  # a bad run dir fails here, before Ray starts
     err_console.print(f"Deploying {model_dir} on Ray Serve ({address}, {replicas} replica(s)) at http://{host}:{port}", highlight=False)
-    deploy_on_ray(str(Path(model_dir).expanduser().resolve()), address=address, replicas=replicas, host=host, port=port, settings=settings, precision=precision)
+    deploy_on_ray(str(Path(model_dir).expanduser().resolve()), address=address, replicas=replicas, host=host, port=port, settings=settings, model_options=model_options)

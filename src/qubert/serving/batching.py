@@ -1,11 +1,14 @@
 """Dynamic micro-batching: requests that arrive together run as one model call.
 
 One worker thread owns the model. Each request (a list of texts) is queued with an asyncio future;
-the worker takes the oldest one, then keeps gathering queued requests until the batch holds
-``max_batch_size`` texts or ``max_wait_ms`` have passed since the oldest one arrived, runs them as
-one call and hands each request its own slice of the results. A request is never split, so one
-larger than ``max_batch_size`` runs alone; ``max_batch_size=1`` turns batching off (one request per
-call).
+the worker takes the oldest one and every request already queued behind it (up to
+``max_batch_size`` texts), runs them as one call and hands each request its own slice of the
+results. A lone request on an idle worker runs at once: it waits for nobody, and whatever arrives
+during its call is gathered into the next one. When others were queued with it (concurrent
+traffic), the worker keeps gathering until the batch holds ``max_batch_size`` texts or
+``max_wait_ms`` have passed since the oldest one arrived (under load that moment is usually past,
+so nobody waits). A request is never split, so one larger than ``max_batch_size`` runs alone;
+``max_batch_size=1`` turns batching off (one request per call).
 
 Written by hand because the pieces that exist do other things: Ray Serve's ``@serve.batch`` batches
 calls, not texts, and only inside Ray; a thread that owns the model keeps torch off the event loop.
@@ -20,8 +23,8 @@ Example:
     >>> batcher.start()
     >>> [results for results, _ in asyncio.run(two_clients())]
     [[1, 2], [3]]
-    >>> batcher.stop(); sizes
-    [3]
+    >>> batcher.stop(); sum(sizes)  # one call of 3 texts, or 2 then 1 if the worker was quicker
+    3
 """
 
 from __future__ import annotations
@@ -151,7 +154,10 @@ class MicroBatcher:
         while n_texts < self.max_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                if remaining > 0 and len(batch) > 1:  # concurrent traffic: worth waiting for more
+                    item = self._queue.get(timeout=remaining)
+                else:  # a lone request on an idle worker does not wait; nor does anyone past the deadline
+                    item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP or n_texts + len(item.texts) > self.max_batch_size:

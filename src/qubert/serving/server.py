@@ -94,7 +94,7 @@ def serve_locally(app, sock: socket.socket, *, grace_s: float = 30.0, access_log
     server.run(sockets=[sock])
 
 
-def deploy_on_ray(model_dir: str, *, address: str, replicas: int, host: str, port: int, settings, precision: str | None, app_name: str = "qubert") -> None:
+def deploy_on_ray(model_dir: str, *, address: str, replicas: int, host: str, port: int, settings, model_options: dict[str, Any] | None = None, app_name: str = "qubert") -> None:
     """Deploy the same app on Ray Serve: ``replicas`` copies, each loading the model and batching
     its own requests, behind Ray's HTTP proxy on ``host:port``. Blocks until SIGTERM / Ctrl-C,
     then deletes the app (Ray drains its replicas).
@@ -102,6 +102,8 @@ def deploy_on_ray(model_dir: str, *, address: str, replicas: int, host: str, por
     Args:
         address: a Ray cluster address (``auto``, ``ray://head:10001``, ``host:6379``) or ``local``
             for a new single-machine Ray instance.
+        model_options: keyword arguments of :meth:`TextClassifier.load` (``precision``,
+            ``max_batch_tokens``, ``threads``) that every replica loads its model with.
     """
     import signal
 
@@ -115,10 +117,10 @@ def deploy_on_ray(model_dir: str, *, address: str, replicas: int, host: str, por
     @serve.deployment(num_replicas=replicas, name="qubert-classifier")
     @serve.ingress()
     class QubertDeployment:
-        def __init__(self, model_dir: str, options: dict[str, Any], precision: str | None) -> None:
+        def __init__(self, model_dir: str, options: dict[str, Any], model_options: dict[str, Any]) -> None:
             from qubert.serving.classifier import TextClassifier
 
-            self.classifier = TextClassifier.load(model_dir, precision=precision)
+            self.classifier = TextClassifier.load(model_dir, **model_options)
             self.settings = ServeSettings(**options)
 
         def __serve_build_asgi_app__(self):
@@ -128,7 +130,7 @@ def deploy_on_ray(model_dir: str, *, address: str, replicas: int, host: str, por
 
     ray.init(address=None if address == "local" else address, ignore_reinit_error=True, logging_level="WARNING")
     serve.start(http_options={"host": host, "port": port})
-    serve.run(QubertDeployment.bind(model_dir, options, precision), name=app_name, route_prefix="/")
+    serve.run(QubertDeployment.bind(model_dir, options, dict(model_options or {})), name=app_name, route_prefix="/")
     stop = {"now": False}
 
     def request_stop(sig, frame) -> None:
