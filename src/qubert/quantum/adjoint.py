@@ -193,12 +193,31 @@ def _block_matrices(tables: _Tables, weights: torch.Tensor, transpose: bool) -> 
     return [[m[layer] for m in mats] for layer in range(layers)]
 
 
-def _rotate(tables: _Tables, state: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
-    """``state`` (c, 2**n) after the blocks of one layer (see the module docstring)."""
+class _Buffers:
+    """Two (c, 2**n) states that the passes write into in turn instead of allocating a state per
+    pass (allocating and touching fresh pages cost as much as a pass at 16 qubits, float64)."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.pair = (torch.empty_like(like), torch.empty_like(like))
+
+    def other(self, state: torch.Tensor) -> torch.Tensor:
+        """The buffer ``state`` is not in."""
+        return self.pair[1] if state.data_ptr() == self.pair[0].data_ptr() else self.pair[0]
+
+
+def _rotate(tables: _Tables, state: torch.Tensor, blocks: list[torch.Tensor], buffers: _Buffers | None = None) -> torch.Tensor:
+    """``state`` (c, 2**n) after the blocks of one layer (see the module docstring); the result is
+    in one of ``buffers`` when given (``state`` itself is left as it is)."""
     chunk = state.shape[0]
     for block in blocks:
-        state = torch.matmul(block, state.view(chunk, -1, block.shape[0]).mT).view(chunk, -1)
+        out = None if buffers is None else buffers.other(state).view(chunk, block.shape[0], -1)
+        state = torch.matmul(block, state.view(chunk, -1, block.shape[0]).mT, out=out).view(chunk, -1)
     return state
+
+
+def _permute(state: torch.Tensor, index: torch.Tensor, buffers: _Buffers | None = None) -> torch.Tensor:
+    """``state[:, index]``, into one of ``buffers`` when given."""
+    return torch.index_select(state, 1, index, out=buffers.other(state)) if buffers is not None else state.index_select(1, index)
 
 
 def _halves(tables: _Tables, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,19 +230,22 @@ def _halves(tables: _Tables, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return out[0], out[1]
 
 
-def _evolve(tables: _Tables, x: torch.Tensor, blocks: list[list[torch.Tensor]], entering: list | None = None) -> torch.Tensor:
+def _evolve(tables: _Tables, x: torch.Tensor, blocks: list[list[torch.Tensor]], entering: list | None = None, buffers: _Buffers | None = None) -> torch.Tensor:
     """The final states (c, 2**n) of a chunk, trailing CNOTs included; appends the states entering
-    every layer's rotations to ``entering`` when given."""
+    every layer's rotations to ``entering`` when given. With ``buffers``, the passes write into
+    them (the final state may be one of them)."""
     a, b = _halves(tables, x)
     state = (a.unsqueeze(2) * b.unsqueeze(1)).view(x.shape[0], tables.dim)
     for perm, layer in zip(tables.permutations, blocks):
         if perm is not None:
-            state = state.index_select(1, perm[0])
+            state = _permute(state, perm[0], None if entering is not None else buffers)  # a kept state gets its own memory
         if entering is not None:
+            if buffers is not None and any(state.data_ptr() == buf.data_ptr() for buf in buffers.pair):
+                state = state.clone()  # a layer without CNOTs: the state it enters must outlive the buffers' reuse
             entering.append(state)
-        state = _rotate(tables, state, layer)
+        state = _rotate(tables, state, layer, buffers)
     if tables.trailing is not None:
-        state = state.index_select(1, tables.trailing[0])
+        state = _permute(state, tables.trailing[0], buffers)
     return state
 
 
@@ -297,16 +319,17 @@ def _block_pairs(state: torch.Tensor, grad: torch.Tensor, start: int, k: int) ->
 def _sweep_back_kept(tables: _Tables, entering: list[torch.Tensor], grad: torch.Tensor, inverse: list[list[torch.Tensor]], grad_w: torch.Tensor | None) -> torch.Tensor:
     """:func:`_sweep_back` with the states entering every layer kept: only the cotangent sweeps back,
     and each layer's weight derivatives are read off its entering state and the cotangent there."""
+    buffers = _Buffers(grad)
     if tables.trailing is not None:
-        grad = grad.index_select(1, tables.trailing[1])
+        grad = _permute(grad, tables.trailing[1], buffers)
     for layer in reversed(range(tables.n_layers)):
-        grad = _rotate(tables, grad, inverse[layer])
+        grad = _rotate(tables, grad, inverse[layer], buffers)
         if grad_w is not None:
             for (start, k), selection in zip(tables.blocks, tables.selections):
                 grad_w[layer, start : start + k] += _block_pairs(entering[layer], grad, start, k).view(-1) @ selection
         perm = tables.permutations[layer]
         if perm is not None:
-            grad = grad.index_select(1, perm[1])
+            grad = _permute(grad, perm[1], buffers)
     return grad
 
 
@@ -336,8 +359,11 @@ class _AdjointCircuit(torch.autograd.Function):
         blocks = _block_matrices(tables, w, transpose=False)
         entering = [] if chunk >= x.shape[0] and keeps_layer_states(tables.n_qubits, tables.n_layers, x.shape[0], x.dtype.itemsize) else None
         outs, finals = [], []
+        buffers = None
         for xc in x.split(chunk):
-            state = _evolve(tables, xc, blocks, entering)
+            if buffers is None or buffers.pair[0].shape[0] != xc.shape[0] or not readout or chunk >= x.shape[0]:
+                buffers = _Buffers(xc.new_empty(xc.shape[0], tables.dim))  # a kept final state keeps its buffer
+            state = _evolve(tables, xc, blocks, entering, buffers)
             outs.append(_readout(tables, state) if readout else state)
             if readout and chunk >= x.shape[0]:
                 finals.append(state)  # one chunk: keep the final states instead of recomputing them
