@@ -7,7 +7,8 @@ writing 5 to ``/proc/self/clear_refs`` and read back as ``VmHWM``. Run it with
 ``MALLOC_MMAP_THRESHOLD_`` set low so that freed tensors go back to the system at once.
 
 A case is ``{"n_qubits": .., "n_layers": .., "batch": .., "strategy": .., "dtype": "float64", ...}``;
-``"chunk_bytes"`` sets :data:`qubert.quantum.adjoint.CHUNK_BYTES`; other keys are Circuit fields.
+``"chunk_bytes"`` sets :data:`qubert.quantum.adjoint.CHUNK_BYTES` and ``"layer_bytes"``
+:data:`qubert.quantum.adjoint.LAYER_STATES_BYTES`; other keys are Circuit fields.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def measure(case: dict) -> dict:
     chunk_bytes = case.pop("chunk_bytes", None)
     if chunk_bytes is not None:  # the adjoint strategy's working memory per chunk of the batch
         adjoint.CHUNK_BYTES = chunk_bytes
+    layer_bytes = case.pop("layer_bytes", None)
+    if layer_bytes is not None:  # whether the adjoint strategy keeps the states entering its layers
+        adjoint.LAYER_STATES_BYTES = layer_bytes
     circuit = Circuit(**case)
     x = torch.rand(batch, circuit.n_qubits, dtype=dtype, requires_grad=True)
     w = circuit.init_weights().to(dtype).requires_grad_()
@@ -50,7 +54,7 @@ def measure(case: dict) -> dict:
     measured = _status("VmHWM") - before
     del x, w
     gc.collect()
-    extra = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    extra = {key: value for key, value in (("chunk_bytes", chunk_bytes), ("layer_bytes", layer_bytes)) if value is not None}
     return {**case, **extra, "batch": batch, "strategy": strategy, "measured": measured, "estimate": estimate_memory(circuit, batch, strategy, state_dtype)}
 
 

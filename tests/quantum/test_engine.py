@@ -452,11 +452,15 @@ ADJOINT_GRADCHECK_CIRCUITS = [
 ]
 
 
-@pytest.fixture(params=[False, True], ids=["one chunk", "chunks of one sample"])
+@pytest.fixture(params=[False, "no layer states", True], ids=["one chunk", "one chunk without layer states", "chunks of one sample"])
 def chunked(request, monkeypatch):
-    """With ``True``, the adjoint strategy runs the batch one sample at a time (recomputing final states)."""
-    if request.param:
+    """With ``True``, the adjoint strategy runs the batch one sample at a time (recomputing final
+    states); with ``"no layer states"`` the whole batch at once, sweeping the states back instead
+    of keeping those entering the layers."""
+    if request.param is True:
         monkeypatch.setattr(adjoint, "CHUNK_BYTES", 1)
+    elif request.param:
+        monkeypatch.setattr(adjoint, "LAYER_STATES_BYTES", 0)
     return request.param
 
 

@@ -30,7 +30,8 @@ CASES = [
     {"n_qubits": 6, "n_layers": 2, "batch": 1024, "strategy": "analytic", "dtype": "float64"},
     {"n_qubits": 10, "n_layers": 4, "batch": 256, "strategy": "analytic", "dtype": "float64"},
     {"n_qubits": 7, "n_layers": 0, "batch": 1024, "strategy": "analytic", "dtype": "float64"},
-    {"n_qubits": 18, "n_layers": 2, "batch": 8, "strategy": "adjoint", "dtype": "float64"},  # one chunk: final states kept
+    {"n_qubits": 18, "n_layers": 2, "batch": 8, "strategy": "adjoint", "dtype": "float64"},  # one chunk: final and layer states kept
+    {"n_qubits": 18, "n_layers": 2, "batch": 8, "strategy": "adjoint", "dtype": "float64", "layer_bytes": 0},  # one chunk: final states kept
     {"n_qubits": 18, "n_layers": 2, "batch": 8, "strategy": "adjoint", "dtype": "float64", "chunk_bytes": 16 << 20},  # chunks of 2
     {"n_qubits": 14, "n_layers": 3, "batch": 64, "strategy": "adjoint", "dtype": "float32", "measurement": "zz", "ansatz": "basic_entangler", "rotation": "ry"},
     {"n_qubits": 12, "n_layers": 2, "batch": 64, "strategy": "adjoint", "dtype": "float64", "measurement": "probs"},
@@ -56,7 +57,7 @@ def measured():
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['strategy']}-{c['n_qubits']}q-b{c['batch']}-{c['dtype']}{'-chunked' if 'chunk_bytes' in c else ''}" for c in CASES])
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c['strategy']}-{c['n_qubits']}q-b{c['batch']}-{c['dtype']}{'-chunked' if 'chunk_bytes' in c else ''}{'-no-layer-states' if 'layer_bytes' in c else ''}" for c in CASES])
 def test_estimate_bounds_the_measured_peak_from_above_within_4x(measured, index):
     row = measured[index]
     mib = {k: round(row[k] / 2**20, 2) for k in ("measured", "estimate")}
@@ -67,9 +68,14 @@ def test_adjoint_holds_a_few_states_per_sample_of_a_chunk_at_18_qubits(measured,
     """At 18 qubits (one float64 state: 2 MiB) the adjoint pass holds at most 6 states per sample
     when the whole batch is one chunk (final states kept for the backward pass, plus the working
     states) and at most 7 states per sample of a chunk when it runs in chunks (final states
-    recomputed), whatever the batch: the peak does not grow with the depth or the batch."""
+    recomputed), whatever the batch: the peak does not grow with the depth or the batch. Keeping
+    the states entering the layers (:data:`~qubert.quantum.adjoint.LAYER_STATES_BYTES`) adds one
+    state per sample and layer, and only while they fit in that budget."""
     state = 2**18 * 8
-    kept, chunked = (next(r for r in measured if r["strategy"] == "adjoint" and r["n_qubits"] == 18 and ("chunk_bytes" in r) == c) for c in (False, True))
+    adjoint_18 = [r for r in measured if r["strategy"] == "adjoint" and r["n_qubits"] == 18]
+    layers, kept, chunked = (next(r for r in adjoint_18 if ("chunk_bytes" in r, "layer_bytes" in r) == c) for c in ((False, False), (False, True), (True, False)))
+    assert adjoint.keeps_layer_states(18, 2, layers["batch"], 8) and layers["batch"] * 2 * state <= adjoint.LAYER_STATES_BYTES
+    assert layers["measured"] <= (6 + 2) * layers["batch"] * state, layers["measured"] / state
     assert kept["measured"] <= 6 * kept["batch"] * state, kept["measured"] / state
     monkeypatch.setattr(adjoint, "CHUNK_BYTES", chunked["chunk_bytes"])
     chunk = adjoint.chunk_size(18, chunked["batch"], 8)
