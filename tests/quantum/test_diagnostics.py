@@ -126,7 +126,7 @@ def test_head_losses_are_the_quantum_heads_cross_entropy_and_gradient() -> None:
             head.q_weights.copy_(weights[s])
         loss = torch.nn.functional.cross_entropy(head(features[s : s + 1]), labels[s : s + 1])
         loss.backward()
-        assert float(losses[s].detach()) == pytest.approx(float(loss), abs=1e-10)
+        assert float(losses[s].detach()) == pytest.approx(float(loss.detach()), abs=1e-10)
         torch.testing.assert_close(grads[s], head.q_weights.grad, atol=1e-10, rtol=0)
 
 
