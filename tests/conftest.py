@@ -84,6 +84,30 @@ def save_tiny_bert():
     return _save_tiny_bert
 
 
+WORDS = {0: ["bad", "awful", "dreadful", "poor"], 1: ["good", "great", "superb", "fine"]}
+
+
+def _write_word_splits(root: Path, sizes: dict[str, int], seed: int = 0) -> Path:
+    """Write ``<root>/<split>.csv`` (text,label) of two-word texts labelled pos / neg."""
+    import csv
+
+    rng = random.Random(seed)
+    for name, n in sizes.items():
+        with open(root / f"{name}.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            for i in range(n):
+                writer.writerow([" ".join(rng.sample(WORDS[i % 2], 2)), "pos" if i % 2 else "neg"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def write_word_splits():
+    """A function ``(root, {"train": 40, ...}, seed=0) -> root`` that writes tiny two-class CSV
+    splits (``pos`` / ``neg`` texts any encoder separates) for end-to-end CLI and training tests."""
+    return _write_word_splits
+
+
 @pytest.fixture
 def interrupt_evaluation(monkeypatch):
     """A function ``(n) -> the real metrics function`` that makes the n-th validation of

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 
 import pytest
 
@@ -14,21 +12,13 @@ from typer.testing import CliRunner  # noqa: E402
 from qubert.cli import app  # noqa: E402
 
 runner = CliRunner()
-WORDS = {0: ["bad", "awful", "dreadful", "poor"], 1: ["good", "great", "superb", "fine"]}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, save_tiny_bert):
+def env(tmp_path_factory, save_tiny_bert, write_word_splits):
     root = tmp_path_factory.mktemp("cli")
     save_tiny_bert(root / "encoder", num_hidden_layers=1)
-    rng = random.Random(0)
-    for name, n in (("train", 40), ("validation", 12), ("test", 12)):
-        with open(root / f"{name}.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            for i in range(n):
-                writer.writerow([" ".join(rng.sample(WORDS[i % 2], 2)), "pos" if i % 2 else "neg"])
-    return root
+    return write_word_splits(root, {"train": 40, "validation": 12, "test": 12})
 
 
 def _train_args(env, out, *extra):

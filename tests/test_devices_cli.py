@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 import sys
 
 import pytest
@@ -18,21 +16,13 @@ from qubert.cli import app  # noqa: E402
 from qubert.quantum import devices  # noqa: E402
 
 runner = CliRunner()
-WORDS = {0: ["bad", "awful", "dreadful", "poor"], 1: ["good", "great", "superb", "fine"]}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, save_tiny_bert):
+def env(tmp_path_factory, save_tiny_bert, write_word_splits):
     root = tmp_path_factory.mktemp("devices-cli")
     save_tiny_bert(root / "encoder", num_hidden_layers=1)
-    rng = random.Random(0)
-    for name, n in (("train", 24), ("validation", 8), ("test", 12)):
-        with open(root / f"{name}.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            for i in range(n):
-                writer.writerow([" ".join(rng.sample(WORDS[i % 2], 2)), "pos" if i % 2 else "neg"])
-    return root
+    return write_word_splits(root, {"train": 24, "validation": 8, "test": 12})
 
 
 def _train(env, out, *extra):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
-import random
 import subprocess
 from pathlib import Path
 
@@ -21,21 +19,13 @@ from qubert.tracking import TrackerError, check_tracker  # noqa: E402
 from qubert.training import TrainingConfig, TrainingConfigError, run_training  # noqa: E402
 
 runner = CliRunner()
-WORDS = {0: ["bad", "awful", "dreadful", "poor"], 1: ["good", "great", "superb", "fine"]}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, save_tiny_bert):
+def env(tmp_path_factory, save_tiny_bert, write_word_splits):
     root = tmp_path_factory.mktemp("tracking")
     save_tiny_bert(root / "encoder", num_hidden_layers=1)
-    rng = random.Random(0)
-    for name, n in (("train", 24), ("validation", 8), ("test", 8)):
-        with open(root / f"{name}.csv", "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            for i in range(n):
-                writer.writerow([" ".join(rng.sample(WORDS[i % 2], 2)), "pos" if i % 2 else "neg"])
-    return root
+    return write_word_splits(root, {"train": 24, "validation": 8, "test": 8})
 
 
 def _config(env, out, **overrides):
