@@ -47,9 +47,9 @@ qiskit < 1 or, as the torchquantum-ng fork, pulls torchvision and a new torch; q
 last release for Python 3.11, lists ``python`` itself as a dependency and pulls numpy < 2), so they go
 into a separate virtual environment that sees the main one:
 
-    python -m venv --system-site-packages /work/venv-peers
-    /work/venv-peers/bin/pip install --no-deps -r benchmarks/requirements-peers.txt
-    /work/venv-peers/bin/python benchmarks/quantum_head.py
+    python -m venv --system-site-packages .venv-peers
+    .venv-peers/bin/pip install --no-deps -r benchmarks/requirements-peers.txt
+    .venv-peers/bin/python benchmarks/quantum_head.py
 
 TorchQuantum imports ``torchvision`` when it is imported; with a CPU-only torch build no torchvision
 wheel from the package index loads (they link CUDA libraries), so TorchQuantum is reported as not
