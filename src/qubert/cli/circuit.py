@@ -390,7 +390,7 @@ def analyze(
     format: str = typer.Option("table", "--format", "-f", help="Print a rich table, markdown or JSON."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Folder for analysis.json, analysis.md, variance.png and states.png (created if its parent exists)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    threads: int = typer.Option(1, "--threads", min=1, help="torch threads: the work is thousands of small tensors, for which more threads measured slower (benchmarks/diagnostics.py)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads: the work is thousands of small tensors; 2 threads gained up to 1.3x on an idle 2-core machine and were 17x slower on a busy one (docs/diagnostics.md)."),
 ) -> None:
     """Diagnose a circuit: gradient variance vs qubits and depth (barren plateaus), expressibility, entanglement.
 
