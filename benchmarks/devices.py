@@ -37,40 +37,11 @@ from pathlib import Path
 
 import torch
 from machine import close_machine, describe_machine, write_report
-from noise_robustness import data_dir, embed
+from noise_robustness import DATASETS, embed, load_subsets, train_head
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = {"sms_spam": ("sms_spam/train.csv.gz", "sms_spam/test.csv.gz"), "trec": ("trec/train.csv.gz", "trec/test.csv.gz")}
 ABSTRACT_NOISE = "depolarizing:0.01,readout:0.02"
 SHOTS = 1024
-
-
-def load_subsets(name: str, n_train: int, n_test: int, seed: int):
-    import pandas as pd
-    from sklearn.model_selection import train_test_split
-
-    train_file, test_file = DATASETS[name]
-    train, test = pd.read_csv(data_dir() / train_file), pd.read_csv(data_dir() / test_file)
-    if n_train < len(train):
-        train, _ = train_test_split(train, train_size=n_train, stratify=train["label"], random_state=seed)
-    if n_test < len(test):
-        test, _ = train_test_split(test, train_size=n_test, stratify=test["label"], random_state=seed)
-    return list(train["text"].astype(str)), list(train["label"]), list(test["text"].astype(str)), list(test["label"])
-
-
-def train_head(features, labels, args):
-    from qubert.heads import QuantumHead
-
-    torch.manual_seed(args.seed)
-    head = QuantumHead(features.shape[1], int(labels.max()) + 1, n_qubits=args.qubits, n_layers=args.layers, seed=args.seed)
-    optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
-    generator = torch.Generator().manual_seed(args.seed)
-    for _ in range(args.epochs):
-        for batch in torch.randperm(len(labels), generator=generator).split(args.batch_size):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(head(features[batch]), labels[batch]).backward()
-            optimizer.step()
-    return head.eval()
 
 
 def score(head, features, labels, batch: int = 256) -> tuple[float, float]:
@@ -239,7 +210,7 @@ def main() -> None:
             train_texts, train_labels, test_texts, test_labels = load_subsets(name, args.train_size, args.test_size, args.seed)
             train_x, test_x = embed(train_texts, args.cache_dir), embed(test_texts, args.cache_dir)
             train_y, test_y = torch.tensor(train_labels), torch.tensor(test_labels)
-            head = train_head(train_x, train_y, args)
+            head = train_head(train_x, train_y, args, noise=None)
             trained[name] = (head, test_x)
             f1 += f1_rows(name, head, test_x, test_y, args)
         agreement = agreement_rows(args, trained)

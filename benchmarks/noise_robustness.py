@@ -38,6 +38,7 @@ DATASETS = {
     # name: (train file, test file or None to split the test subset off the train file)
     "sms_spam": ("sms_spam/train.csv.gz", "sms_spam/test.csv.gz"),
     "yelp": ("sentiment_sentences/yelp.csv.gz", None),
+    "trec": ("trec/train.csv.gz", "trec/test.csv.gz"),
 }
 
 
