@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from machine import close_machine, describe_machine, write_report
+from quantum_head import pennylane_qnode
 from qubert.quantum import Circuit, estimate_memory, simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,18 +90,7 @@ def lightning_call(circuit: Circuit, x, w, coef):
     """lightning.qubit adjoint through TorchLayer, one call; returns (seconds, outputs, d/dx, d/dw)."""
     import pennylane as qml
 
-    n, ops = circuit.n_qubits, circuit.operations()
-    gate = {"H": qml.Hadamard, "RY": qml.RY, "CNOT": qml.CNOT}
-
-    @qml.qnode(qml.device("lightning.qubit", wires=n), interface="torch", diff_method="adjoint")
-    def qnode(inputs, weights):
-        flat = weights.reshape(-1)
-        for op in ops:
-            angles = [inputs[..., p.index] if p.source == "x" else flat[p.index] for p in op.params]
-            gate[op.name](*angles, wires=list(op.wires))
-        return [qml.expval(qml.PauliZ(i)) for i in range(n)]
-
-    layer = qml.qnn.TorchLayer(qnode, {"weights": circuit.weight_shape})
+    layer = qml.qnn.TorchLayer(pennylane_qnode(circuit, "lightning.qubit", "adjoint"), {"weights": circuit.weight_shape})
     with torch.no_grad():
         layer.weights.copy_(w)
     x = x.detach().clone().requires_grad_(True)
