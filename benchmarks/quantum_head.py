@@ -143,6 +143,17 @@ def qubert_peer(strategy: str, dtype: torch.dtype) -> Callable:
     return build
 
 
+def load_weights(trainable: dict, w: torch.Tensor) -> torch.Tensor:
+    """Copy qubert's flat weights into a peer's own parameters (``{weight index: parameter}``),
+    clearing their gradients; returns the flat weights."""
+    flat = w.detach().reshape(-1)
+    with torch.no_grad():
+        for index, p in trainable.items():
+            p.copy_(flat[index].expand_as(p))
+            p.grad = None
+    return flat
+
+
 def pennylane_qnode(circuit: Circuit, device_name: str, diff_method: str):
     """A QNode ``f(inputs, weights)`` applying ``circuit.operations()`` gate by gate (TorchLayer signature)."""
     import pennylane as qml
@@ -264,12 +275,7 @@ def torchquantum_peer(static: bool) -> Callable:
         trainable = {op.params[0].index: gate.params for op, gate in zip(variational, head.variational.gates) if op.params}
 
         def run(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            flat = w.detach().reshape(-1)
-            with torch.no_grad():
-                for index, p in trainable.items():
-                    p.copy_(flat[index].expand_as(p))
-                    p.grad = None
-            return head(x, flat)
+            return head(x, load_weights(trainable, w))
 
         return run, lambda: gather_weight_grads(trainable, circuit.weight_shape)
 
@@ -439,11 +445,7 @@ def qandle_peer(circuit: Circuit, device: torch.device):
     trainable = {index: built[position].theta for position, index in trainable_index}
 
     def run(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        flat = w.detach().reshape(-1)
-        with torch.no_grad():
-            for index, p in trainable.items():
-                p.copy_(flat[index].expand_as(p))
-                p.grad = None
+        load_weights(trainable, w)
         p0 = model(**{f"x{i}": x[:, i] for i in range(x.shape[1])})  # P(qubit i = 0), (B, n)
         return 2 * p0 - 1
 
