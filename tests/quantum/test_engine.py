@@ -391,6 +391,20 @@ def test_gradcheck_analytic(circuit, torch_rng):
     assert torch.autograd.gradcheck(lambda a, b: statevector(circuit, a, b, strategy="analytic"), (x, w))
 
 
+def assert_strategies_agree(circuit, x, w, strategy, reference_strategy, torch_rng) -> None:
+    """simulate and statevector under ``strategy`` equal ``reference_strategy``'s in float64 (1e-12),
+    and so do the gradients of a random functional w.r.t. inputs and weights (1e-11)."""
+    for run in (simulate, statevector):
+        fast, reference = run(circuit, x, w, strategy=strategy), run(circuit, x, w, strategy=reference_strategy)
+        assert fast.dtype == reference.dtype == torch.float64
+        torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+        probe = torch.randn(fast.shape, generator=torch_rng, dtype=torch.float64)
+        grads = torch.autograd.grad((fast * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+        expected = torch.autograd.grad((reference * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+
+
 def test_analytic_equals_autograd_strategies_on_random_circuits(rng, torch_rng):
     """Outputs, states and both gradients of the analytic strategy equal autograd through the gates
     (1-10 qubits: one block up to 6, two blocks above; every measurement, entanglement, depth)."""
@@ -399,15 +413,7 @@ def test_analytic_equals_autograd_strategies_on_random_circuits(rng, torch_rng):
         x, w = random_tensors(circuit, rng.randint(1, 6), torch_rng)
         x.requires_grad_(True)
         w.requires_grad_(True)
-        for run in (simulate, statevector):
-            fast, reference = run(circuit, x, w, strategy="analytic"), run(circuit, x, w, strategy="gates")
-            assert fast.dtype == reference.dtype == torch.float64
-            torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
-            probe = torch.randn(fast.shape, generator=torch_rng, dtype=torch.float64)
-            grads = torch.autograd.grad((fast * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
-            expected = torch.autograd.grad((reference * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
-            for got, want in zip(grads, expected):
-                torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+        assert_strategies_agree(circuit, x, w, "analytic", "gates", torch_rng)
 
 
 def test_analytic_structure_reads_the_papers_circuit():
@@ -482,14 +488,7 @@ def test_adjoint_equals_analytic_on_random_circuits(chunked, rng, torch_rng):
         x, w = random_tensors(circuit, rng.randint(1, 5), torch_rng)
         x.requires_grad_(True)
         w.requires_grad_(True)
-        for run in (simulate, statevector):
-            fast, reference = run(circuit, x, w, strategy="adjoint"), run(circuit, x, w, strategy="analytic")
-            torch.testing.assert_close(fast, reference, atol=1e-12, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
-            probe = torch.randn(fast.shape, generator=torch_rng, dtype=torch.float64)
-            grads = torch.autograd.grad((fast * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
-            expected = torch.autograd.grad((reference * probe).sum(), (x, w), allow_unused=True, materialize_grads=True)
-            for got, want in zip(grads, expected):
-                torch.testing.assert_close(got, want, atol=1e-11, rtol=0, msg=lambda m, c=circuit: f"{c!r}\n{m}")
+        assert_strategies_agree(circuit, x, w, "adjoint", "analytic", torch_rng)
 
 
 def test_adjoint_runs_the_batch_in_chunks_of_bounded_memory():
