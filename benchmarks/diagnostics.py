@@ -23,7 +23,6 @@ Writes Markdown tables to stdout, docs/benchmarks/diagnostics.json ({"machine", 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 

@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -370,7 +369,7 @@ def main() -> None:
         "storm": {"bad_requests": len(bad), "bad_kinds": kinds, "good_requests": len(good_storm), "rss_baseline_mb": baseline, "rounds": storms},
     }
     write_report(args.output, report)
-    print(f"\n| server | requests | errors | requests/s | texts/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| server | requests | errors | requests/s | texts/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         print(f"| {name} | {row['requests']} | {row['errors']} | {row['requests_per_s']} | {row['texts_per_s']} | {row['p50_ms']} | {row['p99_ms']} |")
     print(f"\nbatched / unbatched throughput: {ratio:.2f}x")
