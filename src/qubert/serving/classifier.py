@@ -166,14 +166,6 @@ class TextClassifier:
                     encodings[key][i] = again[key][j]
         return encodings, truncated
 
-    def truncated(self, texts: Sequence[str]) -> list[bool]:
-        """Which texts have more tokens than ``max_length`` (and so were cut, as in training).
-
-        Tokenising with one token of room tells it without a length warning for long texts.
-        """
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length + 1)["input_ids"]
-        return [len(row) > self.max_length for row in ids]
-
     def describe(self) -> dict[str, Any]:
         """Labels, head, circuit (quantum heads), encoder, precision and the run's metrics if present."""
         config = self.model.config
