@@ -366,10 +366,10 @@ def check_head_memory(
     from qubert.quantum import engine
 
     device = torch.device(device)
-    state_dtype, _ = engine._resolve_dtypes(torch.empty(0, dtype=dtype), None, circuit.is_real)
+    state_dtype, _ = engine.resolve_dtypes(torch.empty(0, dtype=dtype), None, circuit.is_real)
     if strategy == "auto":
         strategy = engine.choose_strategy(circuit, batch_size, state_dtype, device)
-    engine._check_memory(circuit, batch_size, strategy, state_dtype, device)
+    engine.check_memory(circuit, batch_size, strategy, state_dtype, device)
 
 
 def build_head(config: dict[str, Any], seed: int | None = None) -> Head:

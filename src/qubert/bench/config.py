@@ -53,7 +53,7 @@ CLASSICAL_HEADS = ("linear", "mlp", "logreg")
 
 # TrainingConfig fields the grid itself sets: they cannot be given as plain settings.
 _GRID_KEYS = ("dataset", "mode", "seed", "head", "output_dir", "resume", "overwrite_output_dir")
-_QUANTUM_KEYS = ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement",
+QUANTUM_KEYS = ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement",
                  "init", "reupload", "scaling", "freeze_circuit")
 _TOP_LEVEL_KEYS = ("name", "description", "output_dir", "data_dir", "cache_dir", "datasets", "modes",
                    "seeds", "heads", "controls", "training", "resources", "statistics", "tuning", "keep_models")
@@ -177,6 +177,7 @@ def load_bench_config(
                               data_dir=data_dir, online=online)
 
 
+# Long: one pass over the config's keys, each checked where it is read, so every error names its key.
 def parse_bench_config(
     data: Any,
     *,
@@ -206,7 +207,7 @@ def parse_bench_config(
         online = _needs_online(data) and _is_online()
     data = _resolve_online(copy.deepcopy(data), online)
 
-    fields = _training_fields()
+    fields = training_fields()
     training = data.get("training") or {}
     if not isinstance(training, dict):
         raise fail("training", "must be a mapping of TrainingConfig settings")
@@ -291,7 +292,7 @@ def parse_bench_config(
     )
 
 
-def _training_fields() -> dict[str, Any]:
+def training_fields() -> dict[str, Any]:
     """TrainingConfig field name -> default value."""
     from qubert.training import TrainingConfig
 
