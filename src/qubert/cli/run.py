@@ -32,11 +32,22 @@ from qubert.training import TrainingConfig
 # qubert train: one option per TrainingConfig field, generated so they can never drift apart
 # ------------------------------------------------------------------------------------------
 
+def _head_panels() -> dict[str, tuple[str, ...]]:
+    """Each head type's options in its help panel, in TrainingConfig's field order."""
+    from qubert.heads import HEAD_REGISTRY
+
+    order = [f.name for f in fields(TrainingConfig)]
+    panels: dict[str, set[str]] = {}
+    for head_type in HEAD_REGISTRY.values():
+        panels.setdefault(head_type.panel, set()).update(head_type.options)
+    return {panel: tuple(sorted(names, key=order.index)) for panel, names in panels.items()}
+
+
 _PANELS = {
     "Data": ("dataset", "data_dir", "train_file", "validation_file", "test_file", "text_column", "label_column", "max_train_samples", "max_eval_samples", "drop_empty"),
     "Model": ("model", "pooling", "max_length", "mode", "precision", "cache_bottom", "head"),
-    "Quantum head": ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement", "init", "reupload", "scaling", "freeze_circuit", "strategy"),
-    "Classical heads": ("hidden_sizes", "dropout"),
+    # The heads' options, in each registered head type's panel (qubert.heads.HEAD_REGISTRY).
+    **_head_panels(),
     "Optimisation": ("learning_rate", "encoder_learning_rate", "num_epochs", "batch_size", "weight_decay", "lr_scheduler_type", "early_stopping_patience", "max_steps", "group_by_length"),
     "Run": ("seed", "data_seed", "output_dir", "overwrite_output_dir", "cache_dir", "resume", "progress", "report_to"),
 }

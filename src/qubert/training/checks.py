@@ -56,8 +56,9 @@ def check_run(config: TrainingConfig) -> None:
     from qubert.tracking import check_tracker
 
     check_tracker(config.report_to)
-    if config.head == "quantum":
-        from qubert.heads import check_head_memory
+    from qubert.heads import HEAD_REGISTRY, check_head_memory
+
+    if HEAD_REGISTRY[config.head].quantum:
 
         circuit, device = config.circuit(), "cuda" if torch.cuda.is_available() else "cpu"
         for size in (config.resolved_batch_size, config.resolved_eval_batch_size):

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qubert.heads import HEAD_REGISTRY
 from qubert.training.errors import TrainingConfigError
 
 
-HEADS = ("linear", "mlp", "quantum")
+HEADS = tuple(HEAD_REGISTRY)  # the built-in heads; qubert.heads.register_head adds more
 MAX_LEARNING_RATE = 10.0  # above this no optimizer converges: the value is a typo, not a choice
 MAX_LAYERS = 1000  # circuit depth cap: far beyond trainable (barren plateaus), and memory grows with it
 NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir", "report_to")  # may differ when resuming a run
@@ -107,8 +108,8 @@ class TrainingConfig:
 
         if self.dataset is None and self.train_file is None:
             fail("no data given: set dataset (--dataset) or train_file (--train-file)")
-        if self.head not in HEADS:
-            fail(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
+        if self.head not in HEAD_REGISTRY:
+            fail(f"unknown head {self.head!r}; expected one of {', '.join(HEAD_REGISTRY)}")
         if self.pooling not in POOLINGS:
             fail(f"unknown pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}")
         try:
@@ -158,7 +159,7 @@ class TrainingConfig:
 
         if self.report_to not in REPORT_TO:
             fail(f"unknown report_to {self.report_to!r}; expected one of {', '.join(REPORT_TO)}")
-        if self.head == "quantum":
+        if HEAD_REGISTRY[self.head].quantum:
             try:
                 self.circuit()
             except ValueError as err:
@@ -274,8 +275,4 @@ def head_config_from(config: TrainingConfig) -> dict[str, Any]:
         >>> head_config_from(TrainingConfig(dataset="x", head="mlp", hidden_sizes=[32]))
         {'type': 'mlp', 'hidden_sizes': [32], 'dropout': 0.0}
     """
-    if config.head == "linear":
-        return {"type": "linear", "dropout": config.dropout}
-    if config.head == "mlp":
-        return {"type": "mlp", "hidden_sizes": list(config.hidden_sizes), "dropout": config.dropout}
-    return {"type": "quantum", "circuit": config.circuit().to_dict(), "scaling": config.scaling, "strategy": config.strategy, "freeze_circuit": config.freeze_circuit}
+    return HEAD_REGISTRY[config.head].head_config(config)
