@@ -177,11 +177,11 @@ def evaluate_on_backend(model, features: torch.Tensor, labels, transpiled, backe
     head = model.head
     shots = shots or devices.DEFAULT_DEVICE_SHOTS
     scores: dict[str, list[int]] = {}
-    head.set_execution(shots=None, noise=None, device=None)
+    head.set_execution(shots=None, noise=None, backend=None)
     scores["exact"] = head_probabilities(model, features).argmax(-1).tolist()
     head.set_execution(shots=shots, seed=seed)
     scores["shots"] = head_probabilities(model, features).argmax(-1).tolist()
-    head.set_execution(device=backend, optimization_level=transpiled.optimization_level, seed=seed)
+    head.set_execution(backend=backend, optimization_level=transpiled.optimization_level, seed=seed)
     start, predicted = time.perf_counter(), []
     batch = 256  # one Aer call per batch: a progress bar that moves, and bounded memory for the counts
     with encoding_pass(model, len(features), progress=progress, description=f"On {transpiled.device}") as advance:

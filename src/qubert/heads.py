@@ -186,11 +186,12 @@ class QuantumHead(Head):
             such as ``"depolarizing:0.01,readout:0.02"``, ``"backprop"`` or ``"parameter_shift"``
             gradients, the seed of the shot/trajectory sampler, and the noise simulator. The
             defaults are exact simulation; see :meth:`set_execution`.
-        device, device_simulator, optimization_level: run as on an IBM device (``"fake_manila"``,
-            ``"ibm_kyiv"`` or a backend object; needs ``qubert[devices]``): ``"aer"`` evaluates the
-            transpiled circuit on Aer with the device's noise model (no gradient), ``"qubert"`` maps
-            the device's calibration to qubert's channels, so training can see it (see
-            :mod:`qubert.quantum.devices`).
+        backend, device_simulator, optimization_level: run as on an IBM quantum backend
+            (``"fake_manila"``, ``"ibm_kyiv"`` or a backend object; needs ``qubert[devices]``):
+            ``"aer"`` evaluates the transpiled circuit on Aer with the device's noise model (no
+            gradient), ``"qubert"`` maps the device's calibration to qubert's channels, so training
+            can see it (see :mod:`qubert.quantum.devices`).
+        device: deprecated name of ``backend`` (``device`` means the torch device elsewhere).
 
     Example:
         >>> head = QuantumHead(16, 2, circuit={"n_qubits": 3, "ansatz": "strongly_entangling"})
@@ -221,9 +222,10 @@ class QuantumHead(Head):
         execution_seed: int | None = None,
         noise_method: str = "auto",
         trajectories: int = DEFAULT_TRAJECTORIES,
-        device: Any = None,
+        backend: Any = None,
         device_simulator: str = "aer",
         optimization_level: int = 1,
+        device: Any = None,
     ) -> None:
         super().__init__(in_features, n_classes)
         if circuit is None:
@@ -243,12 +245,13 @@ class QuantumHead(Head):
         self.post_net = nn.Linear(circuit.n_outputs, n_classes)
         self.set_execution(
             shots=shots, noise=noise, gradient=gradient, seed=execution_seed, noise_method=noise_method, trajectories=trajectories,
-            device=device, device_simulator=device_simulator, optimization_level=optimization_level,
+            device_simulator=device_simulator, optimization_level=optimization_level,
+            **({"device": device} if device is not None and backend is None else {"backend": backend}),
         )
 
     def set_execution(self, **options: Any) -> None:
         """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``,
-        ``device``, ``device_simulator``, ``optimization_level``.
+        ``backend``, ``device_simulator``, ``optimization_level`` (``device``: the deprecated name of ``backend``).
 
         Options not given keep their current values; pass ``shots=None`` / ``noise=None`` to go back
         to exact expectation values / no noise. Every call restarts the shot/trajectory sampler from
@@ -262,10 +265,20 @@ class QuantumHead(Head):
             >>> head.shots, head.noise, head.config()["noise"]
             (256, NoiseModel(depolarizing=0.0, amplitude_damping=0.0, readout=0.02), 'readout:0.02')
         """
+        if "device" in options:
+            import warnings
+
+            if "backend" in options:
+                raise ValueError("give backend=, not both backend= and its deprecated name device=")
+            warnings.warn("QuantumHead device= is deprecated: the quantum backend is now backend= (device means the torch device)", DeprecationWarning, stacklevel=2)
+            options["backend"] = options.pop("device")
+        if "backend" in options:
+            options["device"] = options.pop("backend")  # ExecutionOptions' field for the backend
         known = {"shots", "noise", "gradient", "seed", "noise_method", "trajectories", "device", "device_simulator", "optimization_level"}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown execution option(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+            expected = sorted(known - {"device"} | {"backend"})
+            raise ValueError(f"unknown execution option(s) {', '.join(unknown)}; expected {', '.join(expected)}")
         current = getattr(self, "execution", ExecutionOptions())
         names = ("shots", "noise", "gradient", "noise_method", "trajectories", "device", "device_simulator", "optimization_level")
         fields = {name: options.get(name, getattr(current, name)) for name in names}
@@ -349,7 +362,7 @@ class QuantumHead(Head):
             "strategy": self.strategy,
             "freeze_circuit": self.freeze_circuit,
             # Execution options only when not the defaults, so configs of exact heads stay as they were.
-            **describe_execution(self.execution),
+            **{("backend" if k == "device" else k): v for k, v in describe_execution(self.execution).items()},
             **({"execution_seed": self.execution_seed} if self.execution_seed is not None else {}),
         }
 
