@@ -26,6 +26,7 @@ NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir", "report_to"
 
 
 def help(text: str, **kwargs: Any) -> Any:
+    """A dataclass field whose ``help`` metadata becomes the CLI option's help text."""
     return field(metadata={"help": text}, **kwargs)
 
 
@@ -265,6 +266,7 @@ class TrainingConfig:
 
 
 def is_int(value: Any) -> bool:
+    """Whether ``value`` is an ``int`` (``bool`` is not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
