@@ -205,7 +205,7 @@ def train_aware_head(features: torch.Tensor, labels: torch.Tensor, args, device:
 
     torch.manual_seed(args.seed)
     head = QuantumHead(features.shape[1], int(labels.max()) + 1, n_qubits=args.qubits, n_layers=args.layers, seed=args.seed)
-    head.set_execution(device=device, device_simulator="qubert")
+    head.set_execution(backend=device, device_simulator="qubert")
     optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.epochs):
@@ -213,7 +213,7 @@ def train_aware_head(features: torch.Tensor, labels: torch.Tensor, args, device:
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(head(features[batch]), labels[batch]).backward()
             optimizer.step()
-    head.set_execution(device=None, device_simulator="aer")
+    head.set_execution(backend=None, device_simulator="aer")
     return head.eval()
 
 

@@ -219,7 +219,7 @@ def evaluate_on_backend(
         from qubert.quantum.mitigation import Mitigation, mitigated_logits
 
         mitigation = mitigation or Mitigation()
-        head.set_execution(device=None)
+        head.set_execution(backend=None)
         logits, _ = mitigated_logits(head, features.to(next(model.parameters()).device), transpiled, mitigation, shots=shots, seed=seed)
         predicted = logits.argmax(-1).tolist()
     else:
