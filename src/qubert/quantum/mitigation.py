@@ -156,7 +156,7 @@ def extrapolate_to_zero(factors, values: torch.Tensor, extrapolator: str = "expo
     ``linear``: the least-squares line through the points, read at 0. ``exponential``: a line
     through ``log|y|`` (so ``y = a exp(-b x)``, sign kept), used where all points share a sign and
     exceed ``floor`` in size, linear elsewhere. Hand-written: qiskit-mitigation keeps its
-    extrapolators private and mitiq cannot be installed beside this numpy/pandas; the fit is
+    extrapolators private and installing mitiq would downgrade numpy and pandas; the fit is
     two closed-form least-squares lines.
     """
     x = torch.as_tensor(factors, dtype=torch.float64)
