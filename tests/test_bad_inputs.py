@@ -94,8 +94,11 @@ def env(tmp_path_factory, save_tiny_bert) -> Path:
     good = root / "model"
     model.save_pretrained(good)
     load_tokenizer(str(root / "encoder")).save_pretrained(good)
-    for name in ("truncated", "shape", "missing", "pickled", "booby"):
+    for name in ("truncated", "shape", "missing", "pickled", "booby", "novocab"):
         shutil.copytree(good, root / name)
+    (root / "novocab" / "tokenizer.json").unlink()  # tokenizer_config.json alone loads an empty vocabulary
+    shutil.copytree(root / "encoder", root / "encoder-novocab")
+    (root / "encoder-novocab" / "tokenizer.json").unlink()
     weights = root / "truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     config = json.loads((root / "shape" / "config.json").read_text())
@@ -160,6 +163,11 @@ def _existing_run(config: dict | None) -> Callable[[Path, Path], None]:
     return setup
 
 
+def _planted_lock_link(env: Path, out: Path) -> None:
+    (out / "victim.txt").write_text("precious\n")
+    (out / ".run.lock").symlink_to(out / "victim.txt")
+
+
 def _file_at_output(env: Path, out: Path) -> None:
     (out / "run").write_text("a file, not a folder\n")
 
@@ -222,6 +230,7 @@ CASES: dict[str, Case] = {
     # ---- run directory
     "output dir is a file": Case(lambda e, o: _train(e, o), "File exists", setup=_file_at_output),
     "output dir holds another run": Case(lambda e, o: _train(e, o), "already holds an unfinished run", setup=_existing_run(None)),
+    "run lock planted as a link": Case(lambda e, o: _train(e, o), "is a symbolic link", setup=_planted_lock_link),
     "resume: nothing to resume": Case(lambda e, o: _train(e, o, "--resume"), "nothing to resume"),
     "resume: other options": Case(lambda e, o: _train(e, o, "--resume"), "options differ from the saved run", setup=_existing_run({"seed": 1})),
     # ---- encoder
@@ -229,6 +238,7 @@ CASES: dict[str, Case] = {
     "model: relative missing folder": Case(lambda e, o: _train(e, o, "--model", "./no/such/encoder"), "no such folder"),
     "model: a file": Case(lambda e, o: _train(e, o, "--model", str(e / "train.csv")), "is a file"),
     "model: offline hub name": Case(lambda e, o: _train(e, o, "--model", "nobody/no-such-encoder"), "is not a local folder, and the Hugging Face Hub is unreachable"),
+    "model: tokenizer.json missing": Case(lambda e, o: _train(e, o, "--model", str(e / "encoder-novocab")), "is not the tokenizer the model was trained with"),
     "max_length above the encoder": Case(lambda e, o: _train(e, o, "--max-length", "100000"), "above the encoder's limit of 512 tokens"),
     "top-k above the encoder's layers": Case(lambda e, o: _train(e, o, "--mode", "top5"), "top5"),
     # ---- saved models: eval / predict / circuit
@@ -238,12 +248,14 @@ CASES: dict[str, Case] = {
     "eval: tensor missing": Case(lambda e, o: _eval(e, o, "missing"), "lacks 1 tensor(s) the config needs, e.g. head.q_weights"),
     "eval: pickled weights": Case(lambda e, o: _eval(e, o, "pickled"), "qubert does not load pickle files"),
     "eval: pickled trainer state": Case(lambda e, o: _eval(e, o, "booby"), "qubert does not load pickle files"),
+    "eval: tokenizer.json missing": Case(lambda e, o: _eval(e, o, "novocab"), "is not the tokenizer the model was trained with"),
     "eval: nothing to score": Case(lambda e, o: ["eval", str(e / "model"), "--no-progress"], "nothing to evaluate on"),
     "eval: unknown label": Case(lambda e, o: _eval(e, o, "model", "--test-file", str(e / "bad" / "unseen.csv")), "label 'meh' is not one of the model's classes"),
     "eval: shots 0": Case(lambda e, o: _eval(e, o, "model", "--shots", "0"), "shots must be a positive integer"),
     "eval: output folder missing": Case(lambda e, o: _eval(e, o, "model", "--output", str(o / "no" / "m.json")), "output folder"),
     "predict: truncated weights": Case(lambda e, o: _predict(e, o, "truncated"), "not a loadable qubert model", stdin="good film\n"),
     "predict: pickled weights": Case(lambda e, o: _predict(e, o, "pickled"), "arbitrary code", stdin="good film\n"),
+    "predict: tokenizer.json missing": Case(lambda e, o: _predict(e, o, "novocab"), "is not the tokenizer the model was trained with", stdin="free entry now\n"),
     "predict: empty input": Case(lambda e, o: _predict(e, o, "model"), "no texts to predict", stdin=""),
     "predict: input missing": Case(lambda e, o: _predict(e, o, "model", "--input", str(o / "none.txt")), "not found"),
     "predict: unknown format": Case(lambda e, o: _predict(e, o, "model", "--format", "xml"), "unknown --format 'xml'", stdin="good\n"),

@@ -162,6 +162,40 @@ def test_exclusive_lock_refuses_without_blocking_and_cleans_up(tmp_path):
         pass
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_exclusive_lock_never_writes_through_a_planted_link(tmp_path, link):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    path = tmp_path / ".run.lock"
+    (os.symlink if link == "symlink" else os.link)(victim, path)
+    with pytest.raises(OSError, match="lock file .*(symbolic link|hard links)"), exclusive_lock(path, blocking=False):
+        pass
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_planted_cache_lock_link_is_refused_and_the_target_kept(tmp_path):
+    cache = embeddings.EmbeddingCache(tmp_path / "cache")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    cache.directory.mkdir(parents=True)
+    os.symlink(victim, cache.directory / ".k.lock")
+    with pytest.raises(OSError, match="symbolic link"), cache.lock("k"):
+        pass
+    assert victim.read_text() == "precious\n"
+
+
+def test_apply_umask_does_not_follow_a_link(tmp_path):
+    from qubert.files import apply_umask
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    os.chmod(victim, 0o600)
+    os.symlink(victim, tmp_path / "link")
+    with pytest.raises(OSError, match="symbolic link"):
+        apply_umask(tmp_path / "link")
+    assert victim.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_second_encoder_of_the_same_split_waits_and_reads_the_cache(env, tmp_path, monkeypatch):
     from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer
 

@@ -14,7 +14,9 @@ text safetensors raises instead).
 lock is an ``fcntl`` lock on a small file, so the kernel releases it when its holder dies, even by
 SIGKILL, and the file is removed on release. :func:`apply_umask` gives a file made by
 ``tempfile.mkstemp`` / ``mkdtemp`` (always 0600 / 0700) the permissions an ordinary ``open`` or
-``mkdir`` would have given it.
+``mkdir`` would have given it. Neither ever follows a symbolic link: a lock file or temporary file
+planted as a link to another file is refused, never written through (``mkstemp`` itself opens
+with ``O_EXCL | O_NOFOLLOW``).
 
 Example:
     >>> import tempfile
@@ -40,6 +42,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -86,7 +89,7 @@ def exclusive_lock(path: str | os.PathLike[str], *, blocking: bool = True) -> It
         yield path
         return
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -115,6 +118,27 @@ def exclusive_lock(path: str | os.PathLike[str], *, blocking: bool = True) -> It
         os.close(fd)
 
 
+def _open_lock_file(path: Path) -> int:
+    """Open (creating) the lock file without ever following a symbolic link.
+
+    The holder truncates the file and writes its pid into it, so a lock path planted as a link to
+    another file (``.run.lock -> notes.txt``), or a hard link to one, would make qubert overwrite
+    that file: both are refused instead.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"lock file {path} is a symbolic link; qubert does not follow links when locking: remove it") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "has other hard links" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+        raise OSError(errno.EEXIST, f"lock file {path} {what}; qubert would overwrite it: remove it")
+    return fd
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         return int(os.pread(fd, 32, 0).decode().strip())
@@ -129,9 +153,28 @@ def current_umask() -> int:
     return mask
 
 
-def apply_umask(path: str | os.PathLike[str], *, directory: bool = False) -> None:
-    """Give ``path`` the mode ``open`` / ``mkdir`` would have: 0o666 / 0o777 minus the umask."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+def apply_umask(path: str | os.PathLike[str] | int, *, directory: bool = False) -> None:
+    """Give ``path`` the mode ``open`` / ``mkdir`` would have: 0o666 / 0o777 minus the umask.
+
+    ``path`` may be an open file descriptor (best: it names the file that was created). A path is
+    opened without following a symbolic link, so a link swapped in after ``mkstemp`` cannot make
+    qubert change another file's permissions.
+    """
+    mode = (0o777 if directory else 0o666) & ~current_umask()
+    if isinstance(path, int):
+        os.fchmod(path, mode)
+        return
+    flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link; qubert does not follow links it did not make") from None
+        raise
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

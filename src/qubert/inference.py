@@ -34,7 +34,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str | None = None):
     """
     from transformers import AutoTokenizer
 
-    from qubert.modeling import ModelConfigError, QubertForSequenceClassification, quiet_transformers
+    from qubert.modeling import ModelConfigError, QubertForSequenceClassification, check_tokenizer, quiet_transformers
 
     path = Path(model_dir).expanduser()
     if (path / "model" / "config.json").is_file():
@@ -55,6 +55,7 @@ def load_model(model_dir: str | os.PathLike[str], device: str | None = None):
             tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as err:  # SafetensorError, size mismatches, bad config values, missing files, ...
         raise ModelConfigError(f"not a loadable qubert model: {path}: {first_line(err)}") from None
+    check_tokenizer(tokenizer, getattr(model.config.encoder, "vocab_size", None), source=str(path))
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.eval()
     return model, tokenizer

@@ -54,6 +54,8 @@ __all__ = [
     "POOLINGS",
     "ModelConfigError",
     "QubertConfig",
+    "TOKENIZER_PROBE",
+    "check_tokenizer",
     "QubertForSequenceClassification",
     "encoder_identity",
     "load_tokenizer",
@@ -197,12 +199,62 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def load_tokenizer(model: str = DEFAULT_MODEL):
-    """The tokenizer that belongs to ``model`` (hub name, local path or ``"default"``)."""
+    """The tokenizer that belongs to ``model`` (hub name, local path or ``"default"``), checked
+    against the encoder's vocabulary with :func:`check_tokenizer`."""
     path = resolve_model_path(model)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        vocab_size = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
     except (OSError, ValueError) as err:
         raise ModelConfigError(f"cannot load a tokenizer from {path!r}: {str(err).splitlines()[0]}") from err
+    check_tokenizer(tokenizer, vocab_size, source=path)
+    return tokenizer
+
+
+# A sentence of common English words: every word-piece vocabulary of a usable encoder holds them.
+TOKENIZER_PROBE = "The quick brown fox jumps over the lazy dog."
+
+
+def check_tokenizer(tokenizer: Any, vocab_size: int | None, *, source: str = "the model folder") -> None:
+    """Refuse a tokenizer that cannot be the one the encoder was trained with.
+
+    A folder that lost ``tokenizer.json`` (or ``vocab.txt``) but kept ``tokenizer_config.json``
+    still loads, as a tokenizer with a handful of special tokens that turns every word into
+    ``[UNK]``: the model then answers confidently and wrongly. Two checks catch that and its
+    kin: the tokenizer's size must fit the encoder's embedding table (more tokens than rows
+    cannot be embedded; fewer than half of them means most of the table is unreachable), and
+    :data:`TOKENIZER_PROBE` must encode without unknown tokens and decode back to itself (up to
+    case and spacing, which uncased tokenizers change).
+
+    Args:
+        tokenizer: a ``transformers`` tokenizer.
+        vocab_size: the encoder config's ``vocab_size`` (``None`` skips the size check).
+        source: where the tokenizer came from, for the message.
+
+    Raises:
+        ModelConfigError: in one line, naming ``source``.
+
+    Example:
+        >>> from transformers import AutoTokenizer  # doctest: +SKIP
+        >>> check_tokenizer(AutoTokenizer.from_pretrained(path), 30522, source=path)  # doctest: +SKIP
+    """
+    size = len(tokenizer)
+    hint = "restore the tokenizer files (tokenizer.json or vocab files) the model was trained with"
+    if vocab_size is not None and (size > vocab_size or 2 * size < vocab_size):
+        raise ModelConfigError(
+            f"{source}: its tokenizer has {size} tokens but the encoder embeds {vocab_size}, so it is "
+            f"not the tokenizer the model was trained with; {hint}"
+        )
+    try:
+        ids = tokenizer(TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+        decoded = tokenizer.decode(ids)
+    except Exception as err:  # a broken tokenizer fails in many ways; all mean the same here
+        raise ModelConfigError(f"{source}: its tokenizer cannot encode text ({str(err).splitlines()[0]}); {hint}") from None
+    unknown = tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids
+    if unknown or "".join(decoded.lower().split()) != "".join(TOKENIZER_PROBE.lower().split()):
+        raise ModelConfigError(
+            f"{source}: its tokenizer does not round-trip plain English ({TOKENIZER_PROBE!r} -> {decoded!r}); {hint}"
+        )
 
 
 def encoder_identity(encoder: nn.Module) -> str:
