@@ -80,12 +80,19 @@ def test_classify_agrees_with_qubert_predict_and_flags_truncation(run_dir, class
     assert single.status_code == 200 and single.json()["predictions"][0]["probabilities"] == pytest.approx(expected[0]["probabilities"], abs=1e-5)
 
 
-def test_model_info_health_and_docs(classifier):
+def test_model_info_health_and_docs(classifier, run_dir):
     with TestClient(create_app(classifier, ServeSettings(max_texts=7))) as client:
-        info = client.get("/v1/model").json()
+        raw_info = client.get("/v1/model").text
+        info = json.loads(raw_info)
         health = client.get("/health").json()
         docs = client.get("/docs")
         schema = client.get("/openapi.json").json()
+    assert info["name"] == run_dir.name and str(run_dir.parent) not in raw_info  # the model's name, not the server's paths
+    assert info["encoder"]["name"] == "encoder"
+    assert "/v1/classify" in docs.text and "<script" not in docs.text and "cdn" not in docs.text.lower()  # works offline
+    request = schema["components"]["schemas"]["ClassifyRequest"]
+    assert request["oneOf"] == [{"required": ["texts"]}, {"required": ["text"]}]
+    assert "null" not in json.dumps(request["properties"])
     assert info["labels"] == ["neg", "pos"] and info["head"]["type"] == "quantum"
     assert info["circuit"]["n_qubits"] == 2 and "diagram" in info["circuit"]
     assert info["encoder"]["hidden_size"] == 32 and info["max_length"] == MAX_LENGTH
@@ -180,11 +187,17 @@ BAD_BODIES = [
     ({"text": None, "texts": None}, 422, "exactly one of"),
     ({"texts": ["a"], "text": "b"}, 422, "exactly one of"),
     ({"txt": "a"}, 422, "body.txt"),
-    (b'{"texts": ["unterminated', 422, "JSON"),
+    (b'{"texts": ["unterminated', 422, "the body is not valid JSON: unterminated string starting at character 11"),
+    (b'{"texts": ["a"],}', 422, "the body is not valid JSON"),
+    ({"text": "", "texts": ["a"]}, 422, "exactly one of"),
+    ({"text": None}, 422, "'text' must be a string, not null"),
+    ('{"texts": ["a"]}'.encode("utf-16"), 422, "not UTF-8: byte 0xff at position 0"),
+    ('{"texts": ["a"]}'.encode("utf-16-le"), 422, "NUL byte at position 1: UTF-16 or UTF-32?"),
+    ('{"texts": ["a"]}'.encode("utf-32"), 422, "not UTF-8"),
     (b"[1, 2]", 422, "body"),
     (b"", 422, "body"),
     (b'{"texts": ["\\ud800 lone surrogate"]}', 422, "body.texts.0"),
-    (b"\xff\xfe not utf-8", 422, "JSON decode error"),
+    (b"\xfe not utf-8", 422, "not UTF-8: byte 0xfe at position 0"),
 ]
 
 
@@ -203,6 +216,98 @@ def test_limits_and_bad_inputs_are_4xx_with_the_field_named(classifier, body, st
         assert client.get("/v1/classify").status_code == 405
 
 
+def _held_app(classifier, settings):
+    """An app whose first model call waits for ``release``; ``running`` is set when it starts."""
+    running, release, sizes = threading.Event(), threading.Event(), []
+
+    def hold(info) -> None:
+        sizes.append(info.n_texts)
+        if len(sizes) == 1:
+            running.set()
+            release.wait(30)
+
+    return create_app(classifier, settings, on_batch=hold), running, release, sizes
+
+
+async def _raw_post(app, body: dict, hang_up: asyncio.Event | None = None) -> int:
+    """POST through the bare ASGI interface; the client hangs up when ``hang_up`` is set."""
+    messages = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await (hang_up or asyncio.Event()).wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/v1/classify",
+             "raw_path": b"/v1/classify", "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("test", 80)}
+    await app(scope, receive, send)
+    return sent[0]["status"]
+
+
+async def _until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_a_client_that_hangs_up_is_dropped_from_the_queue_and_never_computed(classifier):
+    app, running, release, sizes = _held_app(classifier, ServeSettings())
+    batcher = app.state.batcher
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            first = asyncio.ensure_future(_raw_post(app, {"texts": ["good great"]}))
+            await asyncio.get_running_loop().run_in_executor(None, running.wait, 30)
+            hang_up = asyncio.Event()
+            gone = asyncio.ensure_future(_raw_post(app, {"texts": ["bad"] * 20}, hang_up))
+            await _until(lambda: batcher.queued_texts == 20)
+            hang_up.set()
+            status_gone = await asyncio.wait_for(gone, 30)
+            queued_after = batcher.queued_texts
+            release.set()
+            status_first = await asyncio.wait_for(first, 30)
+            await _until(lambda: batcher.dropped == 1)
+            return status_gone, queued_after, status_first
+
+    status_gone, queued_after, status_first = asyncio.run(scenario())
+    assert status_gone == 499 and queued_after == 0 and status_first == 200
+    assert sizes == [1]  # the 20 texts of the client that left never reached the model
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(classifier):
+    app, running, release, sizes = _held_app(classifier, ServeSettings(max_texts=3, max_queued_texts=3))
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                first = asyncio.ensure_future(client.post("/v1/classify", json={"text": "good"}))
+                await asyncio.get_running_loop().run_in_executor(None, running.wait, 30)
+                queued = asyncio.ensure_future(client.post("/v1/classify", json={"texts": ["a", "b"]}))
+                await _until(lambda: app.state.batcher.queued_texts == 2)
+                full = await asyncio.wait_for(client.post("/v1/classify", json={"texts": ["c", "d"]}), 10)
+                fits = asyncio.ensure_future(client.post("/v1/classify", json={"text": "e"}))  # 2 + 1 <= 3
+                await _until(lambda: app.state.batcher.queued_texts == 3)
+                release.set()
+                return full, await asyncio.gather(first, queued, fits)
+
+    full, done = asyncio.run(scenario())
+    assert full.status_code == 503 and full.headers["retry-after"] == "1"
+    assert "at most 3 may wait" in full.json()["detail"]
+    assert [r.status_code for r in done] == [200, 200, 200]
+
+
+def test_serve_settings_refuse_a_queue_smaller_than_one_request():
+    with pytest.raises(ValueError, match="max-queued-texts .* must be at least max-texts"):
+        ServeSettings(max_texts=64, max_queued_texts=10)
+
+
 def test_serve_command_refuses_bad_setups_in_one_line(run_dir, tmp_path):
     def one_red_line(args, fragment):
         result = runner.invoke(cli, ["serve", *args])
@@ -216,6 +321,8 @@ def test_serve_command_refuses_bad_setups_in_one_line(run_dir, tmp_path):
     one_red_line([str(run_dir), "--max-batch-tokens", "0"], "max-batch-tokens must be at least 1")
     one_red_line([str(run_dir), "--threads", "0"], "threads must be at least 1")
     one_red_line([str(run_dir), "--replicas", "2"], "--replicas needs --ray-address")
+    one_red_line([str(run_dir), "--grace", "nan"], "--grace must be a finite number")
+    one_red_line([str(run_dir), "--max-queued-texts", "8"], "max-queued-texts (8) must be at least max-texts (64)")
     one_red_line([str(run_dir), "--precision", "fp16"], "fp16 needs a CUDA GPU") if not _cuda() else None
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -235,11 +342,11 @@ LAUNCHER = textwrap.dedent("""
     from qubert.serving import ServeSettings, TextClassifier, create_app
     from qubert.serving.server import bind_socket, serve_locally
 
-    slow = float(sys.argv[2])
-    app = create_app(TextClassifier.load(sys.argv[1]), ServeSettings(), on_batch=lambda info: time.sleep(slow))
+    slow, grace = float(sys.argv[2]), float(sys.argv[3])
+    app = create_app(TextClassifier.load(sys.argv[1]), ServeSettings(max_batch_size=1), on_batch=lambda info: time.sleep(slow))
     sock = bind_socket("127.0.0.1", 0)
     print(sock.getsockname()[1], flush=True)
-    serve_locally(app, sock, access_log=False, log_level="warning")
+    serve_locally(app, sock, grace_s=grace, access_log=False, log_level="warning")
 """)
 
 
@@ -251,24 +358,34 @@ def _read_line(stream, timeout: float) -> str:
     return line[0] if line else ""
 
 
-def test_sigterm_drains_a_real_uvicorn_server(run_dir, tmp_path):
-    """In-flight requests finish, new ones get 503, then the process exits 0 (a real subprocess,
-    ~10 s: most of it importing torch and transformers; every wait is bounded)."""
+def _start_server(run_dir: Path, tmp_path: Path, slow: float, grace: float):
+    """A real uvicorn subprocess (most of its start-up is importing torch and transformers)
+    whose every model call sleeps ``slow`` s first; returns ``(process, base URL)``."""
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    process = subprocess.Popen([sys.executable, str(launcher), str(run_dir), "1.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen([sys.executable, str(launcher), str(run_dir), str(slow), str(grace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    port = _read_line(process.stdout, timeout=90).strip()
+    if not port.isdigit():
+        process.kill()
+        raise AssertionError(process.stderr.read() if process.poll() is not None else "no port printed")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return process, base
+
+
+def test_sigterm_drains_a_real_uvicorn_server(run_dir, tmp_path):
+    """In-flight requests finish, new ones get 503, then the process exits 0 (a real subprocess,
+    ~10 s; every wait is bounded)."""
+    process, base = _start_server(run_dir, tmp_path, slow=1.5, grace=30)
     try:
-        port = _read_line(process.stdout, timeout=90).strip()
-        assert port.isdigit(), process.stderr.read() if process.poll() is not None else "no port printed"
-        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         slow: dict = {}
         request = threading.Thread(target=lambda: slow.update(r=httpx.post(f"{base}/v1/classify", json={"texts": ["good great"]}, timeout=30)), daemon=True)
         request.start()
@@ -281,6 +398,37 @@ def test_sigterm_drains_a_real_uvicorn_server(run_dir, tmp_path):
         request.join(30)
         assert slow["r"].status_code == 200 and slow["r"].json()["predictions"][0]["label"] in ("neg", "pos")
         assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_sigterm_drain_ends_about_grace_after_the_signal_and_cut_off_requests_get_503(run_dir, tmp_path):
+    """--grace bounds the whole drain: with model calls of 8 s and a grace of 1 s, the running and
+    the queued request are answered 503 when the grace ends, and the process exits about then
+    (before this, qubert waited the grace, uvicorn waited it again, then the worker's call: over
+    8 s, with 500s). The bound below leaves room for a loaded machine, not for a second grace."""
+    grace = 1.0
+    process, base = _start_server(run_dir, tmp_path, slow=8.0, grace=grace)
+    try:
+        answers: list = []
+        clients = [threading.Thread(target=lambda t=t: answers.append(httpx.post(f"{base}/v1/classify", json={"text": t}, timeout=30)), daemon=True) for t in ("good", "bad")]
+        for client in clients:
+            client.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and httpx.get(f"{base}/health", timeout=2).json()["in_flight"] < 2:
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        took = time.monotonic() - signalled
+        for client in clients:
+            client.join(10)
+        assert sorted(r.status_code for r in answers) == [503, 503], [r.text for r in answers]
+        assert all("cut off at the end of the grace period" in r.text for r in answers)
+        assert took < grace + 3.0, f"the drain took {took:.1f} s with --grace {grace:g}"
+        assert "CancelledError" not in process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()

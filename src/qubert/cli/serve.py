@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -23,9 +24,10 @@ def serve(
     max_batch_tokens: int = typer.Option(256, help="Micro-batching: a call's texts run length-sorted in encoder chunks of at most this many padded tokens (256: measured best on a 2-core CPU, see docs/serving.md).", rich_help_panel="Batching"),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads (default: the usable cores minus one, left to the HTTP event loop; on Ray: what Ray gives each replica).", show_default=False),
     max_texts: int = typer.Option(64, help="Most texts in one request (more: 413).", rich_help_panel="Limits"),
+    max_queued_texts: int = typer.Option(256, help="Most texts waiting for the model across all requests; a request that would exceed it gets 503 with Retry-After at once instead of a long wait.", rich_help_panel="Limits"),
     max_chars: int = typer.Option(10_000, help="Most characters in one text (more: 413). Texts over the model's max_length tokens are truncated as in training.", rich_help_panel="Limits"),
     precision: Optional[str] = typer.Option(None, help="Encoder precision: auto, fp32, bf16 or fp16 (default: the one the model was trained in, so answers match qubert predict; bf16 is faster on CPUs with AVX512-BF16 but changes probabilities slightly)."),
-    grace: float = typer.Option(30.0, help="On SIGTERM: seconds to let requests in flight finish (new ones get 503)."),
+    grace: float = typer.Option(30.0, help="On SIGTERM: seconds to let requests in flight finish (new ones get 503; those still running at the end get 503); the process exits about this long after the signal."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
     ray_address: Optional[str] = typer.Option(None, help="Deploy on Ray Serve at this cluster address (auto, ray://host:10001, or local for a new one).", rich_help_panel="Scale-out"),
     replicas: int = typer.Option(1, help="With --ray-address: number of model replicas.", rich_help_panel="Scale-out"),
@@ -43,15 +45,17 @@ def serve(
     from qubert.serving.app import ServeSettings
 
     try:
-        settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_texts=max_texts, max_chars=max_chars)
+        settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_texts=max_texts, max_chars=max_chars, max_queued_texts=max_queued_texts)
         if not 0 <= port <= 65535:
             raise ValueError(f"--port must be between 0 and 65535, got {port}")
         if replicas < 1:
             raise ValueError(f"--replicas must be at least 1, got {replicas}")
         if replicas != 1 and ray_address is None:
             raise ValueError("--replicas needs --ray-address (locally qubert serve is one process)")
-        if grace < 0:
-            raise ValueError(f"--grace must be >= 0, got {grace}")
+        if not math.isfinite(grace) or grace < 0:
+            raise ValueError(f"--grace must be a finite number of seconds >= 0, got {grace}")
+        if not math.isfinite(max_wait_ms):
+            raise ValueError(f"--max-wait-ms must be a finite number, got {max_wait_ms}")
         if max_batch_tokens < 1:
             raise ValueError(f"--max-batch-tokens must be at least 1, got {max_batch_tokens}")
         if threads is not None and threads < 1:
@@ -81,11 +85,11 @@ def serve(
     )
 
     def drained(left: int) -> None:
-        suffix = f"; {left} request(s) still running after --grace {grace:g} s are cut off" if left else ""
+        suffix = f"; {left} request(s) still running after --grace {grace:g} s were answered 503" if left else ""
         err_console.print(f"Draining: new requests get 503{suffix}", highlight=False)
 
-    serve_locally(create_app(classifier, settings), sock, grace_s=grace, access_log=access_log, on_drained=drained)
-    err_console.print("Stopped.", highlight=False)
+    serve_locally(create_app(classifier, settings), sock, grace_s=grace, access_log=access_log, on_drained=drained,
+                  on_stopped=lambda: err_console.print("Stopped.", highlight=False))
 
 
 def _serve_on_ray(model_dir: Path, address: str, replicas: int, host: str, port: int, settings, model_options: dict) -> None:

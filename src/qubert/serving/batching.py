@@ -10,6 +10,12 @@ traffic), the worker keeps gathering until the batch holds ``max_batch_size`` te
 so nobody waits). A request is never split, so one larger than ``max_batch_size`` runs alone;
 ``max_batch_size=1`` turns batching off (one request per call).
 
+The queue is bounded in texts (``max_queued_texts``): a request that would overflow it is refused
+at once with :class:`QueueFull` (the server answers 503 with ``Retry-After``), so a burst cannot
+make later requests wait without limit. A request whose caller stopped waiting (its future was
+cancelled: the HTTP client hung up) leaves the queue's count at once and is dropped by the worker
+without being computed.
+
 Written by hand because the pieces that exist do other things: Ray Serve's ``@serve.batch`` batches
 calls, not texts, and only inside Ray; a thread that owns the model keeps torch off the event loop.
 
@@ -23,8 +29,8 @@ Example:
     >>> batcher.start()
     >>> [results for results, _ in asyncio.run(two_clients())]
     [[1, 2], [3]]
-    >>> batcher.stop(); sum(sizes)  # one call of 3 texts, or 2 then 1 if the worker was quicker
-    3
+    >>> batcher.stop(), sum(sizes)  # one call of 3 texts, or 2 then 1 if the worker was quicker
+    (True, 3)
 """
 
 from __future__ import annotations
@@ -36,11 +42,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["BatchInfo", "BatcherStopped", "MicroBatcher"]
+__all__ = ["BatchInfo", "BatcherStopped", "MicroBatcher", "QueueFull"]
 
 
 class BatcherStopped(RuntimeError):
     """The batcher is not running (not started yet, or shutting down)."""
+
+
+class QueueFull(RuntimeError):
+    """Queuing the request would exceed ``max_queued_texts``; try again later."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class _Pending:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     arrived: float = field(default_factory=time.monotonic)
+    counted: bool = True  # still counted in the batcher's queued texts
 
 
 _STOP = object()
@@ -80,20 +91,28 @@ class MicroBatcher:
         max_wait_ms: how long the oldest queued request may wait for others to join it.
         on_batch: called with a :class:`BatchInfo` in the worker thread before each call (a test
             hook: it records batch sizes, or sleeps to make a call slow).
+        max_queued_texts: most texts waiting for the worker (not counting the call it is running);
+            ``None``: no bound.
     """
 
-    def __init__(self, run_batch: Callable[[list[str]], Any], *, max_batch_size: int = 64, max_wait_ms: float = 10.0, on_batch: Callable[[BatchInfo], None] | None = None) -> None:
+    def __init__(self, run_batch: Callable[[list[str]], Any], *, max_batch_size: int = 64, max_wait_ms: float = 10.0, on_batch: Callable[[BatchInfo], None] | None = None, max_queued_texts: int | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if max_queued_texts is not None and max_queued_texts < 1:
+            raise ValueError(f"max_queued_texts must be at least 1, got {max_queued_texts}")
         self.run_batch = run_batch
         self.max_batch_size = int(max_batch_size)
         self.max_wait = float(max_wait_ms) / 1000.0
         self.on_batch = on_batch
+        self.max_queued_texts = max_queued_texts
         self.batches = 0
         self.texts = 0
         self.requests = 0
+        self.dropped = 0  # requests whose caller had gone before the worker reached them
+        self._queued_texts = 0
+        self._count_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._accepting = False
@@ -107,6 +126,17 @@ class MicroBatcher:
         """Requests waiting for the worker (approximate, as for any queue)."""
         return self._queue.qsize()
 
+    @property
+    def queued_texts(self) -> int:
+        """Texts of the requests waiting for the worker whose callers still wait."""
+        return self._queued_texts
+
+    def _uncount(self, pending: _Pending) -> None:
+        with self._count_lock:
+            if pending.counted:
+                pending.counted = False
+                self._queued_texts -= len(pending.texts)
+
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
         if self._thread is not None and self._thread.is_alive():
@@ -115,27 +145,42 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._work, name="qubert-batcher", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Refuse new requests, finish the queued ones, then stop the worker."""
+    def stop(self, timeout: float | None = 30.0) -> bool:
+        """Refuse new requests, finish the queued ones, then stop the worker.
+
+        Returns False when the worker was still in a call after ``timeout`` seconds (it is a
+        daemon thread, left to finish or to die with the process), True otherwise.
+        """
         self._accepting = False
         if self._thread is None:
-            return
+            return True
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        ended = not self._thread.is_alive()
         self._thread = None
+        return ended
 
     async def submit(self, texts: Sequence[str]) -> tuple[Any, BatchInfo]:
         """Queue ``texts``; returns ``(their results, the BatchInfo of the call they ran in)``.
 
+        Cancelling the awaiting task (a client that hung up) takes the texts out of the queue's
+        count at once; the worker then skips them.
+
         Raises:
             BatcherStopped: the batcher is not running.
+            QueueFull: the queue holds too many texts to take these (``max_queued_texts``).
         """
         if not self._accepting:
             raise BatcherStopped("the model worker is not running")
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._queue.put(_Pending(list(texts), future, loop))
-        return await future
+        pending = _Pending(list(texts), loop.create_future(), loop)
+        with self._count_lock:
+            if self.max_queued_texts is not None and self._queued_texts + len(pending.texts) > self.max_queued_texts:
+                raise QueueFull(f"{self._queued_texts} texts are queued; at most {self.max_queued_texts} may wait")
+            self._queued_texts += len(pending.texts)
+        pending.future.add_done_callback(lambda future: self._uncount(pending) if future.cancelled() else None)
+        self._queue.put(pending)
+        return await pending.future
 
     # ------------------------------------------------------------------ worker thread
     def _work(self) -> None:
@@ -145,6 +190,7 @@ class MicroBatcher:
             carry = None
             if first is _STOP:
                 return
+            self._uncount(first)
             batch, carry = self._gather(first)
             self._run(batch)
 
@@ -162,12 +208,15 @@ class MicroBatcher:
                 break
             if item is _STOP or n_texts + len(item.texts) > self.max_batch_size:
                 return batch, item  # runs next (a stop is honoured after this batch)
+            self._uncount(item)
             batch.append(item)
             n_texts += len(item.texts)
         return batch, None
 
     def _run(self, batch: list[_Pending]) -> None:
-        batch = [p for p in batch if not p.future.cancelled()]
+        live = [p for p in batch if not p.future.done()]  # done before its result: cancelled
+        self.dropped += len(batch) - len(live)
+        batch = live
         if not batch:
             return
         sizes = [len(p.texts) for p in batch]

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["ClassifiedTexts", "TextClassifier", "default_threads", "token_budget_chunks"]
+__all__ = ["ClassifiedTexts", "TextClassifier", "default_threads", "public_name", "token_budget_chunks"]
 
 DEFAULT_MAX_BATCH_TOKENS = 256
 
@@ -83,12 +83,29 @@ def default_threads() -> int:
     return max(1, cores - 1)
 
 
+def public_name(name_or_path: str) -> str:
+    """What a client may see of a model's location: a hub name as it is, a local folder by its
+    name only (a run's ``model/`` folder by the run's name), never the server's file system.
+
+    Example:
+        >>> public_name("/srv/runs/sms_spam-quantum-frozen-s42/model"), public_name("bert-base-uncased")
+        ('sms_spam-quantum-frozen-s42', 'bert-base-uncased')
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if not (path.is_absolute() or text.startswith((".", "~")) or path.exists()):
+        return text  # a hub name such as "bert-base-uncased" or "org/model"
+    path = path.resolve()
+    return path.parent.name if path.name == "model" else path.name
+
+
 class TextClassifier:
     """A loaded model + tokenizer that classifies raw texts (see the module docstring).
 
     Args:
         model, tokenizer: from :func:`qubert.inference.load_model`.
-        source: the run or model folder it came from (shown by ``GET /v1/model``).
+        source: the run or model folder it came from (``GET /v1/model`` shows only its name,
+            :func:`public_name`).
         max_batch_tokens: most padded tokens (texts x longest) in one encoder chunk of a call.
         batch_size: most texts in one encoder chunk.
     """
@@ -171,11 +188,11 @@ class TextClassifier:
         config = self.model.config
         head = dict(config.head_config or {})
         info: dict[str, Any] = {
-            "source": self.source,
+            "name": public_name(self.source),
             "labels": self.labels,
             "head": {k: v for k, v in head.items() if k != "circuit"},
             "encoder": {
-                "name_or_path": config.encoder_name_or_path,
+                "name": public_name(config.encoder_name_or_path or ""),
                 "model_type": config.encoder.model_type,
                 "hidden_size": config.encoder.hidden_size,
                 "layers": getattr(config.encoder, "num_hidden_layers", None),

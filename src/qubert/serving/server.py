@@ -1,7 +1,10 @@
 """Running the app: one local uvicorn process with a graceful drain, or Ray Serve replicas.
 
 Locally, SIGTERM (or Ctrl-C) starts a drain: new requests get 503, the ones in flight finish, then
-uvicorn stops (a second signal stops at once; ``grace_s`` bounds the wait). On Ray Serve the same
+uvicorn stops (a second signal stops at once). ``grace_s`` bounds the whole drain: requests still
+waiting for the model when it ends are answered 503 (not cut off with a 500), and uvicorn's own
+graceful shutdown then gets only a short remainder, so the process exits about ``grace_s`` (plus
+at most ~1 s) after the signal, not twice that. On Ray Serve the same
 app runs in every replica (each with its own micro-batcher) behind Ray's HTTP proxy, which does
 the load balancing; Ray drains replicas its own way when the app is deleted.
 
@@ -12,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 import time
 from dataclasses import asdict
 from typing import Any, Callable
@@ -45,13 +50,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+_CUT_OFF_WAIT_S = 0.5  # after the cut-off: how long the handlers get to send their 503s
+
+
 def _draining_server_class():
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
         """uvicorn's server with a drain before shutdown: on the first SIGTERM / SIGINT the app's
         :class:`~qubert.serving.app.ServingState` starts refusing requests (503); uvicorn's own
-        shutdown begins once nothing is in flight or ``grace_s`` has passed."""
+        shutdown begins once nothing is in flight, or once ``grace_s`` has passed and the requests
+        still running have been answered 503 (:meth:`ServingState.cut_off`)."""
 
         def __init__(self, config, state, grace_s: float = 30.0, on_drained: Callable[[int], None] | None = None) -> None:
             super().__init__(config)
@@ -59,6 +68,8 @@ def _draining_server_class():
             self.grace_s = grace_s
             self.on_drained = on_drained
             self._drain_started: float | None = None
+            self._cut_at: float | None = None
+            self._cut_count = 0
 
         def handle_exit(self, sig, frame) -> None:  # runs in the signal handler: set flags only
             if self._drain_started is not None:
@@ -69,12 +80,24 @@ def _draining_server_class():
 
         async def on_tick(self, counter: int) -> bool:
             if self._drain_started is not None and not self.should_exit:
-                waited = time.monotonic() - self._drain_started
-                if self.state.in_flight == 0 or waited > self.grace_s:
-                    if self.on_drained is not None:
-                        self.on_drained(self.state.in_flight)
-                    self.should_exit = True
+                now = time.monotonic()
+                if self.state.in_flight == 0 or (self._cut_at is not None and now - self._cut_at > _CUT_OFF_WAIT_S):
+                    self._stop(now)
+                elif self._cut_at is None and now - self._drain_started > self.grace_s:
+                    self._cut_count = self.state.in_flight
+                    self._cut_at = now
+                    self.state.cut_off()  # the handlers answer 503 and return; in_flight falls to 0
             return await super().on_tick(counter)
+
+        def _stop(self, now: float) -> None:
+            # uvicorn's graceful shutdown waits again for connections and tasks, up to
+            # timeout_graceful_shutdown: give it what is left of grace_s, at least a moment to
+            # flush the 503s, so the total stays about grace_s.
+            left = self.grace_s - (now - self._drain_started)
+            self.config.timeout_graceful_shutdown = max(_CUT_OFF_WAIT_S, left)
+            if self.on_drained is not None:
+                self.on_drained(self._cut_count)
+            self.should_exit = True
 
     return DrainingServer
 
@@ -85,13 +108,28 @@ def __getattr__(name: str) -> Any:  # DrainingServer without importing uvicorn a
     raise AttributeError(name)
 
 
-def serve_locally(app, sock: socket.socket, *, grace_s: float = 30.0, access_log: bool = True, log_level: str = "info", on_drained: Callable[[int], None] | None = None) -> None:
-    """Run ``app`` with uvicorn on an already bound socket until SIGTERM / SIGINT (then drain)."""
+def serve_locally(
+    app, sock: socket.socket, *, grace_s: float = 30.0, access_log: bool = True, log_level: str = "info",
+    on_drained: Callable[[int], None] | None = None, on_stopped: Callable[[], None] | None = None,
+) -> None:
+    """Run ``app`` with uvicorn on an already bound socket until SIGTERM / SIGINT (then drain).
+
+    ``on_stopped`` runs once the server has stopped. If the model worker was still inside a call
+    cut off at the end of the grace period, the process then exits at once (``os._exit(0)``):
+    with torch imported, the interpreter's exit waits for every thread, daemon or not, so the
+    abandoned call would hold the process for the rest of its run, beyond ``grace_s``.
+    """
     import uvicorn
 
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=grace_s, lifespan="on")
     server = _draining_server_class()(config, app.state.serving, grace_s=grace_s, on_drained=on_drained)
     server.run(sockets=[sock])
+    if on_stopped is not None:
+        on_stopped()
+    if app.state.serving.worker_abandoned:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def deploy_on_ray(model_dir: str, *, address: str, replicas: int, host: str, port: int, settings, model_options: dict[str, Any] | None = None, app_name: str = "qubert") -> None:
