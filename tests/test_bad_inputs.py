@@ -148,7 +148,7 @@ class Case(NamedTuple):
     argv: Callable[[Path, Path], list[str]]
     fragment: str  # must appear in the one error line
     setup: Callable[[Path, Path], None] | None = None
-    stdin: str | None = None
+    stdin: str | bytes | None = None
 
 
 def _existing_run(config: dict | None) -> Callable[[Path, Path], None]:
@@ -258,8 +258,15 @@ CASES: dict[str, Case] = {
     "predict: tokenizer.json missing": Case(lambda e, o: _predict(e, o, "novocab"), "is not the tokenizer the model was trained with", stdin="free entry now\n"),
     "predict: empty input": Case(lambda e, o: _predict(e, o, "model"), "no texts to predict", stdin=""),
     "predict: input missing": Case(lambda e, o: _predict(e, o, "model", "--input", str(o / "none.txt")), "not found"),
+    "predict: batch size 0": Case(lambda e, o: _predict(e, o, "model", "--batch-size", "0"), "--batch-size must be a positive integer, got 0", stdin="good\n"),
+    "predict: input is a folder": Case(lambda e, o: _predict(e, o, "model", "--input", str(e / "bad")), "is a directory, not a file"),
+    "predict: stdin not UTF-8": Case(lambda e, o: _predict(e, o, "model"), "stdin is not valid UTF-8: byte 0xe9 at position 13 (line 2)", stdin="good film\ncaf\xe9\n".encode("latin-1")),
+    "predict: input file not UTF-8": Case(lambda e, o: _predict(e, o, "model", "--input", str(e / "bad" / "latin1.csv")), "latin1.csv is not valid UTF-8: byte 0xe9 at position 14 (line 2)"),
+    "eval: batch size 0": Case(lambda e, o: _eval(e, o, "model", "--batch-size", "0"), "--batch-size must be a positive integer, got 0"),
     "predict: unknown format": Case(lambda e, o: _predict(e, o, "model", "--format", "xml"), "unknown --format 'xml'", stdin="good\n"),
     "predict: no text column": Case(lambda e, o: _predict(e, o, "model", "--input", str(e / "bad" / "sentence.csv")), "no text column 'text'"),
+    "circuit: export angles nan/inf": Case(lambda e, o: ["circuit", "export", str(e / "model"), "--format", "qasm3", "--angles", "nan,inf"], "--angles must be finite numbers (radians), got nan, inf"),
+    "devices: min-qubits -1": Case(lambda e, o: ["devices", "--min-qubits", "-1"], "--min-qubits must be >= 0, got -1"),
     "circuit: truncated weights": Case(lambda e, o: ["circuit", "draw", str(e / "truncated")], "not a loadable qubert model"),
     "circuit: head shape changed": Case(lambda e, o: ["circuit", "draw", str(e / "shape")], "not a loadable qubert model"),
     "circuit: pickled trainer state": Case(lambda e, o: ["circuit", "draw", str(e / "booby")], "qubert does not load pickle files"),

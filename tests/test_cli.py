@@ -125,6 +125,18 @@ def test_datasets_table(tmp_path):
     result = runner.invoke(app, ["datasets", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "sms_spam" in result.output and "imdb" in result.output
+
+
+def test_datasets_table_is_readable_at_80_columns(tmp_path):
+    """Locations are shown whole, relative to the data directory, and counts keep their split's name."""
+    (tmp_path / "twitter_airline_sentiment").mkdir()
+    (tmp_path / "twitter_airline_sentiment" / "train.csv").write_text("text,label\nok,positive\nbad,negative\n")
+    result = runner.invoke(app, ["datasets", "--data-dir", str(tmp_path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in result.output, result.output
+    assert any(line.strip().startswith("twitter_airline_sentiment") for line in lines), result.output
+    assert "train 2" in result.output and str(tmp_path / "twitter") not in result.output
     _one_red_line(runner.invoke(app, ["datasets", "--data-dir", str(tmp_path / "nope")]), "does not exist")
 
 

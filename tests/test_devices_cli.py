@@ -231,3 +231,17 @@ def test_circuit_shots_plans_and_checks_against_measured_runs(env, quantum_run, 
     assert "Shots within 0.05 of exact" in result.output or "No K up to 4096" in result.output
     bad = runner.invoke(app, ["circuit", "shots", str(quantum_run), "--data", str(env / "test.csv"), "--shots", "0,16"])
     _one_red_line(bad, "--shots must be comma-separated positive integers")
+
+
+def test_devices_table_fits_80_columns_without_cutting_numbers_or_headers(monkeypatch):
+    monkeypatch.setattr(devices, "fake_backend_classes", lambda: {"fake_sherbrooke": "FakeSherbrooke", "fake_fractional": "FakeFractionalBackend", "fake_kyiv": "FakeKyiv"})
+    result = runner.invoke(app, ["devices"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output, result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+    assert "qubits" in result.output and "readout" in result.output and "T2 us" in result.output
+
+
+def test_devices_refuses_a_negative_minimum_in_one_line():
+    result = runner.invoke(app, ["devices", "--min-qubits", "-1"])
+    assert result.exit_code == 2 and "--min-qubits must be >= 0" in result.output, result.output

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,9 @@ def _parse_angles(text: str, n_qubits: int) -> torch.Tensor:
         raise CircuitSourceError(f"--angles must be {n_qubits} comma-separated numbers, got {text!r}") from None
     if len(values) != n_qubits:
         raise CircuitSourceError(f"--angles needs {n_qubits} values (one per qubit), got {len(values)}")
+    bad = [text for text, value in zip(text.replace(" ", ",").split(","), values) if not math.isfinite(value)] if not all(map(math.isfinite, values)) else []
+    if bad:
+        raise CircuitSourceError(f"--angles must be finite numbers (radians), got {', '.join(bad)}")
     return torch.tensor(values, dtype=torch.float64)
 
 

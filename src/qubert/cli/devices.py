@@ -22,6 +22,8 @@ def devices(
     """
     from qubert.quantum.devices import list_devices
 
+    if min_qubits < 0:
+        raise usage_error(f"--min-qubits must be >= 0, got {min_qubits}")
     try:
         with err_console.status("Reading the calibration snapshots"):
             rows = [info for info in list_devices() if info.n_qubits >= min_qubits]
@@ -30,7 +32,11 @@ def devices(
     if json_output:
         console.print_json(json.dumps([info.to_dict() for info in rows]))
         return
-    table = Table(title="Device snapshots (medians over qubits / qubit pairs)", header_style="bold")
+    from rich import box
+
+    # Compact (no vertical rules, no edge padding) so that the widest rows fit in 80 columns
+    # without rich cutting numbers or headers short.
+    table = Table(title="Device snapshots (medians over qubits / qubit pairs)", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column, justify in (("name", "left"), ("qubits", "right"), ("2q gate", "left"), ("2q err", "right"), ("sx err", "right"), ("readout", "right"), ("T1 us", "right"), ("T2 us", "right")):
         table.add_column(column, justify=justify, no_wrap=True)
 

@@ -153,6 +153,8 @@ def evaluate(
     from qubert.training import evaluate_model
 
     try:
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
         if output is not None:
             check_output_folder(output)  # before any work: a scored (and cached) split would be wasted
         metrics = evaluate_model(
@@ -208,6 +210,8 @@ def predict(
     from qubert.training import predict_texts
 
     try:
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
         fmt = _output_format(format, output)
         texts = read_texts(input, text_column)
         if not texts:
@@ -253,6 +257,16 @@ def _format_predictions(fmt: str, texts: list[str], labels: list[str], probabili
 # ------------------------------------------------------------------------------------------
 # qubert datasets
 # ------------------------------------------------------------------------------------------
+def _relative_to(location: str, directory) -> str:
+    """``location`` relative to ``directory`` when it lies inside it (else as it is)."""
+    if directory is None or location in ("hub", "missing"):
+        return location
+    try:
+        return str(Path(location).relative_to(directory))
+    except ValueError:
+        return location
+
+
 def datasets(
     config: Optional[Path] = config_option(),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the benchmark data (default $QUBERT_DATA_DIR, then shared/data)."),
@@ -268,12 +282,18 @@ def datasets(
         rows = available_datasets(data_dir)
     except user_errors() as err:
         raise usage_error(error_message(err))
-    table = Table(title=f"Data sets (data directory: {directory or 'none found'})", header_style="bold")
-    for column in ("name", "classes", "labels", "available", "rows"):
-        table.add_column(column, overflow="fold")
+    from rich import box
+
+    # Compact and path-aware so that 80 columns hold it: locations inside the data directory are
+    # shown relative to it (the title names it), and no cell folds a word mid-way.
+    table = Table(title=f"Data sets (in {directory or 'no data directory found'})", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("name / location", no_wrap=True)
+    table.add_column("classes")
+    table.add_column("rows", no_wrap=True)
     for row in rows:
-        available = row["available"]
-        style = "green" if available not in ("hub", "missing") else ("yellow" if available == "hub" else "red")
-        counts = ", ".join(f"{split} {n:,}" for split, n in (row.get("rows") or {}).items() if n is not None) or "-"
-        table.add_row(row["name"], str(row["n_classes"]), ", ".join(row["label_names"]), f"[{style}]{escape_text(available)}[/{style}]", counts)
+        available = _relative_to(row["available"], directory)
+        style = "green" if row["available"] not in ("hub", "missing") else ("yellow" if row["available"] == "hub" else "red")
+        counts = "\n".join(f"{split} {n:,}" for split, n in (row.get("rows") or {}).items() if n is not None) or "-"
+        classes = f"{row['n_classes']}: {', '.join(row['label_names'])}"
+        table.add_row(f"{escape_text(row['name'])}\n[{style}]{escape_text(available)}[/{style}]", escape_text(classes), counts)
     console.print(table)

@@ -172,13 +172,40 @@ def read_texts(source: str | os.PathLike[str] | None, text_column: str = "text")
     import sys
 
     if source is None or str(source) == "-":
-        return [line.rstrip("\r\n") for line in sys.stdin.read().splitlines() if line.strip()]
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, so that bad UTF-8 is named, not smuggled on as surrogates
+        text = decode_utf8(stream.read(), "stdin") if stream is not None else sys.stdin.read()
+        return [line.rstrip("\r\n") for line in text.splitlines() if line.strip()]
     path = Path(source).expanduser()
+    if path.is_dir():
+        raise DataError(f"input {path} is a directory, not a file")
     if not path.is_file():
         raise DataError(f"input file {path} not found")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read input file {path}: {err.strerror}") from None
+    text = decode_utf8(data, str(path))
     if table_kind(path) is not None:
         return read_table(path, text_column=text_column, label_column=None)[0]
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` decoded as UTF-8, or a one-line :class:`DataError` naming ``source``, the first bad
+    byte, its position and its line.
+
+    Example:
+        >>> decode_utf8("caf\xe9".encode("latin-1"), "stdin")
+        Traceback (most recent call last):
+        qubert.data.bundle.DataError: stdin is not valid UTF-8: byte 0xe9 at position 3 (line 1); convert it, e.g. iconv -f latin1 -t utf-8
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{source} is not valid UTF-8: byte 0x{data[err.start]:02x} at position {err.start} (line {line}); convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def is_missing(value: Any) -> bool:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from qubert.quantum.analytic import pair_selection, rotation_structure
+from qubert.quantum.analytic import first_derivatives_only, pair_selection, rotation_structure
 from qubert.quantum.basis import cnot_permutation_and_inverse, half_expectations, half_signs, kron_index, product_index
 from qubert.quantum.circuit import Circuit
 
@@ -88,15 +88,17 @@ def estimate_adjoint_memory(circuit: Circuit, batch_size: int, itemsize: int, st
 
     A chunk's working states; when the whole batch is one chunk, its final states (and, where
     :func:`keeps_layer_states`, the states entering every layer) kept for the backward pass; with ``state_output`` (:func:`~qubert.quantum.statevector`) the returned states
-    and their gradient; the CNOT permutations (int32, with their int64 build) and per-chunk
-    encodings and blocks.
+    and their gradient; with the ``probs`` readout the ``(batch, 2**n)`` probabilities and their
+    gradient (a ``z`` readout's outputs are negligible); the CNOT permutations (int32, with their
+    int64 build) and per-chunk encodings and blocks.
     """
     n, dim = circuit.n_qubits, 2**circuit.n_qubits
     chunk = chunk_size(n, batch_size, itemsize)
     structure = rotation_structure(circuit)
     layers = len(structure.layers) if structure else 0
     kept = (1 + layers * keeps_layer_states(n, layers, batch_size, itemsize)) * batch_size if chunk == batch_size else 0
-    states = (WORK_STATES + 1) * chunk + kept + (2 * batch_size if state_output else 0)
+    readout = 2 * batch_size if state_output or circuit.measurement == "probs" else 0
+    states = (WORK_STATES + 1) * chunk + kept + readout
     patterns = {pairs for pairs in (*structure.layers, structure.trailing) if pairs} if structure else set()
     tables = 8 * dim * len(patterns) + 48 * dim  # int32 permutation + inverse each; the int64 build of one
     halves = sum(2**k * (k + 2) for k in (n - n // 2, n // 2))  # per sample: half-register products and gathers
@@ -375,6 +377,7 @@ class _AdjointCircuit(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_derivatives_only("adjoint")
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         if ctx.empty:

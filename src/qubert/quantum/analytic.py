@@ -331,6 +331,36 @@ def _two_block_derivatives(tables: _Tables, encoded: list, kept: list, grad: tor
     return values[:batch], values[batch:].reshape(-1)
 
 
+def first_derivatives_only(strategy: str):
+    """Decorate a custom ``backward`` that gives first derivatives only: with ``create_graph=True``
+    (grad mode is on inside ``backward`` then) it refuses in one line naming ``strategy="gates"``,
+    instead of returning gradients that silently lack their own graph.
+
+    Example:
+        >>> backward = first_derivatives_only("analytic")(lambda ctx, g: g)
+        >>> with torch.no_grad():  # as in a backward pass without create_graph
+        ...     backward(None, torch.ones(1))
+        tensor([1.])
+        >>> backward(None, torch.ones(1))  # grad mode on: create_graph=True
+        Traceback (most recent call last):
+        RuntimeError: the 'analytic' simulation strategy gives first derivatives only; for second derivatives (create_graph=True) simulate with strategy="gates"
+    """
+
+    def decorate(backward):
+        @functools.wraps(backward)
+        def checked(ctx, *grads):
+            if torch.is_grad_enabled():
+                raise RuntimeError(
+                    f'the {strategy!r} simulation strategy gives first derivatives only; for second derivatives '
+                    f'(create_graph=True) simulate with strategy="gates"'
+                )
+            return backward(ctx, *grads)
+
+        return checked
+
+    return decorate
+
+
 class _AnalyticCircuit(torch.autograd.Function):
     """(inputs, weights) -> measured values (``readout=True``) or the final real state, with the
     backward pass of the module docstring."""
@@ -349,6 +379,7 @@ class _AnalyticCircuit(torch.autograd.Function):
         return out if tables.trailing is None else out.index_select(1, tables.trailing[0])
 
     @staticmethod
+    @first_derivatives_only("analytic")
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         tables, (n_encoded, n_kept) = ctx.tables, ctx.sizes

@@ -442,8 +442,16 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
     whole-register layer matrices (``fused``; ``gates`` up to 6 qubits) with the gathered entries
     their products keep, and the index and sign tables built on a circuit's first call. The
     ``adjoint`` strategy holds a few states per sample of a chunk of the batch
-    (:func:`~qubert.quantum.adjoint.estimate_adjoint_memory`).
-    ``tests/quantum/test_memory_estimate.py`` checks it against measured peaks.
+    (:func:`~qubert.quantum.adjoint.estimate_adjoint_memory`); its ``probs`` readout adds the
+    ``(batch, 2**n)`` probabilities and their gradient.
+
+    What the bound holds for: the live tensors of a pass after a warm-up call (the one-time index
+    and sign tables are counted, but a cold first call can peak 2-40 % higher while they are
+    built and the allocator settles), as torch hands them out (``torch.cuda.max_memory_allocated``,
+    or the RSS when glibc returns freed blocks at once, as ``tests/quantum/memory_probe.py`` sets
+    it up). It does not bound what an allocator caches on top (``torch.cuda.memory_reserved``, a
+    CPU allocator keeping freed pages). ``tests/quantum/test_memory_estimate.py`` checks it
+    against measured peaks.
 
     Example:
         >>> estimate_memory(Circuit(n_qubits=30), batch_size=64) > 2**40
@@ -529,6 +537,8 @@ def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torc
         'fused'
     """
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"choose_strategy: device {str(device)!r} asked for, but CUDA is not available on this machine")
     family = rotation_structure(circuit) is not None
     candidates = (
         (["analytic"] if analytic_structure(circuit) is not None else [])
@@ -678,6 +688,11 @@ def simulate(
     ``measurement="z"`` gives <Z_i>, ``"zz"`` gives <Z_i Z_{i+1}>, ``"probs"`` the basis-state
     probabilities (wire 0 most significant). Differentiable with respect to inputs and weights.
     Arguments as for :func:`statevector`.
+
+    Second derivatives (``torch.autograd.grad(..., create_graph=True)``, e.g. a gradient penalty)
+    need ``strategy="gates"`` or ``"fused"``: ``analytic`` and ``adjoint`` (which ``auto`` picks
+    for the paper's circuit) give first derivatives only and refuse ``create_graph=True`` with a
+    one-line ``RuntimeError`` naming ``strategy="gates"``.
     """
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":
