@@ -73,3 +73,63 @@ def test_citation_file_has_the_required_fields():
     paper = citation["references"][0]
     assert paper["type"] == "article" and "2511.17677" in paper["url"]
     assert [a["family-names"] for a in paper["authors"]] == ["Masum", "Mahmud", "Najafi", "Aygun"]
+
+
+_LIST_ITEM = __import__("re").compile(r"^(\s*)([-*+]|\d+\.)\s+\S")
+
+
+def _source_list_items(text: str) -> tuple[int, int]:
+    """(bullet items, numbered items) written in a Markdown source, outside fenced code."""
+    bullets = numbered = 0
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        match = None if fenced else _LIST_ITEM.match(line)
+        if match:
+            if match.group(2)[0].isdigit():
+                numbered += 1
+            else:
+                bullets += 1
+    return bullets, numbered
+
+
+def _rendered_list_items(html: str) -> tuple[int, int]:
+    """(items of <ul> lists, items of <ol> lists) in rendered HTML."""
+    from html.parser import HTMLParser
+
+    class Lists(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.counts = {"ul": 0, "ol": 0}
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("ul", "ol"):
+                self.stack.append(tag)
+            elif tag == "li" and self.stack:
+                self.counts[self.stack[-1]] += 1
+
+        def handle_endtag(self, tag):
+            if tag in ("ul", "ol") and self.stack:
+                self.stack.pop()
+
+    parser = Lists()
+    parser.feed(html)
+    return parser.counts["ul"], parser.counts["ol"]
+
+
+@pytest.mark.parametrize("page", sorted(str(p.relative_to(REPO / "docs")) for p in (REPO / "docs").rglob("*.md")))
+def test_every_list_renders_as_written_on_the_docs_site(page):
+    """MkDocs' Markdown is stricter than GitHub's: a list needs a blank line before it (else it
+    runs into the paragraph above) and a nested list needs 4 spaces of indent (else it becomes
+    items of its parent, bullets turned into numbers). Rendering each page with the site's own
+    Markdown extensions and counting list items catches both."""
+    markdown = pytest.importorskip("markdown")
+    pytest.importorskip("pymdownx")
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    extensions = [next(iter(e)) if isinstance(e, dict) else e for e in config["markdown_extensions"]]
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    html = markdown.markdown(text, extensions=extensions)
+    assert _rendered_list_items(html) == _source_list_items(text), f"docs/{page}: (bullets, numbered) written vs rendered differ"
