@@ -97,6 +97,12 @@ def env(tmp_path_factory, save_tiny_bert) -> Path:
     for name in ("truncated", "shape", "missing", "pickled", "booby", "novocab"):
         shutil.copytree(good, root / name)
     (root / "novocab" / "tokenizer.json").unlink()  # tokenizer_config.json alone loads an empty vocabulary
+    shutil.copytree(root / "encoder", root / "encoder-pickled")
+    import torch as _torch
+    from safetensors.torch import load_file as _load
+
+    _torch.save(_load(str(root / "encoder-pickled" / "model.safetensors")), root / "encoder-pickled" / "pytorch_model.bin")
+    (root / "encoder-pickled" / "model.safetensors").unlink()
     shutil.copytree(root / "encoder", root / "encoder-novocab")
     (root / "encoder-novocab" / "tokenizer.json").unlink()
     weights = root / "truncated" / "model.safetensors"
@@ -210,7 +216,8 @@ CASES: dict[str, Case] = {
     "learning_rate negative": Case(lambda e, o: _train(e, o, "--learning-rate", "-0.1"), "learning_rate must be a positive number"),
     "learning_rate 1e30": Case(lambda e, o: _train(e, o, "--learning-rate", "1e30"), "learning_rate 1e+30 is surely a mistake"),
     "encoder_learning_rate 50": Case(lambda e, o: _train(e, o, "--encoder-learning-rate", "50"), "encoder_learning_rate 50 is surely a mistake"),
-    "num_epochs 0": Case(lambda e, o: _train(e, o, "--num-epochs", "0"), "num_epochs must be a positive number"),
+    "num_epochs 0": Case(lambda e, o: _train(e, o, "--num-epochs", "0"), "num_epochs must be a positive, finite number"),
+    "num_epochs inf": Case(lambda e, o: _train(e, o, "--num-epochs", "inf"), "num_epochs must be a positive, finite number, got inf"),
     "weight_decay negative": Case(lambda e, o: _train(e, o, "--weight-decay", "-1"), "weight_decay must be >= 0"),
     "dropout 1": Case(lambda e, o: _train(e, o, "--dropout", "1"), "dropout must be in [0, 1)"),
     "hidden size 0": Case(lambda e, o: _train(e, o, "--head", "mlp", "--hidden-sizes", "0"), "hidden_sizes must be a non-empty list"),
@@ -228,7 +235,9 @@ CASES: dict[str, Case] = {
     "config: bad YAML": Case(lambda e, o: _config(e, o, "yaml"), "cannot read config"),
     "config: file missing": Case(lambda e, o: _config(e, o, "absent"), "cannot read config"),
     # ---- run directory
-    "output dir is a file": Case(lambda e, o: _train(e, o), "File exists", setup=_file_at_output),
+    "output dir is a file": Case(lambda e, o: _train(e, o), "--output-dir", setup=_file_at_output),
+    "output dir inside a file": Case(lambda e, o: _train(e, o, "--output-dir", str(o / "run" / "sub")), "lies inside", setup=_file_at_output),
+    "cache dir is a file": Case(lambda e, o: _train(e, o, "--cache-dir", str(o / "cachefile")), "--cache-dir", setup=lambda e, o: (o / "cachefile").write_text("x\n")),
     "output dir holds another run": Case(lambda e, o: _train(e, o), "already holds an unfinished run", setup=_existing_run(None)),
     "run lock planted as a link": Case(lambda e, o: _train(e, o), "is a symbolic link", setup=_planted_lock_link),
     "resume: nothing to resume": Case(lambda e, o: _train(e, o, "--resume"), "nothing to resume"),
@@ -238,6 +247,7 @@ CASES: dict[str, Case] = {
     "model: relative missing folder": Case(lambda e, o: _train(e, o, "--model", "./no/such/encoder"), "no such folder"),
     "model: a file": Case(lambda e, o: _train(e, o, "--model", str(e / "train.csv")), "is a file"),
     "model: offline hub name": Case(lambda e, o: _train(e, o, "--model", "nobody/no-such-encoder"), "is not a local folder, and the Hugging Face Hub is unreachable"),
+    "model: pickled encoder": Case(lambda e, o: _train(e, o, "--model", str(e / "encoder-pickled")), "qubert does not load pickle files"),
     "model: tokenizer.json missing": Case(lambda e, o: _train(e, o, "--model", str(e / "encoder-novocab")), "is not the tokenizer the model was trained with"),
     "max_length above the encoder": Case(lambda e, o: _train(e, o, "--max-length", "100000"), "above the encoder's limit of 512 tokens"),
     "top-k above the encoder's layers": Case(lambda e, o: _train(e, o, "--mode", "top5"), "top5"),

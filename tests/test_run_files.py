@@ -238,7 +238,7 @@ def test_run_files_follow_the_umask(env, tmp_path, umask):
     finally:
         os.umask(old)
     file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
-    for path in (run / "metrics.json", run / "history.json", run / "config.yaml", run / "model" / "config.json", tmp_path / "eval.json",
+    for path in (run / "metrics.json", run / "history.json", run / "config.yaml", run / "model" / "config.json", run / "model" / "model.safetensors", tmp_path / "eval.json",
                  *(tmp_path / "cache" / "embeddings").glob("*.safetensors")):
         assert path.stat().st_mode & 0o777 == file_mode, path
     assert (run / "model").stat().st_mode & 0o777 == dir_mode

@@ -249,6 +249,9 @@ def replace_dir(build: Callable[[Path], None], target: str | os.PathLike[str]) -
     try:
         apply_umask(tmp, directory=True)
         build(tmp)
+        for path in tmp.rglob("*"):  # some writers (safetensors) make 0600 files: every file follows the umask
+            if not path.is_symlink():
+                apply_umask(path, directory=path.is_dir())
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -195,9 +195,9 @@ def decode_utf8(data: bytes, source: str) -> str:
     byte, its position and its line.
 
     Example:
-        >>> decode_utf8("caf\xe9".encode("latin-1"), "stdin")
+        >>> decode_utf8(b"ok " + bytes([0xE9]), "stdin")
         Traceback (most recent call last):
-        qubert.data.bundle.DataError: stdin is not valid UTF-8: byte 0xe9 at position 3 (line 1); convert it, e.g. iconv -f latin1 -t utf-8
+        qubert.data.DataError: stdin is not valid UTF-8: byte 0xe9 at position 3 (line 1); convert it, e.g. iconv -f latin1 -t utf-8
     """
     try:
         return data.decode("utf-8")

@@ -64,7 +64,28 @@ def check_run(config: TrainingConfig) -> None:
         for size in (config.resolved_batch_size, config.resolved_eval_batch_size):
             check_head_memory(circuit, size, config.strategy, device=device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    check_folder_option(config.output_dir, "--output-dir")
+    check_folder_option(config.cache_dir, "--cache-dir")
     check_encoder(config)
+
+
+def check_folder_option(value: str | os.PathLike[str] | None, option: str) -> None:
+    """Refuse a folder option (``--output-dir``, ``--cache-dir``) that is, or lies below, a file,
+    in one line, before anything is written (``mkdir`` would say only "[Errno 17] File exists" or
+    "[Errno 20] Not a directory", and after config.yaml was written).
+
+    Example:
+        >>> check_folder_option(None, "--cache-dir")  # the default: nothing to check
+    """
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"lies inside {folder}, which is a file"
+                raise TrainingConfigError(f"{option} {path} {where}, not a folder")
+            return
 
 
 def check_checkpoint_pickles(checkpoint: Path) -> None:
@@ -114,6 +135,8 @@ def check_encoder(config: TrainingConfig) -> None:
     if local.exists():
         if not local.is_dir():
             raise ModelConfigError(f"--model {name}: is a file; pass a model folder or a Hugging Face Hub name")
+        if not any(local.glob("*.safetensors")):  # transformers would unpickle the weights: refuse as for saved runs
+            check_no_pickles(local)
     elif looks_like_path(name):
         raise ModelConfigError(f"--model {name}: no such folder")
     elif not in_hub_cache(name):

@@ -144,8 +144,10 @@ class TrainingConfig:
                 fail(f"{name} must be a positive number, got {value!r}")
             if value > MAX_LEARNING_RATE:
                 fail(f"{name} {value:g} is surely a mistake (at most {MAX_LEARNING_RATE:g}; typical values are 1e-5 to 1e-1)")
-        if self.num_epochs is not None and (not isinstance(self.num_epochs, (int, float)) or not self.num_epochs > 0):
-            fail(f"num_epochs must be a positive number, got {self.num_epochs!r}")
+        if self.num_epochs is not None and (
+            not isinstance(self.num_epochs, (int, float)) or isinstance(self.num_epochs, bool) or not self.num_epochs > 0 or not math.isfinite(self.num_epochs)
+        ):
+            fail(f"num_epochs must be a positive, finite number, got {self.num_epochs!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             fail(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:

@@ -24,7 +24,7 @@ import torch
 
 from qubert.files import is_disk_full, write_text
 from qubert.training import metrics as run_metrics
-from qubert.training.checks import check_checkpoint_pickles, check_run, warn_batch_size
+from qubert.training.checks import check_checkpoint_pickles, check_folder_option, check_run, warn_batch_size
 from qubert.training.config import TrainingConfig, head_config_from
 from qubert.training.datasets import LengthSorted, TrainerData, load_bundle, prepare_datasets
 from qubert.training.errors import DiskFullError, TrainingInterrupted
@@ -91,6 +91,7 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = (), *, data:
     bundle = load_bundle(config, data)
     warn_batch_size(config, len(bundle.train))
     run_dir = Path(config.output_dir or Path("runs") / config.run_name(bundle.name)).expanduser().resolve()
+    check_folder_option(run_dir, "--output-dir")  # the derived runs/<name> too
     # config.yaml keeps output_dir as given (None: derived from dataset and seed), so a run's own
     # config.yaml with another --seed makes a new run; resume / overwrite are per-invocation.
     resolved = resolved_options(config)
