@@ -330,6 +330,7 @@ def test_eval_defaults_to_the_runs_own_data_and_says_how_the_circuit_ran(env, qu
     noisy = runner.invoke(app, ["eval", str(run / "model"), "--no-progress", "--shots", "100", "--noise", "depolarizing:0.01", "--cache-dir", str(env / "cache")])
     assert noisy.exit_code == 0, noisy.output
     assert "Quantum head: 100 shots, noise depolarizing:0.01" in noisy.stdout
+    assert f"exact_macro_f1 {metrics['test_macro_f1']:.4f}" in " ".join(noisy.stdout.replace("│", " ").split())  # the exact score beside the noisy one
 
 
 def test_training_curve_is_a_legible_figure(env, tmp_path):

@@ -110,7 +110,8 @@ def evaluate_model(
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
         ``<split>_samples`` and ``confusion_matrix`` (a nested list). With ``backend`` the split's
         metrics are the device's, and ``exact_macro_f1``, ``shots_macro_f1``, ``device`` (the
-        transpilation facts) and ``device_seconds_per_1000`` are added.
+        transpilation facts) and ``device_seconds_per_1000`` are added; with ``shots`` or
+        ``noise``, ``exact_macro_f1`` (the same features through the exact simulation).
     """
     backend = deprecated_backend_keyword(backend, device, "evaluate_model")
     backend_run = backend_run_options(backend, mitigation, zne_factors, max_qpu_seconds, dry_run, shots)
@@ -140,6 +141,10 @@ def evaluate_model(
     metrics["evaluated_on"] = evaluated_on
     if model.head.head_type == "quantum":
         metrics["execution"] = execution_summary(shots, noise)
+    if shots is not None or noise:  # the exact score beside the sampled / noisy one, as with a backend
+        model.head.set_execution(shots=None, noise=None, seed=seed)
+        exact = head_probabilities(model, features).argmax(-1).tolist()
+        metrics["exact_macro_f1"] = classification_metrics(labels, exact)["macro_f1"]
     return metrics
 
 
