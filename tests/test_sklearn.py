@@ -167,3 +167,49 @@ def test_bad_parameter_fails_in_fit_not_init(make):
 def test_load_refuses_a_folder_without_the_estimator_file(tmp_path):
     with pytest.raises(ValueError, match="not written by QubertClassifier.save"):
         QubertClassifier.load(tmp_path)
+
+
+# scikit-learn's own estimator checks. check_estimator() skips a text estimator as a whole (its
+# tags say input_tags.string and not two_d_array); these are the checks that apply to a text
+# classifier, run one by one. The others do not apply: they fit or predict on numeric or sparse
+# 2-D arrays (check_classifiers_*, check_fit*, check_n_features_in*, check_estimators_dtypes,
+# check_dtype_object, check_estimators_nan_inf, check_pipeline_consistency, check_methods_*,
+# check_supervised_y_*, check_dict_unchanged, check_dont_overwrite_parameters, ...), test
+# capabilities the estimator does not have (sample_weight, partial_fit, sparse input, the array
+# API, set_output, get_feature_names_out) or concern transformers, regressors and outlier
+# detectors.
+APPLICABLE_SKLEARN_CHECKS = [
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_mixin_order",
+    "check_estimators_unfitted",
+]
+
+
+@pytest.mark.parametrize("check", APPLICABLE_SKLEARN_CHECKS)
+def test_sklearn_estimator_checks_that_apply_to_a_text_classifier(check):
+    from sklearn.utils import estimator_checks
+
+    function = getattr(estimator_checks, check)
+    function("QubertClassifier", QubertClassifier(num_epochs=1))
+
+
+def test_tags_declare_text_input():
+    tags = QubertClassifier().__sklearn_tags__()
+    assert tags.input_tags.string and not tags.input_tags.two_d_array and tags.estimator_type == "classifier"
+
+
+def test_predict_before_fit_is_not_fitted_error():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        QubertClassifier().predict(["a text"])
+    with pytest.raises(NotFittedError):
+        QubertClassifier().predict_proba(["a text"])

@@ -63,10 +63,13 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         training_metrics_: validation metrics and training statistics of the fit
             (``eval_macro_f1``, ``best_epoch``, ``stopped_by``, ``train_runtime``, ...).
 
-    Not covered by ``sklearn.utils.estimator_checks.check_estimator``: those checks feed numeric
-    2-D arrays, and this estimator's input is text (``input_tags.string``; no ``n_features_in_``).
-    The tests check ``clone``, ``get_params`` / ``set_params``, ``GridSearchCV``,
-    ``cross_val_score`` and ``Pipeline`` directly.
+    Its tags say its input is text (``input_tags.string = True``, ``two_d_array = False``), so
+    ``sklearn.utils.estimator_checks.check_estimator`` skips it as a whole: most of its checks fit
+    on numeric or sparse 2-D arrays. The tests run the checks that apply to a text classifier one
+    by one (construction, ``get_params`` / ``set_params`` invariance, cloning, repr, tags, mixin
+    order, ``NotFittedError`` before ``fit``; see ``tests/test_sklearn.py``, which lists the ones
+    that do not apply and why) and check ``GridSearchCV``, ``cross_val_score`` and ``Pipeline``
+    on texts directly.
 
     ``save(folder)`` writes the Hugging Face model format (``config.json``, ``model.safetensors``,
     the tokenizer, no pickle) plus ``qubert_sklearn.json``; :meth:`load` reads it back, and the
@@ -217,8 +220,14 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         return head_probabilities(self.model_, features).numpy().astype(np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each text (values from ``classes_``)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        """The most probable class of each text (values from ``classes_``).
+
+        Raises:
+            sklearn.exceptions.NotFittedError: before ``fit`` (or :meth:`load`).
+        """
+        check_is_fitted(self, "model_")  # before reading classes_: NotFittedError, not AttributeError
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
 
     # ------------------------------------------------------------------ save / load
     def save(self, directory: str | os.PathLike[str]) -> Path:
