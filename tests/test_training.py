@@ -211,6 +211,42 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(env, tmp_path, monkeyp
     assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1.0, 2.0, 3.0]
 
 
+def test_a_kill_while_writing_the_final_model_resumes_from_the_last_checkpoint(env, tmp_path, monkeypatch):
+    """The best epoch is the first (validation scores made to fall), so the last checkpoint is not
+    the best: it must survive the end of training until the model is written, else a kill during
+    that save resumes from epoch 1 and trains epochs 2-3 again."""
+    import qubert.training.run as run_module
+
+    real, calls = training.metrics.compute_metrics, [0]
+
+    def falling(eval_pred):
+        calls[0] += 1
+        return {**real(eval_pred), "macro_f1": 1.0 / calls[0]}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.metrics, "compute_metrics", falling)
+    monkeypatch.setattr(run_module, "write_outputs", killed)
+    config = _config(env, tmp_path, head="linear", num_epochs=3)
+    with pytest.raises(TrainingInterrupted):
+        run_training(config)
+    run = tmp_path / "run"
+    kept = [p.name for p in training.rundir.complete_checkpoints(run / "checkpoints")]
+    assert len(kept) == 2, kept  # the best (epoch 1) and the last (epoch 3)
+    last_step = int(kept[-1].split("-")[1])
+
+    monkeypatch.undo()
+    trained = []
+    from qubert.training.trainer import QubertTrainer
+
+    monkeypatch.setattr(QubertTrainer, "training_step", lambda self, *a, **k: trained.append(1) or torch.tensor(0.0))
+    metrics = run_training(_config(env, tmp_path, head="linear", num_epochs=3, resume=True))
+    assert metrics["epoch"] == 3.0 and trained == [], "resumed from an earlier checkpoint and trained again"
+    assert [p.name for p in training.rundir.complete_checkpoints(run / "checkpoints")] == [kept[0]]  # pruned to the best once written
+    assert last_step > int(kept[0].split("-")[1])
+
+
 def test_full_and_top_k_modes_train_the_encoder(env, tmp_path):
     initial = QubertForSequenceClassification.from_encoder(str(env / "encoder"), head={"type": "linear"}, id2label={0: "neg", 1: "pos"})
     before = {k: v.clone() for k, v in initial.encoder.state_dict().items()}

@@ -33,6 +33,7 @@ from qubert.training.rundir import (
     TrainResult,
     complete_checkpoints,
     discard_incomplete_checkpoints,
+    prune_checkpoints,
     lock_run_dir,
     prepare_run_dir,
     read_metrics,
@@ -117,6 +118,7 @@ def run_training(config: TrainingConfig, callbacks: Sequence[Any] = (), *, data:
             trainer_data = prepare_datasets(config, bundle, model, tokenizer, encoder_id)
             result = train(config, bundle, run_dir, trainer_data, model, tokenizer, resume_from=resume_from, callbacks=callbacks)
             write_outputs(run_dir, config, bundle, result, tokenizer)
+            prune_checkpoints(run_dir / "checkpoints", keep=result.best_checkpoint)
             return RunMetrics(result.metrics, run_dir=run_dir)
         except TrainingInterrupted:
             raise
@@ -223,4 +225,4 @@ def train(
     )
     if tracker is not None:
         tracker.finish(resolved_options(config, identity=True), metrics)
-    return TrainResult(metrics, history, best_model, probabilities)
+    return TrainResult(metrics, history, best_model, probabilities, best_checkpoint=trainer.state.best_model_checkpoint)

@@ -244,6 +244,17 @@ class TrainResult:
     history: list[dict[str, float]]
     model: Any
     probabilities: Any
+    best_checkpoint: str | None = None  # the Trainer's best checkpoint (kept after the run)
+
+
+def prune_checkpoints(checkpoint_dir: Path, keep: str | os.PathLike[str] | None) -> None:
+    """Remove every checkpoint but ``keep`` (the best), once the final model is written: until
+    then the last checkpoint stays, so that a run killed while saving resumes where it ended."""
+    if keep is None or not Path(keep).is_dir():
+        return
+    for checkpoint in complete_checkpoints(checkpoint_dir):
+        if not os.path.samefile(checkpoint, keep):
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def write_outputs(run_dir: Path, config: TrainingConfig, bundle: Any, result: TrainResult, tokenizer: Any) -> None:

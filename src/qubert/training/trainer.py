@@ -150,7 +150,11 @@ def training_arguments(config: TrainingConfig, run_dir: Path, *, precision: str)
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="epoch",
-        save_total_limit=1,  # with load_best_model_at_end the best checkpoint is kept as well as the last
+        # 2, not 1: with load_best_model_at_end the Trainer keeps the best checkpoint and the last
+        # either way while training, but with 1 it deletes the last one when training ends, so a
+        # kill while the final model is written would resume from the best epoch, maybe many epochs
+        # back. run_training prunes to the best checkpoint once the model is written.
+        save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
