@@ -67,8 +67,8 @@ def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], config: TrainingCon
     if not config.resume:
         state = "a finished run" if (run_dir / "metrics.json").is_file() else "an unfinished run"
         raise RunDirectoryError(
-            f"run directory {run_dir} already holds {state}; pass --resume to continue it, "
-            "--overwrite-output-dir to replace it, or another --output-dir"
+            f"run directory {run_dir} already holds {state}; pass --resume (resume=True) to continue it, "
+            "--overwrite-output-dir (overwrite_output_dir=True) to replace it, or another --output-dir (output_dir=...)"
         )
     if not config_file.is_file():
         raise RunDirectoryError(f"cannot resume: {run_dir} has no config.yaml (not a qubert run directory)")
