@@ -474,7 +474,14 @@ class QubertForSequenceClassification(PreTrainedModel):
         return (last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooled encoder features ``(B, hidden)`` for a batch of token ids (no gradient when frozen)."""
+        """Pooled encoder features ``(B, hidden)`` for a batch of token ids (no gradient when frozen).
+
+        With an inference runtime attached (:func:`qubert.backends.use_backend`), every pass whose
+        encoder does not train runs there instead of in PyTorch.
+        """
+        runtime = getattr(self, "inference_runtime", None)
+        if runtime is not None and not (self.training and not self.encoder_frozen):
+            return runtime(input_ids, attention_mask, token_type_ids)
         kwargs = {"attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids

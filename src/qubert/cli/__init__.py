@@ -1,5 +1,5 @@
 """The ``qubert`` command: ``train``, ``eval``, ``predict`` and ``datasets`` (:mod:`qubert.cli.run`), ``bench``
-(:mod:`qubert.cli.bench`), ``circuit draw|export`` (:mod:`qubert.cli.circuit`) and ``devices`` (:mod:`qubert.cli.devices`).
+(:mod:`qubert.cli.bench`), ``circuit draw|export`` (:mod:`qubert.cli.circuit`), ``devices`` (:mod:`qubert.cli.devices`) and ``export`` (:mod:`qubert.cli.export`).
 
 Every option of every command can also come from a YAML file (``--config run.yaml``, keys as the
 option names with ``_`` or ``-``); options given on the command line win. Bad input prints one red
@@ -11,6 +11,8 @@ Example:
     $ echo "what a film" | qubert predict runs/sst2-quantum-frozen-s42
     $ qubert datasets
     $ qubert eval runs/sst2-quantum-frozen-s42 --device fake_manila
+    $ qubert predict runs/sst2-quantum-frozen-s42 --backend openvino < texts.txt
+    $ qubert export runs/sst2-quantum-frozen-s42 --format onnx
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from qubert.cli.bench import bench as _bench
 from qubert.cli.circuit import circuit_app as _circuit_app
 from qubert.cli.common import console
 from qubert.cli.devices import devices as _devices
+from qubert.cli.export import export as _export
 from qubert.cli.run import datasets, evaluate, predict, train
 from qubert.cli.serve import serve as _serve
 
@@ -60,6 +63,7 @@ app.command("datasets")(datasets)
 app.command("serve")(_serve)
 app.command("bench", help=_bench.__doc__)(_bench)
 app.command("devices")(_devices)
+app.command("export")(_export)
 app.add_typer(_circuit_app, name="circuit")
 
 

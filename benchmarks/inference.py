@@ -1,0 +1,197 @@
+"""The encoder's non-training pass in every inference runtime, side by side in one process.
+
+all-MiniLM-L6-v2 (mean pooling) encodes the same texts, pre-tokenised into the same length-sorted
+batches, in PyTorch fp32, PyTorch bf16 autocast (qubert's ``--precision auto`` on a CPU with
+AVX512-BF16), ONNX Runtime fp32 / int8 (dynamic quantization) and OpenVINO fp32 / bf16; the
+runtimes take turns (round-robin, ``--rounds`` rounds), so load on a shared machine hits them
+alike. For each maximum length (``--lengths``; SST-2 sentences at 64 tokens, IMDb reviews at 256)
+it reports texts/s (median over rounds), the median per-round ratio to torch fp32 and to torch
+bf16, and the cosine of the pooled features to torch fp32 (the smallest over the texts).
+
+Then, per data set (``--datasets``), a logistic-regression head is fitted on torch-fp32 features
+of ``--train`` rows and scored on ``--test`` rows encoded by every runtime: the change of
+macro-F1 against the same head on torch-fp32 features (what swapping the runtime under a trained
+model does). Last, the exported graphs' sizes and each runtime's load (compile) time.
+
+Usage:
+    python benchmarks/inference.py [--texts 256] [--rounds 3] [--lengths 64,256] [--threads 2]
+        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 600] [--test 400]
+
+Prints Markdown tables and writes ``docs/benchmarks/inference.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import close_machine, describe_machine, write_report  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = REPO / "docs" / "benchmarks" / "inference.json"
+RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16")
+SOURCES = {64: "sst2", 256: "imdb"}  # short sentences at 64 tokens, long reviews at 256
+
+
+def build_encoders(model, names: list[str], cache_dir: str, threads: int) -> tuple[dict, dict]:
+    """``{name: encode(input_ids, attention_mask) -> features}`` and the runtimes' load facts."""
+    import torch
+
+    from qubert.runtimes import EncoderRuntime, cached_encoder_graph
+
+    def torch_encoder(precision: str):
+        def encode(ids, mask):
+            model.config.precision = precision
+            with torch.inference_mode():
+                return model.encode(ids, mask).float()
+
+        return encode
+
+    encoders, facts = {}, {}
+    for name in names:
+        runtime, precision = name.split("-")
+        if runtime == "torch":
+            encoders[name] = torch_encoder(precision)
+            continue
+        path = cached_encoder_graph(model, "int8" if precision == "int8" else "fp32", cache_dir=cache_dir)
+        runtime = EncoderRuntime(path, runtime, precision, threads=threads)
+        encoders[name] = runtime
+        facts[name] = {"graph": path.name, "graph_mib": round(path.stat().st_size / 2**20, 1), "load_seconds": round(runtime.load_seconds, 2)}
+    return encoders, facts
+
+
+def batches(tokenizer, texts: list[str], max_length: int, batch_size: int):
+    from qubert.embeddings import length_sorted_batches
+
+    return [(idx, b["input_ids"], b["attention_mask"]) for idx, b in length_sorted_batches(tokenizer, texts, max_length=max_length, batch_size=batch_size)]
+
+
+def encode_all(encode, prepared, n: int, hidden: int):
+    import torch
+
+    out = torch.empty(n, hidden)
+    for idx, ids, mask in prepared:
+        out[torch.tensor(idx)] = encode(ids, mask)
+    return out
+
+
+def throughput(encoders: dict, prepared, n: int, hidden: int, rounds: int) -> tuple[dict, dict]:
+    """Seconds per round per runtime (round-robin) and the features of the last round."""
+    seconds = {name: [] for name in encoders}
+    features = {}
+    for name, encode in encoders.items():  # warm-up: first calls compile / allocate
+        encode(prepared[-1][1], prepared[-1][2])
+    for r in range(rounds):
+        for name, encode in encoders.items():
+            start = time.perf_counter()
+            features[name] = encode_all(encode, prepared, n, hidden)
+            seconds[name].append(time.perf_counter() - start)
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {n / v[-1]:.0f}/s" for k, v in seconds.items()), file=sys.stderr, flush=True)
+    return seconds, features
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=256, help="texts per length")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lengths", default="64,256")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--datasets", default="sms_spam,sst2,twitter_airline_sentiment")
+    parser.add_argument("--train", type=int, default=600, help="rows the macro-F1 head is fitted on")
+    parser.add_argument("--test", type=int, default=400, help="rows it is scored on, per runtime")
+    parser.add_argument("--f1-length", type=int, default=64, help="max tokens in the macro-F1 part")
+    parser.add_argument("--data-dir", default=os.environ.get("QUBERT_DATA_DIR"))
+    parser.add_argument("--cache-dir", default=None, help="where the exported graphs go (default: a temporary folder)")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args()
+
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    from qubert.data import load_dataset_bundle
+    from qubert.modeling import QubertForSequenceClassification, load_tokenizer
+    from qubert.precision import bf16_supported
+
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    machine = describe_machine(["onnxruntime", "openvino", "onnx", "transformers"])
+    names = [b for b in args.runtimes.split(",") if b]
+    if not bf16_supported("cpu"):
+        names = [b for b in names if not b.endswith("bf16")]
+    cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="qubert-inference-")
+    model = QubertForSequenceClassification.from_encoder("default", head={"type": "linear"}, id2label={0: "a", 1: "b"}, pooling="mean", precision="fp32").eval()
+    tokenizer = load_tokenizer("default")
+    hidden = model.config.encoder.hidden_size
+    encoders, load_facts = build_encoders(model, names, cache_dir, args.threads)
+
+    rows = []
+    for length in [int(x) for x in args.lengths.split(",")]:
+        bundle = load_dataset_bundle(SOURCES.get(length, "imdb"), data_dir=args.data_dir, max_eval_samples=args.texts, seed=0)
+        texts = bundle.split("test").texts[: args.texts]
+        prepared = batches(tokenizer, texts, length, args.batch_size)
+        tokens = sum(int(m.sum()) for _, _, m in prepared)
+        print(f"{len(texts)} {bundle.name} texts at {length} tokens ({tokens / len(texts):.0f} tokens per text)", file=sys.stderr, flush=True)
+        seconds, features = throughput(encoders, prepared, len(texts), hidden, args.rounds)
+        reference = features["torch-fp32"]
+        for name in names:
+            ratio = [a / b for a, b in zip(seconds["torch-fp32"], seconds[name])]
+            ratio_bf16 = [a / b for a, b in zip(seconds["torch-bf16"], seconds[name])] if "torch-bf16" in seconds else None
+            cosine = torch.nn.functional.cosine_similarity(features[name], reference, dim=-1)
+            rows.append({
+                "part": "throughput", "max_length": length, "source": bundle.name, "texts": len(texts), "mean_tokens": round(tokens / len(texts), 1),
+                "runtime": name, "texts_per_s": round(len(texts) / statistics.median(seconds[name]), 1),
+                "vs_torch_fp32": round(statistics.median(ratio), 2), "vs_torch_bf16": round(statistics.median(ratio_bf16), 2) if ratio_bf16 else None,
+                "cosine_min": round(float(cosine.min()), 6), "cosine_mean": round(float(cosine.mean()), 6), "seconds": [round(s, 3) for s in seconds[name]],
+            })
+
+    for dataset in [d for d in args.datasets.split(",") if d]:
+        bundle = load_dataset_bundle(dataset, data_dir=args.data_dir, max_train_samples=args.train, max_eval_samples=args.test, seed=0)
+        train, test = bundle.split("train"), bundle.split("test")
+        print(f"macro-F1 on {dataset}: {len(train.texts)} train / {len(test.texts)} test rows", file=sys.stderr, flush=True)
+        train_features = encode_all(encoders["torch-fp32"], batches(tokenizer, train.texts, args.f1_length, args.batch_size), len(train.texts), hidden)
+        head = LogisticRegression(max_iter=2000).fit(train_features.numpy(), train.labels)
+        prepared = batches(tokenizer, test.texts, args.f1_length, args.batch_size)
+        scores = {}
+        for name in names:
+            predicted = head.predict(encode_all(encoders[name], prepared, len(test.texts), hidden).numpy())
+            scores[name] = f1_score(test.labels, predicted, average="macro")
+        for name in names:
+            rows.append({"part": "macro_f1", "dataset": dataset, "train": len(train.texts), "test": len(test.texts), "runtime": name,
+                         "macro_f1": round(scores[name], 4), "change": round(scores[name] - scores["torch-fp32"], 4)})
+
+    machine = close_machine(machine, started)
+    print(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; load average {machine['load_average_at_start']} at start, "
+          f"{machine['load_average_at_end']} at end (measured under that load: ratios of interleaved rounds are the least distorted numbers).\n")
+    print("| max tokens | texts | runtime | texts/s | vs torch fp32 | vs torch bf16 | cosine to torch fp32 (min) |\n|---:|---|---|---:|---:|---:|---:|")
+    for r in (r for r in rows if r["part"] == "throughput"):
+        print(f"| {r['max_length']} | {r['texts']} {r['source']} | {r['runtime']} | {r['texts_per_s']:.0f} | {r['vs_torch_fp32']:.2f} | "
+              f"{r['vs_torch_bf16'] if r['vs_torch_bf16'] is not None else '-'} | {r['cosine_min']:.5f} |")
+    f1_rows = [r for r in rows if r["part"] == "macro_f1"]
+    if f1_rows:
+        datasets = list(dict.fromkeys(r["dataset"] for r in f1_rows))
+        print("\n| runtime | " + " | ".join(f"{d} macro-F1 (change)" for d in datasets) + " |\n|---|" + "---:|" * len(datasets))
+        for name in names:
+            cells = [next(r for r in f1_rows if r["dataset"] == d and r["runtime"] == name) for d in datasets]
+            print(f"| {name} | " + " | ".join(f"{c['macro_f1']:.4f} ({c['change']:+.4f})" for c in cells) + " |")
+    if load_facts:
+        print("\n| runtime | exported graph | size (MiB) | load + compile (s) |\n|---|---|---:|---:|")
+        for name, facts in load_facts.items():
+            print(f"| {name} | {facts['graph']} | {facts['graph_mib']} | {facts['load_seconds']} |")
+    write_report(args.output, {"machine": machine, "settings": {k: str(v) for k, v in vars(args).items()}, "load": load_facts, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

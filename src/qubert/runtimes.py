@@ -1,0 +1,391 @@
+"""Inference runtimes for the encoder passes that do not train: PyTorch, ONNX Runtime or OpenVINO.
+
+Frozen-feature encoding, ``qubert eval`` / ``predict`` / ``serve`` and the scikit-learn estimator's
+``predict`` run the encoder without training it. There a graph runtime can beat eager PyTorch on a
+CPU: :func:`use_runtime` exports the encoder and its pooling once to ONNX (``torch.onnx.export``
+with dynamic batch and sequence axes) into ``<cache_dir>/onnx/<key>/`` - the key names the exact
+encoder (a hash of its weights), the pooling and the exporter - and attaches a runtime session to
+the model: :meth:`qubert.modeling.QubertForSequenceClassification.encode` then calls it instead of
+PyTorch whenever the encoder is not training. The head always stays in PyTorch (float32).
+
+Runtimes, named ``name`` or ``name:precision`` (``--runtime`` on the command line; not "backend",
+which in ``qubert eval`` already names the quantum hardware a circuit runs on, as in Qiskit):
+
+- ``torch``: PyTorch, in the model's ``precision`` (fp32, or bf16 / fp16 autocast).
+- ``onnx``: ONNX Runtime, ``fp32``; ``onnx:int8`` is dynamic int8 quantization of the exported
+  graph (an explicit opt-in: it moves pooled features by a few percent, see docs/benchmarks.md).
+- ``openvino``: OpenVINO, ``fp32`` or ``bf16`` (its inference-precision hint; only where the CPU
+  computes bf16 natively). Without a precision it follows the model's: a model trained under bf16
+  autocast runs OpenVINO in bf16, an fp32 model in fp32.
+
+Why export ourselves rather than through Hugging Face Optimum: optimum-onnx pins transformers 4.x
+and optimum-intel pulls another torch, both incompatible with qubert's transformers 5 / torch pins;
+the encoder + pooling graph is a few lines of ``torch.onnx.export``.
+
+The runtimes live in extras: ``pip install "qubert[onnx]"`` or ``pip install "qubert[openvino]"``.
+
+Example:
+    >>> parse_runtime("openvino:bf16"), parse_runtime("onnx")
+    (('openvino', 'bf16'), ('onnx', None))
+    >>> from qubert.runtimes import use_runtime
+    >>> use_runtime(model, "openvino")  # doctest: +SKIP
+    >>> model.encode(input_ids, attention_mask).shape  # runs in OpenVINO  # doctest: +SKIP
+    torch.Size([2, 384])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from qubert.modeling import QubertForSequenceClassification
+
+__all__ = [
+    "RUNTIMES",
+    "RUNTIME_HELP",
+    "RuntimeOptionError",
+    "EncoderRuntime",
+    "MissingRuntimeError",
+    "runtime_tag",
+    "export_encoder",
+    "parse_runtime",
+    "require_runtime",
+    "resolve_runtime",
+    "use_runtime",
+]
+
+RUNTIMES = ("torch", "onnx", "openvino")
+RUNTIME_HELP = (
+    "Encoder runtime for the passes that do not train: torch, onnx (ONNX Runtime) or openvino, optionally name:precision "
+    "(onnx:int8 = dynamic int8 quantization, opt-in; openvino:bf16). A runtime without a precision follows the model's "
+    "(bf16 -> openvino bf16). The graph is exported once into the cache folder. Needs qubert[onnx] / qubert[openvino]."
+)
+# Precisions each runtime computes in (besides torch's own, see qubert.precision).
+_RUNTIME_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
+_EXPORT_VERSION = "1"  # bump when the exported graph changes, so cached exports are redone
+OPSET = 18
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+class RuntimeOptionError(ValueError):
+    """An inference runtime that cannot run here (unknown name, precision, device); one line."""
+
+
+class MissingRuntimeError(ImportError, ValueError):
+    """The package a runtime needs is not installed; the message names the extra (a ValueError
+    too, so the CLI reports it as one line like any other bad option)."""
+
+
+_RUNTIME_MODULES = {
+    "onnx": (("onnxruntime",), "ONNX Runtime", "onnx"),
+    "openvino": (("openvino",), "OpenVINO", "openvino"),
+    "export": (("onnx", "onnxscript"), "the ONNX exporter (onnx, onnxscript)", "onnx"),
+}
+
+
+def require_runtime(runtime: str):
+    """Import and return the module of ``runtime`` (``onnx``, ``openvino``, or ``export``
+    for the ONNX exporter), or raise :class:`MissingRuntimeError` naming the extra to install.
+
+    Example:
+        >>> require_runtime("onnx").__name__  # doctest: +SKIP
+        'onnxruntime'
+    """
+    import importlib
+
+    modules, name, extra = _RUNTIME_MODULES[runtime]
+    try:
+        return [importlib.import_module(m) for m in modules][-1]
+    except ImportError:
+        what = "ONNX export" if runtime == "export" else f"the {runtime} runtime"
+        raise MissingRuntimeError(f'{what} needs {name}: pip install "qubert[{extra}]"') from None
+
+
+def parse_runtime(spec: str) -> tuple[str, str | None]:
+    """``"name"`` or ``"name:precision"`` -> ``(name, precision or None)``, checked.
+
+    Example:
+        >>> parse_runtime("onnx:int8")
+        ('onnx', 'int8')
+        >>> parse_runtime("tensorrt")
+        Traceback (most recent call last):
+        ...
+        qubert.runtimes.RuntimeOptionError: unknown runtime 'tensorrt'; expected torch, onnx or openvino (optionally name:precision, e.g. onnx:int8)
+    """
+    name, _, precision = str(spec).strip().lower().partition(":")
+    if name not in RUNTIMES:
+        raise RuntimeOptionError(f"unknown runtime {name!r}; expected torch, onnx or openvino (optionally name:precision, e.g. onnx:int8)")
+    if not precision:
+        return name, None
+    allowed = ("auto", "fp32", "bf16", "fp16") if name == "torch" else _RUNTIME_PRECISIONS[name]
+    if precision not in allowed:
+        raise RuntimeOptionError(f"runtime {name} has no precision {precision!r}; expected one of {', '.join(allowed)}")
+    return name, precision
+
+
+def resolve_runtime(spec: str, model_precision: str = "fp32") -> tuple[str, str]:
+    """``(name, precision)`` that will run: an ONNX / OpenVINO runtime without a precision follows the
+    model's (``bf16`` -> OpenVINO bf16; ONNX Runtime has no fast bf16 CPU kernels, so fp32).
+
+    Example:
+        >>> resolve_runtime("onnx", "bf16"), resolve_runtime("openvino", "fp32")
+        (('onnx', 'fp32'), ('openvino', 'fp32'))
+    """
+    from qubert.precision import bf16_supported, resolve_precision
+
+    name, precision = parse_runtime(spec)
+    if name == "torch":
+        return name, resolve_precision(precision or model_precision, "cpu" if precision else None)
+    if precision is None:
+        precision = "bf16" if name == "openvino" and model_precision == "bf16" and bf16_supported("cpu") else "fp32"
+    if precision == "bf16" and not bf16_supported("cpu"):
+        raise RuntimeOptionError("runtime openvino:bf16 needs a CPU with AVX512-BF16 or AMX; use openvino:fp32")
+    return name, precision
+
+
+def runtime_tag(model: "QubertForSequenceClassification") -> str:
+    """What computes the model's pooled features, for cache keys: the torch precision (``fp32``,
+    ``bf16``, ...: the keys torch always had) or ``<runtime>-<precision>`` (``openvino-bf16``).
+
+    Example:
+        >>> class M: config = type("C", (), {"precision": "fp32"})(); inference_runtime = None
+        >>> runtime_tag(M())
+        'fp32'
+    """
+    runtime = getattr(model, "inference_runtime", None)
+    if runtime is not None:
+        return runtime.tag
+    return getattr(model.config, "precision", "fp32")
+
+
+class _EncoderWithPooling(torch.nn.Module):
+    """encoder -> pooling of a qubert model, in float32: the graph the runtimes run."""
+
+    def __init__(self, model: "QubertForSequenceClassification") -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        outputs = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return self.model.pool(outputs.last_hidden_state, attention_mask, getattr(outputs, "pooler_output", None))
+
+
+def onnx_export(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, *, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
+    """``torch.onnx.export`` (the dynamo exporter: the TorchScript one bakes transformers' attention
+    mask shapes into the graph) with dynamic batch and sequence axes on every token input, into one
+    self-contained file."""
+    require_runtime("export")
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dynamic = {name: {0: batch, 1: sequence} for name in input_names}
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), _quiet_logging():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, example, input_names=list(input_names), output_names=list(output_names), dynamic_shapes=dynamic,
+            opset_version=OPSET, dynamo=True, verbose=False,
+        )
+        program.save(str(path), external_data=False)
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    """Silence the exporter's and the quantizer's log lines (torchvision ops it skips, advice to
+    pre-process) for the duration; a failure still raises."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # Two rows of different lengths (so the mask has zeros) and more than one of each axis, which
+    # the exporter needs to keep both axes dynamic.
+    ids = torch.tensor([[101, 2000, 2001, 2002, 102], [101, 2003, 102, 0, 0]]) % max(vocab_size, 1)
+    return ids, (ids != 0).long() if vocab_size > 1 else torch.ones_like(ids)
+
+
+def export_encoder(model: "QubertForSequenceClassification", path: str | os.PathLike[str]) -> Path:
+    """Write the model's encoder + pooling as an ONNX graph ``(input_ids, attention_mask) -> features``
+    with dynamic batch and sequence axes (float32). Token type ids are left at the encoder's default
+    (all zeros), which is what a single text per row gets.
+
+    Example:
+        >>> export_encoder(model, "encoder.onnx")  # doctest: +SKIP
+        PosixPath('encoder.onnx')
+    """
+    path = Path(path)
+    wrapper = _EncoderWithPooling(model).eval()
+    was_training = model.training
+    model.eval()
+    try:
+        ids, mask = _example_inputs(model.config.encoder.vocab_size)
+        onnx_export(wrapper, (ids, mask), path, input_names=INPUT_NAMES, output_names=("features",))
+    finally:
+        model.train(was_training)
+    return path
+
+
+def _export_key(model: "QubertForSequenceClassification", encoder_id: str) -> str:
+    parts = [_EXPORT_VERSION, encoder_id, model.config.pooling, str(OPSET), torch.__version__.split("+")[0]]
+    return f"{encoder_id}-{model.config.pooling}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:12]}"
+
+
+def cached_encoder_graph(model: "QubertForSequenceClassification", precision: str = "fp32", *, cache_dir: str | os.PathLike[str] | None = None,
+                         encoder_id: str | None = None, progress: bool = True) -> Path:
+    """The exported encoder graph for ``model`` (``encoder.onnx``, or ``encoder-int8.onnx`` for
+    ``precision="int8"``) from the cache, exporting (and quantizing) it on a miss.
+
+    Files are written to a temporary name and renamed, under an inter-process lock, so a second
+    process waits for the first one's export and a crash never leaves half a graph behind.
+    """
+    from qubert.embeddings import default_cache_dir
+    from qubert.files import exclusive_lock
+    from qubert.modeling import encoder_identity
+
+    encoder_id = encoder_id or encoder_identity(model.encoder)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = folder / "onnx" / _export_key(model, encoder_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = folder / "encoder.onnx"
+    target = folder / ("encoder-int8.onnx" if precision == "int8" else "encoder.onnx")
+    with exclusive_lock(folder / ".export.lock"):
+        if not fp32.is_file():
+            _say(progress, f"Exporting the encoder to ONNX ({fp32}) ...")
+            _atomically(fp32, lambda tmp: export_encoder(model, tmp))
+        if precision == "int8" and not target.is_file():
+            require_runtime("onnx")
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            _say(progress, f"Quantizing the encoder to int8 ({target}) ...")
+            with _quiet_logging():
+                _atomically(target, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8))
+    return target
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        import sys
+
+        print(message, file=sys.stderr, flush=True)
+
+
+def _atomically(target: Path, write) -> None:
+    tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        tmp = tmpdir / target.name
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class EncoderRuntime:
+    """A compiled encoder + pooling graph in ONNX Runtime or OpenVINO: token ids in, pooled
+    float32 features out (a callable like :meth:`~qubert.modeling.QubertForSequenceClassification.encode`).
+
+    Args:
+        path: the ONNX file (from :func:`cached_encoder_graph` or :func:`export_encoder`).
+        runtime: ``onnx`` or ``openvino``.
+        precision: ``fp32`` / ``int8`` (onnx), ``fp32`` / ``bf16`` (openvino).
+        threads: intra-op threads (default: torch's, so peers compare fairly).
+
+    Example:
+        >>> runtime = EncoderRuntime("encoder.onnx", "openvino", "bf16")  # doctest: +SKIP
+        >>> runtime(input_ids, attention_mask).shape  # doctest: +SKIP
+        torch.Size([2, 384])
+    """
+
+    def __init__(self, path: str | os.PathLike[str], runtime: str, precision: str = "fp32", *, threads: int | None = None) -> None:
+        if runtime not in _RUNTIME_PRECISIONS:
+            raise RuntimeOptionError(f"EncoderRuntime runs onnx or openvino, not {runtime!r}")
+        if precision not in _RUNTIME_PRECISIONS[runtime]:
+            raise RuntimeOptionError(f"runtime {runtime} has no precision {precision!r}; expected one of {', '.join(_RUNTIME_PRECISIONS[runtime])}")
+        self.path, self.runtime, self.precision = Path(path), runtime, precision
+        self.threads = int(threads or torch.get_num_threads())
+        start = time.perf_counter()
+        self._run = self._load_onnxruntime() if runtime == "onnx" else self._load_openvino()
+        self.load_seconds = time.perf_counter() - start
+
+    @property
+    def tag(self) -> str:
+        return f"{self.runtime}-{self.precision}"
+
+    def _load_onnxruntime(self):
+        ort = require_runtime("onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        return lambda feeds: session.run(None, {k: feeds[k] for k in names})[0]
+
+    def _load_openvino(self):
+        ov = require_runtime("openvino")
+        core = ov.Core()
+        # The CPU plugin picks bf16 by itself on CPUs that have it: fp32 must be asked for.
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32", "INFERENCE_NUM_THREADS": self.threads,
+                  "PERFORMANCE_HINT": "LATENCY"}
+        compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        request = compiled.create_infer_request()
+        names = [port.get_any_name() for port in compiled.inputs]
+
+        def run(feeds):
+            request.infer({k: feeds[k] for k in names})
+            return request.get_output_tensor(0).data.copy()
+
+        return run
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if token_type_ids is not None and bool(token_type_ids.any()):
+            raise RuntimeOptionError("the exported encoder takes single texts (token_type_ids all 0); run text pairs with --runtime torch")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        feeds = {"input_ids": input_ids.detach().cpu().long().numpy(), "attention_mask": attention_mask.detach().cpu().long().numpy()}
+        return torch.from_numpy(self._run(feeds)).float().to(input_ids.device)
+
+    def __repr__(self) -> str:
+        return f"EncoderRuntime({str(self.path)!r}, runtime={self.runtime!r}, precision={self.precision!r})"
+
+
+def use_runtime(model: "QubertForSequenceClassification", runtime: str = "torch", *, cache_dir: str | os.PathLike[str] | None = None,
+                encoder_id: str | None = None, threads: int | None = None, progress: bool = True) -> str:
+    """Run ``model``'s non-training encoder passes in ``runtime`` (``torch`` detaches any runtime).
+
+    Only for an encoder whose weights no longer change: a loaded model, or a frozen one. The model's
+    :meth:`~qubert.modeling.QubertForSequenceClassification.encode` uses the runtime whenever the
+    encoder is not training; training a top-k / full encoder always runs in PyTorch.
+
+    Returns:
+        The runtime tag now in use (``fp32``, ``bf16``, ``onnx-fp32``, ``openvino-bf16``, ...).
+
+    Raises:
+        RuntimeOptionError: unknown runtime or precision, a model on a GPU (the runtimes here run on the CPU).
+        MissingRuntimeError: the runtime is not installed (the message names the extra).
+    """
+    precision_now = getattr(model.config, "precision", "fp32")
+    name, precision = resolve_runtime(runtime, precision_now)
+    if name == "torch":
+        model.inference_runtime = None
+        model.config.precision = precision
+        return runtime_tag(model)
+    require_runtime(name)
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise RuntimeOptionError(f"runtime {name} runs on the CPU; the model is on {device} (use --runtime torch there)")
+    path = cached_encoder_graph(model, precision if precision == "int8" else "fp32", cache_dir=cache_dir, encoder_id=encoder_id, progress=progress)
+    model.inference_runtime = EncoderRuntime(path, name, precision, threads=threads)
+    return runtime_tag(model)

@@ -1,0 +1,197 @@
+"""Inference runtimes (qubert.runtimes): ONNX Runtime and OpenVINO against PyTorch on a tiny encoder,
+the embedding cache keyed per runtime, the CLI / server / estimator paths, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from qubert.runtimes import RuntimeOptionError, MissingRuntimeError, runtime_tag, parse_runtime, require_runtime, resolve_runtime, use_runtime
+from qubert.embeddings import EmbeddingCache, cached_features, encode_texts
+from qubert.modeling import QubertForSequenceClassification
+from qubert.precision import bf16_supported
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+runner = CliRunner()
+TEXTS = ["short", "a somewhat longer sentence about films and music", "mid length text here", "x",
+         "the longest text of them all, by quite a margin, really, with many words " * 2, "good great", "awful dreadful"]
+MAX_LENGTH = 24
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory, save_tiny_bert):
+    return save_tiny_bert(tmp_path_factory.mktemp("runtimes") / "encoder")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("runtime-cache"))
+
+
+def _model(encoder_dir, pooling="mean", head=None):
+    from transformers import AutoTokenizer
+
+    model = QubertForSequenceClassification.from_encoder(
+        encoder_dir, head=head or {"type": "linear"}, id2label={0: "neg", 1: "pos"}, pooling=pooling, max_length=MAX_LENGTH, seed=0, precision="fp32",
+    )
+    return model.eval(), AutoTokenizer.from_pretrained(encoder_dir)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("runtime", ["onnx", "openvino:fp32"])
+def test_fp32_runtimes_match_torch(encoder_dir, cache_dir, runtime, pooling):
+    pytest.importorskip(parse_runtime(runtime)[0].replace("onnx", "onnxruntime"))
+    model, tokenizer = _model(encoder_dir, pooling)
+    expected = encode_texts(model, tokenizer, TEXTS, progress=False, batch_size=3)
+    assert use_runtime(model, runtime, cache_dir=cache_dir, progress=False) == f"{parse_runtime(runtime)[0]}-fp32"
+    got = encode_texts(model, tokenizer, TEXTS, progress=False, batch_size=3)  # batches of different lengths: dynamic axes
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    use_runtime(model, "torch")
+    assert torch.equal(encode_texts(model, tokenizer, TEXTS, progress=False, batch_size=3), expected)  # detached again
+
+
+def test_reduced_precision_runtimes_stay_close_and_are_tagged(encoder_dir, cache_dir):
+    model, tokenizer = _model(encoder_dir)
+    expected = encode_texts(model, tokenizer, TEXTS, progress=False)
+    specs = ["onnx:int8"] + (["openvino:bf16"] if bf16_supported("cpu") else [])
+    pytest.importorskip("openvino") if len(specs) > 1 else None
+    for spec in specs:
+        assert use_runtime(model, spec, cache_dir=cache_dir, progress=False) == spec.replace(":", "-")
+        got = encode_texts(model, tokenizer, TEXTS, progress=False)
+        assert not torch.equal(got, expected)  # really another computation
+        assert _cosine(got, expected) > 0.99, spec
+
+
+def test_a_training_encoder_runs_in_torch_and_the_export_is_reused(encoder_dir, cache_dir, monkeypatch):
+    import qubert.runtimes as runtimes
+
+    model, tokenizer = _model(encoder_dir)
+    use_runtime(model, "onnx", cache_dir=cache_dir, progress=False)  # exported by an earlier test or now
+    exports = []
+    monkeypatch.setattr(runtimes, "export_encoder", lambda *a, **k: exports.append(a))
+    other, _ = _model(encoder_dir)
+    use_runtime(other, "onnx", cache_dir=cache_dir, progress=False)
+    assert exports == []  # same weights and pooling: the cached graph
+    batch = tokenizer(TEXTS[:2], padding=True, return_tensors="pt")
+    model.set_mode("full")
+    model.train()
+    features = model.encode(batch["input_ids"], batch["attention_mask"])
+    assert features.requires_grad  # PyTorch, with gradients: a runtime never runs a training pass
+
+
+def test_the_cache_never_mixes_runtimes(encoder_dir, cache_dir, tmp_path):
+    model, tokenizer = _model(encoder_dir)
+    cache = EmbeddingCache(tmp_path)
+    torch_features, hit = cached_features(model, tokenizer, TEXTS, fingerprint="f", split="test", cache=cache, progress=False)
+    assert not hit
+    use_runtime(model, "onnx:int8", cache_dir=cache_dir, progress=False)
+    int8_features, hit = cached_features(model, tokenizer, TEXTS, fingerprint="f", split="test", cache=cache, progress=False)
+    assert not hit and not torch.equal(int8_features, torch_features)  # computed anew, not torch's file
+    again, hit = cached_features(model, tokenizer, TEXTS, fingerprint="f", split="test", cache=cache, progress=False)
+    assert hit and torch.equal(again, int8_features)
+    use_runtime(model, "torch")
+    back, hit = cached_features(model, tokenizer, TEXTS, fingerprint="f", split="test", cache=cache, progress=False)
+    assert hit and torch.equal(back, torch_features)
+    files = sorted(cache.directory.glob("*.safetensors"))
+    assert len(files) == 2
+    from safetensors import safe_open
+
+    tags = set()
+    for path in files:
+        with safe_open(str(path), "pt") as fh:
+            tags.add(fh.metadata()["precision"])
+    assert tags == {"fp32", "onnx-int8"}
+
+
+def test_runtime_names_and_precisions_are_checked_in_one_line():
+    assert resolve_runtime("openvino", "bf16")[1] == ("bf16" if bf16_supported("cpu") else "fp32")
+    assert resolve_runtime("onnx", "bf16") == ("onnx", "fp32")  # ONNX Runtime: no fast bf16 CPU kernels
+    with pytest.raises(RuntimeOptionError, match="unknown runtime 'tensorrt'"):
+        parse_runtime("tensorrt")
+    with pytest.raises(RuntimeOptionError, match="runtime openvino has no precision 'int8'"):
+        parse_runtime("openvino:int8")
+    from qubert.training import TrainingConfig, TrainingConfigError
+
+    with pytest.raises(TrainingConfigError, match="needs --mode frozen"):
+        TrainingConfig(dataset="sst2", mode="full", runtime="onnx")
+
+
+@pytest.mark.parametrize(("runtime", "module", "extra"), [("onnx", "onnxruntime", "onnx"), ("openvino", "openvino", "openvino"), ("export", "onnxscript", "onnx")])
+def test_a_missing_runtime_is_one_line_naming_the_extra(monkeypatch, runtime, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(MissingRuntimeError) as info:
+        require_runtime(runtime)
+    message = str(info.value)
+    assert "\n" not in message and f'pip install "qubert[{extra}]"' in message
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, encoder_dir):
+    root = tmp_path_factory.mktemp("runtime-run")
+    model, tokenizer = _model(encoder_dir, head={"type": "quantum", "n_qubits": 2, "n_layers": 1})
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root
+
+
+def _predict(run_dir, *args):
+    from qubert.cli import app
+
+    result = runner.invoke(app, ["predict", str(run_dir), "--format", "jsonl", *args], input="".join(t + "\n" for t in TEXTS))
+    return result
+
+
+def test_predict_serve_and_estimator_use_the_runtime(run_dir, cache_dir, monkeypatch):
+    monkeypatch.setenv("QUBERT_CACHE_DIR", cache_dir)
+    by_torch = _predict(run_dir)
+    by_onnx = _predict(run_dir, "--runtime", "onnx")
+    assert by_torch.exit_code == 0 and by_onnx.exit_code == 0, by_onnx.output
+    rows_torch = [json.loads(line) for line in by_torch.stdout.splitlines()]
+    rows_onnx = [json.loads(line) for line in by_onnx.stdout.splitlines()]
+    for a, b in zip(rows_torch, rows_onnx, strict=True):
+        assert a["label"] == b["label"]
+        assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4
+
+    pytest.importorskip("openvino")
+    from qubert.serving import TextClassifier
+
+    expected = TextClassifier.load(run_dir).classify(TEXTS).probabilities
+    served = TextClassifier.load(run_dir, runtime="openvino:fp32", cache_dir=cache_dir)
+    assert served.describe()["runtime"] == "openvino-fp32"
+    assert torch.allclose(served.classify(TEXTS).probabilities, expected, atol=1e-4)
+
+
+def test_bad_runtime_on_the_command_line_is_one_line(run_dir, monkeypatch):
+    result = _predict(run_dir, "--runtime", "tensorrt")
+    assert result.exit_code == 2 and "unknown runtime 'tensorrt'" in " ".join(result.output.split())
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    result = _predict(run_dir, "--runtime", "onnx")
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and 'qubert[onnx]' in lines[0], result.output
+
+
+def test_estimator_fits_and_predicts_through_the_runtime(encoder_dir, cache_dir):
+    from qubert.sklearn import QubertClassifier
+
+    texts = ["good great", "awful dreadful", "superb fine", "poor bad"] * 4
+    labels = ["pos", "neg", "pos", "neg"] * 4
+    common = dict(model=encoder_dir, max_length=16, head="linear", num_epochs=1, batch_size=8, cache_dir=cache_dir, early_stopping_patience=None, validation_fraction=0.25, precision="fp32")
+    onnx = QubertClassifier(runtime="onnx", **common).fit(texts, labels)
+    assert runtime_tag(onnx.model_) == "fp32"  # a loaded model; the runtime is attached at predict
+    probabilities = onnx.predict_proba(texts)
+    assert runtime_tag(onnx.model_) == "onnx-fp32"
+    onnx.set_params(runtime="torch")
+    by_torch = onnx.predict_proba(texts)
+    assert runtime_tag(onnx.model_) == "fp32"
+    assert abs(probabilities - by_torch).max() < 1e-4
