@@ -51,8 +51,8 @@ def default_cache_dir() -> Path:
 def cache_key(*, encoder_id: str, pooling: str, max_length: int, fingerprint: str, split: str, precision: str = "fp32") -> str:
     """File stem for one split's features: readable prefix + hash of everything they depend on.
 
-    Features computed under bf16 autocast, or by another inference backend (``precision`` is then
-    :func:`qubert.backends.backend_tag`, e.g. ``openvino-bf16``), get their own key, so they never
+    Features computed under bf16 autocast, or by another inference runtime (``precision`` is then
+    :func:`qubert.runtimes.runtime_tag`, e.g. ``openvino-bf16``), get their own key, so they never
     mix with fp32 PyTorch ones.
 
     Example:
@@ -261,9 +261,9 @@ def cached_features(
     cache = cache or EmbeddingCache()
     encoder_id = encoder_id or encoder_identity(model.encoder)
     max_length = int(model.config.max_length)
-    from qubert.backends import backend_tag
+    from qubert.runtimes import runtime_tag
 
-    precision = backend_tag(model)  # torch's precision, or the runtime and its precision: features never mix
+    precision = runtime_tag(model)  # torch's precision, or the runtime and its precision: features never mix
     key = cache_key(encoder_id=encoder_id, pooling=model.config.pooling, max_length=max_length, fingerprint=fingerprint, split=split, precision=precision)
     features = cache.load(key, n_rows=len(texts))
     if features is not None:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from qubert.inference import head_probabilities, load_model
+from qubert.runtimes import use_runtime
 from qubert.training.config import TrainingConfig
 from qubert.training.datasets import load_bundle
 from qubert.training.errors import TrainingConfigError
@@ -84,6 +85,7 @@ def evaluate_model(
     zne_factors: str | None = None,
     max_qpu_seconds: float | None = None,
     dry_run: bool = False,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Metrics of a saved model on a data set split or a labelled file.
 
@@ -105,6 +107,8 @@ def evaluate_model(
             (``none``, ``readout``, ``zne``, ``twirling``, ``all``) and ZNE noise factors (``"1,3,5"``);
             refuse a job whose estimated QPU seconds exceed the budget; or only return the job plan
             (``dry_run``, ``dry_run_text``) without running anything.
+        runtime: the encoder's runtime (``torch``, ``onnx``, ``openvino``, ``name:precision``; see
+            :mod:`qubert.runtimes`); its features are cached apart from torch's.
 
     Returns:
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
@@ -116,6 +120,7 @@ def evaluate_model(
     backend = deprecated_backend_keyword(backend, device, "evaluate_model")
     backend_run = backend_run_options(backend, mitigation, zne_factors, max_qpu_seconds, dry_run, shots)
     model, tokenizer = load_model(model_dir)
+    use_runtime(model, runtime, cache_dir=cache_dir, progress=progress)
     transpiled = check_backend(model, backend, noise, optimization_level) if backend is not None else None
     configure_execution(model, shots, noise, seed)
     n_classes = model.config.num_labels
@@ -135,9 +140,9 @@ def evaluate_model(
             mitigation=backend_run.mitigation,
         )
     predicted = head_probabilities(model, features).argmax(-1).tolist()
-    runtime = time.perf_counter() - start
+    elapsed = time.perf_counter() - start
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
-    metrics.update({f"{split}_runtime": round(runtime, 4), f"{split}_samples": len(texts), "confusion_matrix": confusion_matrix(labels, predicted, n_classes)})
+    metrics.update({f"{split}_runtime": round(elapsed, 4), f"{split}_samples": len(texts), "confusion_matrix": confusion_matrix(labels, predicted, n_classes)})
     metrics["evaluated_on"] = evaluated_on
     if model.head.head_type == "quantum":
         metrics["execution"] = execution_summary(shots, noise)

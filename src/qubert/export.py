@@ -27,11 +27,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -239,11 +236,13 @@ def export_run(model_dir: str | os.PathLike[str], *, format: str = "onnx", outpu
         overwrite: replace an existing output folder.
 
     Raises:
-        ExportError: an unknown format, a head that cannot be exported, an existing output folder.
+        ExportError: an unknown format, a head that cannot be exported, an existing output folder,
+            a graph that disagrees with the PyTorch model.
         MissingRuntimeError: onnx / onnxscript (or openvino) not installed; the message names the extra.
     """
-    from qubert.runtimes import OPSET, onnx_export, require_runtime
-    from qubert.training import load_model
+    from qubert.files import replace_dir
+    from qubert.inference import load_model
+    from qubert.runtimes import require_runtime
 
     if format not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {format!r}; expected {' or '.join(EXPORT_FORMATS)}")
@@ -259,38 +258,39 @@ def export_run(model_dir: str | os.PathLike[str], *, format: str = "onnx", outpu
     if target.exists() and not overwrite:
         raise ExportError(f"{target} exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _say(progress, f"Exporting {run} to ONNX ...")
-        ids = torch.tensor([[101, 2000, 2001, 2002, 102], [101, 2003, 102, 0, 0]]) % model.config.encoder.vocab_size
-        onnx_export(graph, (ids, (ids != 0).long()), build / "model.onnx", input_names=("input_ids", "attention_mask"), output_names=("logits", "probabilities"))
-        tokenizer.save_pretrained(build)
-        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        (build / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
-        max_diff = _check(model, tokenizer, build / "model.onnx", CHECK_TEXTS)
-        if format == "openvino":
-            import openvino as ov
-
-            # float32 weights as in model.onnx (save_model halves them to fp16 by default)
-            ov.save_model(ov.convert_model(str(build / "model.onnx")), str(build / "model.xml"), compress_to_fp16=False)
-        head = model.head
-        circuit = getattr(head, "circuit", None)
-        circuit_note = "" if circuit is None else (
-            f" ({circuit.n_qubits}-qubit, {circuit.n_layers}-layer circuit, {circuit.measurement} readout, computed exactly in real arithmetic)")
-        (build / "README.md").write_text(README.format(
-            name=run.name, encoder=model.config.encoder.model_type, pooling=model.config.pooling, head=head.head_type,
-            circuit_note=circuit_note, opset=OPSET, max_length=int(model.config.max_length), n_classes=len(labels), labels=labels,
-            pad_id=tokenizer.pad_token_id or 0, pad_token=tokenizer.pad_token or "[PAD]", examples=CHECK_TEXTS[1:3],
-            openvino_note=OPENVINO_NOTE if format == "openvino" else "", n_checked=len(CHECK_TEXTS), max_diff=max_diff,
-        ), encoding="utf-8")
-        info = {"format": format, "opset": OPSET, "source": str(run), "labels": labels, "max_length": int(model.config.max_length),
-                "head": head.head_type, "max_probability_difference": max_diff, "checked_texts": len(CHECK_TEXTS),
-                "model_bytes": (build / "model.onnx").stat().st_size, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (build / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        _replace(build, target)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
+    _say(progress, f"Exporting {run} to ONNX ...")
+    replace_dir(lambda folder: _write_export(folder, model, tokenizer, graph, run=run, format=format), target)
     return target
+
+
+def _write_export(folder: Path, model, tokenizer, graph: nn.Module, *, run: Path, format: str) -> None:
+    """Everything ``export_run`` writes, into ``folder`` (a temporary one that is then swapped in)."""
+    from qubert.runtimes import OPSET, onnx_export
+
+    ids = torch.tensor([[101, 2000, 2001, 2002, 102], [101, 2003, 102, 0, 0]]) % model.config.encoder.vocab_size
+    onnx_export(graph, (ids, (ids != 0).long()), folder / "model.onnx", input_names=("input_ids", "attention_mask"), output_names=("logits", "probabilities"))
+    tokenizer.save_pretrained(folder)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    (folder / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+    max_diff = _check(model, tokenizer, folder / "model.onnx", CHECK_TEXTS)
+    if format == "openvino":
+        import openvino as ov
+
+        # float32 weights as in model.onnx (save_model halves them to fp16 by default)
+        ov.save_model(ov.convert_model(str(folder / "model.onnx")), str(folder / "model.xml"), compress_to_fp16=False)
+    head, circuit = model.head, getattr(model.head, "circuit", None)
+    circuit_note = "" if circuit is None else (
+        f" ({circuit.n_qubits}-qubit, {circuit.n_layers}-layer circuit, {circuit.measurement} readout, computed exactly in real arithmetic)")
+    (folder / "README.md").write_text(README.format(
+        name=run.name, encoder=model.config.encoder.model_type, pooling=model.config.pooling, head=head.head_type,
+        circuit_note=circuit_note, opset=OPSET, max_length=int(model.config.max_length), n_classes=len(labels), labels=labels,
+        pad_id=tokenizer.pad_token_id or 0, pad_token=tokenizer.pad_token or "[PAD]", examples=CHECK_TEXTS[1:3],
+        openvino_note=OPENVINO_NOTE if format == "openvino" else "", n_checked=len(CHECK_TEXTS), max_diff=max_diff,
+    ), encoding="utf-8")
+    info = {"format": format, "opset": OPSET, "source": str(run), "labels": labels, "max_length": int(model.config.max_length),
+            "head": head.head_type, "max_probability_difference": max_diff, "checked_texts": len(CHECK_TEXTS),
+            "model_bytes": (folder / "model.onnx").stat().st_size, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (folder / "export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def _check(model, tokenizer, path: Path, texts: list[str]) -> float:
@@ -312,17 +312,6 @@ def _check(model, tokenizer, path: Path, texts: list[str]) -> float:
     if not difference < 1e-3:
         raise ExportError(f"the exported graph disagrees with the PyTorch model (largest probability difference {difference:.2e}); not written")
     return difference
-
-
-def _replace(build: Path, target: Path) -> None:
-    """Put the finished folder in place: the old one (if any) is moved aside first, removed last."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(build, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _say(progress: bool, message: str) -> None:

@@ -5,7 +5,8 @@ This is the one prediction path: ``qubert predict`` (:func:`predict_texts`), the
 (:class:`qubert.serving.TextClassifier`) and the scikit-learn estimator
 (:class:`qubert.sklearn.QubertClassifier`) all load with :func:`load_model` and score with
 :func:`head_probabilities`; they differ only in how texts become pooled features (one encoder pass,
-token-budget chunks, the embedding cache).
+token-budget chunks, the embedding cache). Each takes a ``runtime`` (:mod:`qubert.runtimes`): the
+encoder in PyTorch, ONNX Runtime or OpenVINO.
 
 Example:
     >>> from qubert.inference import predict_texts
@@ -23,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from qubert.runtimes import use_runtime
 from qubert.training.checks import check_no_pickles, first_line
 
 
@@ -104,8 +106,10 @@ def head_probabilities(model, features: torch.Tensor, batch_size: int = 1024) ->
     return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
 
 
-def predict_texts(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> tuple[list[str], list[str], torch.Tensor]:
-    """Predicted label names and class probabilities for raw texts.
+def predict_texts(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batch_size: int = 64, progress: bool = False,
+                  runtime: str = "torch", cache_dir: str | None = None) -> tuple[list[str], list[str], torch.Tensor]:
+    """Predicted label names and class probabilities for raw texts (the encoder in ``runtime``, see
+    :mod:`qubert.runtimes`; ``cache_dir`` holds its exported graph).
 
     Returns:
         ``(class_names, predicted_labels, probabilities (N, n_classes))``.
@@ -118,6 +122,7 @@ def predict_texts(model_dir: str | os.PathLike[str], texts: Sequence[str], *, ba
     from qubert.embeddings import encode_texts
 
     model, tokenizer = load_model(model_dir)
+    use_runtime(model, runtime, cache_dir=cache_dir, progress=progress)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     features = encode_texts(model, tokenizer, texts, batch_size=batch_size, progress=progress, description="Encoding")
     probabilities = head_probabilities(model, features)

@@ -476,7 +476,7 @@ class QubertForSequenceClassification(PreTrainedModel):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled encoder features ``(B, hidden)`` for a batch of token ids (no gradient when frozen).
 
-        With an inference runtime attached (:func:`qubert.backends.use_backend`), every pass whose
+        With an inference runtime attached (:func:`qubert.runtimes.use_runtime`), every pass whose
         encoder does not train runs there instead of in PyTorch.
         """
         runtime = getattr(self, "inference_runtime", None)

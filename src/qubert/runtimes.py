@@ -39,8 +39,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,7 +250,7 @@ def cached_encoder_graph(model: "QubertForSequenceClassification", precision: st
     process waits for the first one's export and a crash never leaves half a graph behind.
     """
     from qubert.embeddings import default_cache_dir
-    from qubert.files import exclusive_lock
+    from qubert.files import atomic_path, exclusive_lock
     from qubert.modeling import encoder_identity
 
     encoder_id = encoder_id or encoder_identity(model.encoder)
@@ -264,14 +262,15 @@ def cached_encoder_graph(model: "QubertForSequenceClassification", precision: st
     with exclusive_lock(folder / ".export.lock"):
         if not fp32.is_file():
             _say(progress, f"Exporting the encoder to ONNX ({fp32}) ...")
-            _atomically(fp32, lambda tmp: export_encoder(model, tmp))
+            with atomic_path(fp32) as tmp:
+                export_encoder(model, tmp)
         if precision == "int8" and not target.is_file():
             require_runtime("onnx")
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             _say(progress, f"Quantizing the encoder to int8 ({target}) ...")
-            with _quiet_logging():
-                _atomically(target, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8))
+            with _quiet_logging(), atomic_path(target) as tmp:
+                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
     return target
 
 
@@ -280,16 +279,6 @@ def _say(progress: bool, message: str) -> None:
         import sys
 
         print(message, file=sys.stderr, flush=True)
-
-
-def _atomically(target: Path, write) -> None:
-    tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        tmp = tmpdir / target.name
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class EncoderRuntime:
@@ -376,8 +365,10 @@ def use_runtime(model: "QubertForSequenceClassification", runtime: str = "torch"
         RuntimeOptionError: unknown runtime or precision, a model on a GPU (the runtimes here run on the CPU).
         MissingRuntimeError: the runtime is not installed (the message names the extra).
     """
-    precision_now = getattr(model.config, "precision", "fp32")
-    name, precision = resolve_runtime(runtime, precision_now)
+    if parse_runtime(runtime) == ("torch", None):  # PyTorch in the precision the model has
+        model.inference_runtime = None
+        return runtime_tag(model)
+    name, precision = resolve_runtime(runtime, getattr(model.config, "precision", "fp32"))
     if name == "torch":
         model.inference_runtime = None
         model.config.precision = precision

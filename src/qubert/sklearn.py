@@ -92,6 +92,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         pooling: str = "mean",
         max_length: int = 128,
         precision: str = "auto",
+        runtime: str = "torch",
         qubits: int = 8,
         layers: int = 2,
         encoding: str = "h_ry",
@@ -128,6 +129,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         self.pooling = pooling
         self.max_length = max_length
         self.precision = precision
+        self.runtime = runtime
         self.qubits = qubits
         self.layers = layers
         self.encoding = encoding
@@ -282,9 +284,19 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
 
         params = self.get_params()
         params.pop("validation_fraction")
+        if self.mode != "frozen":  # an encoder that trains runs in PyTorch; predict still uses the runtime
+            params["runtime"] = "torch"
         hidden = params["hidden_sizes"]
         params["hidden_sizes"] = [hidden] if isinstance(hidden, int) else list(hidden)
         return TrainingConfig(dataset="sklearn", output_dir=str(work / "run"), **params)
+
+    def _attach_runtime(self) -> None:
+        """Run the encoder of ``predict`` in ``runtime`` (:mod:`qubert.runtimes`), attached once per fitted model."""
+        from qubert.runtimes import resolve_runtime, runtime_tag, use_runtime
+
+        name, precision = resolve_runtime(self.runtime, self.model_.config.precision)
+        if runtime_tag(self.model_) != (precision if name == "torch" else f"{name}-{precision}"):
+            use_runtime(self.model_, self.runtime, cache_dir=self.cache_dir, progress=self.progress)
 
     def _features(self, texts: list[str]):
         """Pooled features of ``texts``: from the embedding cache with a frozen encoder, else encoded."""
@@ -293,6 +305,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         from qubert.modeling import encoder_identity
 
         model, batch = self.model_, self.batch_size or 64
+        self._attach_runtime()
         if not model.encoder_frozen:
             return embeddings.encode_texts(model, self.tokenizer_, texts, batch_size=batch, progress=self.progress)
         if getattr(self, "_encoder_id", None) is None:

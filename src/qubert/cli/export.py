@@ -7,12 +7,12 @@ from typing import Optional
 
 import typer
 
-from qubert.cli.common import EXIT_INTERRUPTED, _config_option, _fail, _message, _user_errors, console, err_console
+from qubert.cli.common import EXIT_INTERRUPTED, config_option, console, err_console, error_message, usage_error, user_errors
 
 
 def export(
     model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
-    config: Optional[Path] = _config_option(),
+    config: Optional[Path] = config_option(),
     format: str = typer.Option("onnx", "--format", help="onnx (model.onnx), or openvino (model.onnx plus OpenVINO IR model.xml/.bin)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder to write (default: <run>/export); written atomically."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
@@ -31,8 +31,8 @@ def export(
     except KeyboardInterrupt:
         err_console.print("[yellow]Interrupted[/yellow]; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except _user_errors() as err:
-        raise _fail(_message(err))
+    except user_errors() as err:
+        raise usage_error(error_message(err))
     import json
 
     info = json.loads((target / "export.json").read_text(encoding="utf-8"))

@@ -26,6 +26,7 @@ from qubert.cli.common import (
     console,
     err_console,
 )
+from qubert.runtimes import RUNTIME_HELP
 from qubert.training import TrainingConfig
 
 # ------------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _head_panels() -> dict[str, tuple[str, ...]]:
 
 _PANELS = {
     "Data": ("dataset", "data_dir", "train_file", "validation_file", "test_file", "text_column", "label_column", "max_train_samples", "max_eval_samples", "drop_empty"),
-    "Model": ("model", "pooling", "max_length", "mode", "precision", "cache_bottom", "head"),
+    "Model": ("model", "pooling", "max_length", "mode", "precision", "runtime", "cache_bottom", "head"),
     # The heads' options, in each registered head type's panel (qubert.heads.HEAD_REGISTRY).
     **_head_panels(),
     "Optimisation": ("learning_rate", "encoder_learning_rate", "num_epochs", "batch_size", "weight_decay", "lr_scheduler_type", "early_stopping_patience", "max_steps", "group_by_length"),
@@ -139,6 +140,7 @@ def evaluate(
     dry_run: bool = typer.Option(False, "--dry-run", help="With --device: print the circuits, parameter rows, shots, depth, 2-qubit gates and estimated QPU seconds; run nothing.", rich_help_panel="Quantum execution"),
     seed: int = typer.Option(42, help="Seed for subsets and shot sampling."),
     cache_dir: Optional[str] = typer.Option(None, help="Embedding cache (frozen-mode models reuse their training features)."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     output: Optional[Path] = typer.Option(None, help="Also write the metrics as JSON to this file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -162,6 +164,7 @@ def evaluate(
             label_column=label_column, max_eval_samples=max_eval_samples, batch_size=batch_size, shots=shots, noise=noise,
             seed=seed, cache_dir=cache_dir, progress=progress, backend=device, optimization_level=optimization_level,
             mitigation=mitigation, zne_factors=zne_factors, max_qpu_seconds=max_qpu_seconds, dry_run=dry_run,
+            runtime=runtime,
         )
         if "dry_run" in metrics:
             console.print(metrics["dry_run_text"], highlight=False, soft_wrap=True)
@@ -201,6 +204,8 @@ def predict(
     format: Optional[str] = typer.Option(None, "--format", help="Output format: csv or jsonl (default: from --output's extension, else csv)."),
     text_column: str = typer.Option("text", help="Text column of a .csv/.tsv/.jsonl input."),
     batch_size: int = typer.Option(64, help="Batch size."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    cache_dir: Optional[str] = typer.Option(None, help="Cache folder for the exported encoder graph (--runtime onnx / openvino)."),
 ) -> None:
     """Predict labels and class probabilities for texts from a file or stdin.
 
@@ -216,7 +221,7 @@ def predict(
         texts = read_texts(input, text_column)
         if not texts:
             raise ValueError("no texts to predict (empty input)")
-        names, labels, probabilities = predict_texts(model_dir, texts, batch_size=batch_size)
+        names, labels, probabilities = predict_texts(model_dir, texts, batch_size=batch_size, runtime=runtime, cache_dir=cache_dir)
         text = _format_predictions(fmt, texts, labels, probabilities, names)
         if output is None:
             sys.stdout.write(text)

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import torch
 
+from qubert.runtimes import runtime_tag, use_runtime
+
 __all__ = ["ClassifiedTexts", "TextClassifier", "default_threads", "public_name", "token_budget_chunks"]
 
 DEFAULT_MAX_BATCH_TOKENS = 256
@@ -123,14 +125,17 @@ class TextClassifier:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike[str], *, precision: str | None = None, device: str | None = None, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, batch_size: int = 64, threads: int | None = None) -> "TextClassifier":
+    def load(cls, model_dir: str | os.PathLike[str], *, precision: str | None = None, device: str | None = None, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, batch_size: int = 64, threads: int | None = None,
+             runtime: str = "torch", cache_dir: str | None = None) -> "TextClassifier":
         """Load a run directory (or its ``model/`` folder).
 
         ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) replaces the precision the encoder was
         trained in; ``None`` keeps the trained one (so answers agree with ``qubert predict``).
         Either way it is checked against the hardware. ``threads`` sets torch's intra-op threads
         for the whole process (``torch.set_num_threads``; see :func:`default_threads`); ``None``
-        leaves them as they are.
+        leaves them as they are. ``runtime`` (``torch``, ``onnx``, ``openvino`` or ``name:precision``;
+        see :mod:`qubert.runtimes`) runs the encoder in ONNX Runtime or OpenVINO, its graph exported
+        once into ``cache_dir``.
 
         Raises:
             ModelConfigError: not a loadable qubert model.
@@ -146,6 +151,7 @@ class TextClassifier:
         model.config.precision = resolve_precision(precision or getattr(model.config, "precision", "fp32"), device_of_model)
         if threads is not None:
             torch.set_num_threads(threads)
+        use_runtime(model, runtime, cache_dir=cache_dir, threads=threads)  # after the threads: a runtime takes their count
         return cls(model, tokenizer, source=str(model_dir), max_batch_tokens=max_batch_tokens, batch_size=batch_size)
 
     def classify(self, texts: Sequence[str]) -> ClassifiedTexts:
@@ -201,6 +207,7 @@ class TextClassifier:
             },
             "max_length": self.max_length,
             "precision": config.precision,
+            "runtime": runtime_tag(self.model),
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "max_batch_tokens": self.max_batch_tokens,

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from qubert.heads import HEAD_REGISTRY
 from qubert.training.errors import TrainingConfigError
@@ -58,6 +58,7 @@ class TrainingConfig:
     max_length: int = option("Maximum tokens per text (longer texts are truncated).", default=128)
     mode: str = option("Encoder training: frozen (cached features), full, or top<k> (last k layers, e.g. top2).", default="frozen")
     precision: str = option("Encoder precision: auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU). The head always computes in fp32.", default="auto")
+    runtime: str = option("Frozen mode: encoder runtime for the feature pass: torch, onnx or openvino, optionally name:precision (onnx:int8, openvino:bf16); features are cached per runtime. See qubert.runtimes.", default="torch")
     cache_bottom: bool = option("top<k>: compute the fixed bottom layers once per split and train the top k layers on the cached outputs.", default=True)
     group_by_length: bool = option("full / top<k>: batch texts of similar length together (less padding).", default=True)
     head: str = option("Classification head: linear, mlp or quantum.", default="quantum")
@@ -117,10 +118,7 @@ class TrainingConfig:
             parse_mode(self.mode)
         except ModelConfigError as err:
             raise TrainingConfigError(str(err)) from None
-        from qubert.precision import PRECISIONS
-
-        if self.precision not in PRECISIONS:
-            fail(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        self._validate_encoder_options(fail)
         if is_int(self.hidden_sizes):
             self.hidden_sizes = [self.hidden_sizes]  # `hidden_sizes: 32` in YAML: one hidden layer
         for name in ("max_length", "qubits"):
@@ -180,6 +178,20 @@ class TrainingConfig:
 
         if self.lr_scheduler_type not in {s.value for s in SchedulerType}:
             fail(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; e.g. linear, constant, cosine")
+
+    def _validate_encoder_options(self, fail: Callable[[str], None]) -> None:
+        """The encoder's precision and, frozen mode only, its inference runtime (qubert.runtimes)."""
+        from qubert.precision import PRECISIONS
+        from qubert.runtimes import RuntimeOptionError, parse_runtime
+
+        if self.precision not in PRECISIONS:
+            fail(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        try:
+            runtime_name, _ = parse_runtime(self.runtime)
+        except RuntimeOptionError as err:
+            fail(str(err))
+        if runtime_name != "torch" and self.mode != "frozen":
+            fail(f"--runtime {self.runtime} needs --mode frozen: an encoder that trains runs in PyTorch")
 
     # ------------------------------------------------------------------ derived values
     @property

@@ -125,6 +125,10 @@ def prepare_datasets(config: TrainingConfig, bundle: Any, model: Any, tokenizer:
     if config.frozen or cached_bottom:
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         encoder_id = encoder_id or encoder_identity(model.encoder)
+    if config.frozen and config.runtime != "torch":  # the feature pass in ONNX Runtime / OpenVINO (qubert.runtimes)
+        from qubert.runtimes import use_runtime
+
+        use_runtime(model, config.runtime, cache_dir=config.cache_dir, encoder_id=encoder_id, progress=config.progress)
     datasets: dict[str, Any] = {}
     collator = None
     for split in ("train", "validation", "test"):
