@@ -195,3 +195,14 @@ def test_estimator_fits_and_predicts_through_the_runtime(encoder_dir, cache_dir)
     by_torch = onnx.predict_proba(texts)
     assert runtime_tag(onnx.model_) == "fp32"
     assert abs(probabilities - by_torch).max() < 1e-4
+
+
+def test_eval_scores_alike_in_torch_and_onnx(run_dir, cache_dir, tmp_path):
+    from qubert.evaluation import evaluate_model
+
+    scored = tmp_path / "scored.csv"
+    scored.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS)))
+    by_torch = evaluate_model(run_dir, test_file=str(scored), cache_dir=cache_dir, progress=False)
+    by_onnx = evaluate_model(run_dir, test_file=str(scored), cache_dir=cache_dir, progress=False, runtime="onnx")
+    assert by_onnx["test_samples"] == len(TEXTS)
+    assert by_onnx["confusion_matrix"] == by_torch["confusion_matrix"] and by_onnx["test_macro_f1"] == by_torch["test_macro_f1"]
