@@ -265,10 +265,9 @@ def export_run(model_dir: str | os.PathLike[str], *, format: str = "onnx", outpu
 
 def _write_export(folder: Path, model, tokenizer, graph: nn.Module, *, run: Path, format: str) -> None:
     """Everything ``export_run`` writes, into ``folder`` (a temporary one that is then swapped in)."""
-    from qubert.runtimes import OPSET, onnx_export
+    from qubert.runtimes import OPSET, example_inputs, onnx_export
 
-    ids = torch.tensor([[101, 2000, 2001, 2002, 102], [101, 2003, 102, 0, 0]]) % model.config.encoder.vocab_size
-    onnx_export(graph, (ids, (ids != 0).long()), folder / "model.onnx", input_names=("input_ids", "attention_mask"), output_names=("logits", "probabilities"))
+    onnx_export(graph, example_inputs(model.config.encoder.vocab_size), folder / "model.onnx", input_names=("input_ids", "attention_mask"), output_names=("logits", "probabilities"))
     tokenizer.save_pretrained(folder)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     (folder / "labels.json").write_text(json.dumps(labels), encoding="utf-8")

@@ -41,7 +41,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -49,16 +49,20 @@ if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
 
 __all__ = [
+    "OPSET",
     "RUNTIMES",
     "RUNTIME_HELP",
-    "RuntimeOptionError",
     "EncoderRuntime",
     "MissingRuntimeError",
-    "runtime_tag",
+    "RuntimeOptionError",
+    "cached_encoder_graph",
+    "example_inputs",
     "export_encoder",
+    "onnx_export",
     "parse_runtime",
     "require_runtime",
     "resolve_runtime",
+    "runtime_tag",
     "use_runtime",
 ]
 
@@ -208,11 +212,17 @@ def _quiet_logging():
         logging.disable(logging.NOTSET)
 
 
-def _example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    # Two rows of different lengths (so the mask has zeros) and more than one of each axis, which
-    # the exporter needs to keep both axes dynamic.
-    ids = torch.tensor([[101, 2000, 2001, 2002, 102], [101, 2003, 102, 0, 0]]) % max(vocab_size, 1)
-    return ids, (ids != 0).long() if vocab_size > 1 else torch.ones_like(ids)
+def example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask to trace an export with: two rows of different lengths (so the
+    mask has zeros) and more than one of each axis, which the exporter needs to keep both dynamic.
+
+    Example:
+        >>> [t.shape for t in example_inputs(30522)]
+        [torch.Size([2, 5]), torch.Size([2, 5])]
+    """
+    ids = torch.tensor([[101, 2000, 2001, 2002, 102], [101, 2003, 102, 0, 0]]) % max(vocab_size, 2)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    return ids, mask
 
 
 def export_encoder(model: "QubertForSequenceClassification", path: str | os.PathLike[str]) -> Path:
@@ -229,7 +239,7 @@ def export_encoder(model: "QubertForSequenceClassification", path: str | os.Path
     was_training = model.training
     model.eval()
     try:
-        ids, mask = _example_inputs(model.config.encoder.vocab_size)
+        ids, mask = example_inputs(model.config.encoder.vocab_size)
         onnx_export(wrapper, (ids, mask), path, input_names=INPUT_NAMES, output_names=("features",))
     finally:
         model.train(was_training)
