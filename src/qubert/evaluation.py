@@ -62,6 +62,7 @@ def deprecated_backend_keyword(backend: Any, device: Any, where: str) -> Any:
     return device
 
 
+# Long: the signature and docstring are most of it (every way of scoring a run); the steps are helpers.
 def evaluate_model(
     model_dir: str | os.PathLike[str],
     *,
