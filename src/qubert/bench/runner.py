@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from qubert.bench.config import BenchConfig, BenchConfigError
 from qubert.bench.grid import RunSpec, expand_grid
+from qubert.bench.looks import LookRunner
 from qubert.bench.plots import plot_figures
 from qubert.bench.report import SUMMARY_FILE, write_summary
 from qubert.bench.results import (
@@ -69,11 +70,13 @@ class BenchResult:
     figures: list[Path]
 
 
-def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[str, Any]] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train one run into a clean run directory and mark it finished.
 
     Anything left in the run directory by an unfinished or outdated run is removed first.
-    Returns the run's metrics.
+    ``overrides`` replace TrainingConfig settings of this execution only (e.g. a replicate's data
+    files); the run is marked finished with the spec's own settings. Returns the run's metrics.
     """
     if run_fn is None and spec.head_type == "logreg":
         from qubert.bench.yardsticks import run_logistic_regression
@@ -90,7 +93,10 @@ def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
-    metrics = dict(run_fn(spec.training_config(output_dir)))
+    config = spec.training_config(output_dir)
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    metrics = dict(run_fn(config))
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "metrics.json").is_file():  # a run_fn that only returns its metrics
         _write_json_atomic(run_dir / "metrics.json", metrics)
@@ -133,12 +139,12 @@ def _copy_result_files(source: Path, spec: RunSpec, output_dir: Path, *, copied_
     return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
 
 
-def _ray_task(spec: RunSpec, output_dir: str, run_fn: Callable | None
+def _ray_task(spec: RunSpec, output_dir: str, run_fn: Callable | None, overrides: Mapping[str, Any] | None = None
               ) -> tuple[str, dict[str, Any] | None, str | None, float]:
     """Body of a Ray task: never raises, so one failed run cannot take the grid down."""
     start = time.perf_counter()
     try:
-        return spec.run_id, execute_run(spec, output_dir, run_fn), None, time.perf_counter() - start
+        return spec.run_id, execute_run(spec, output_dir, run_fn, overrides), None, time.perf_counter() - start
     except Exception as err:  # noqa: BLE001 - reported per run
         return spec.run_id, None, _one_line(err), time.perf_counter() - start
 
@@ -196,14 +202,15 @@ def run_bench(
     _write_text_atomic(output_dir / "bench_config.yaml", _yaml_dump(config.to_dict()))
     failed: dict[str, str] = {}
     with _ray_session(use_ray or bool(ray_address), ray_address, ray_num_cpus):
-        def execute_all(pending: list[RunSpec], where: Path, on_done: Callable) -> None:
+        def execute_all(pending: list[RunSpec], where: Path, on_done: Callable,
+                        overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
             if pending and (use_ray or ray_address):
-                _execute_ray(pending, where, run_fn, on_done)
+                _execute_ray(pending, where, run_fn, on_done, overrides)
                 return
             for spec in pending:
                 start = time.perf_counter()
                 try:
-                    metrics = execute_run(spec, str(where), run_fn)
+                    metrics = execute_run(spec, str(where), run_fn, (overrides or {}).get(spec.run_id))
                 except Exception as err:  # noqa: BLE001 - one bad run must not stop the grid
                     on_done(spec, None, _one_line(err), time.perf_counter() - start)
                 else:
@@ -235,20 +242,10 @@ def run_bench(
         for spec in pending:
             if spec.run_id in untuned:
                 on_done(spec, None, "its tuning chose nothing (every trial failed; see tuning.csv)", 0.0)
-        pending = [s for s in pending if s.run_id not in untuned]
-        twins = _twins(specs)
-        reused = _reuse_trials(config, [s for s in pending if s.run_id not in twins])
-        for spec in reused:
-            on_done(spec, json.loads((spec.run_dir(output_dir) / "metrics.json").read_text(encoding="utf-8")), None, 0.0)
-        reused_ids = {s.run_id for s in reused}
-        execute_all([s for s in pending if s.run_id not in twins and s.run_id not in reused_ids], output_dir, on_done)
-        for spec in pending:
-            if spec.run_id in twins:
-                original = twins[spec.run_id]
-                if is_finished(original, output_dir):
-                    on_done(spec, _copy_twin(original, spec, output_dir), None, 0.0)
-                else:
-                    on_done(spec, None, f"its identical run {original.run_id} did not finish", 0.0)
+        runnable = [s for s in specs if s.run_id not in untuned]
+        looks = LookRunner(config, runnable, execute_all=execute_all, on_done=on_done, use_ray=bool(use_ray or ray_address),
+                           log=log, tuned_eval=_tuned_eval(config))
+        looks.run()
     result = report_bench(config, failed=failed, report=report, log=log, _specs=specs)
     result.ran, result.skipped = ran, [s.run_id for s in done]
     return result
@@ -269,6 +266,8 @@ def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None
     results = _write_results(specs, output_dir, results_csv)
     summary, figures = None, []
     if report and len(results):
+        # TEMPORARY until b22-stats is merged: the old report does not know the sequential method.
+        config = dataclasses.replace(config, statistics={k: v for k, v in config.statistics.items() if k != "method"})
         figures = plot_figures(results, output_dir, config=config)
         tuning = tuning_summary(config) if config.tuning is not None and config.tuning.enabled else None
         summary = write_summary(results, output_dir / SUMMARY_FILE, config=config, figures=figures, tuning=tuning,
@@ -315,7 +314,8 @@ def _ray_session(use_ray: bool, address: str | None, num_cpus: int | None) -> It
             ray.shutdown()
 
 
-def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, on_done: Callable) -> None:
+def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, on_done: Callable,
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Run specs as Ray tasks (Ray is running: :func:`_ray_session`); the first run of each
     embedding-cache group goes alone, so the other runs of that group find the cache filled
     instead of all encoding the same texts."""
@@ -338,7 +338,7 @@ def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | No
     in_flight: dict[Any, RunSpec] = {}
 
     def submit(spec: RunSpec) -> None:
-        ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn)
+        ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn, (overrides or {}).get(spec.run_id))
         in_flight[ref] = spec
 
     for spec in ready:
@@ -481,6 +481,16 @@ def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Calla
     table = trials_table(results)
     _write_text_atomic(config.output_dir / TUNING_FILE, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     return results
+
+
+def _tuned_eval(config: BenchConfig) -> dict[tuple[str, str, str], float]:
+    """(dataset, mode, head) -> best validation macro-F1 of its finished tuning."""
+    out = {}
+    for key, choice in _read_choices(config.output_dir).items():
+        dataset, mode, head = key.split("/", 2)
+        if isinstance(choice.get("eval_macro_f1"), (int, float)):
+            out[(dataset, mode, head)] = float(choice["eval_macro_f1"])
+    return out
 
 
 def tuning_summary(config: BenchConfig) -> Any:

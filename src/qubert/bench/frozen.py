@@ -1,0 +1,210 @@
+"""Frozen-mode replicates: train one head on many replicates' rows of cached pool features.
+
+One :class:`FrozenTask` is one (data set, head, look): the pool features, the head's settings and the
+replicates' row draws. :func:`run_frozen_task` trains every replicate (with
+:func:`qubert.lean.train_replicates`, several replicates batched into one model where it can; the
+logistic-regression yardstick with scikit-learn) and returns per-replicate metrics and test
+probabilities. The same function runs in process and as a Ray task, with the same number of torch
+threads, so both give the same numbers.
+
+Example:
+    >>> outcomes = run_frozen_task(task)  # doctest: +SKIP
+    >>> outcomes[0].metrics["test_macro_f1"], outcomes[0].probabilities.dtype  # doctest: +SKIP
+    (0.91, dtype('float16'))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qubert.bench.replicates import ReplicateDraw
+
+__all__ = ["FrozenTask", "ReplicateOutcome", "run_frozen_task"]
+
+
+@dataclass
+class FrozenTask:
+    """What one (data set, head, look) needs; plain data and arrays, so it travels to a Ray worker.
+
+    Attributes:
+        head_type: ``linear``, ``mlp``, ``quantum`` or ``logreg``.
+        settings: the head's TrainingConfig settings (tuned values in place); ``C`` for logreg.
+        n_classes: classes of the data set.
+        train_features, train_labels: the training pool (float32 ``(n, d)``, int64 ``(n,)``).
+        test_features, test_labels: the test pool.
+        draws: the replicates to train.
+        num_threads: torch threads while training (the run's ``num_cpus``).
+    """
+
+    head_type: str
+    settings: dict[str, Any]
+    n_classes: int
+    train_features: Any
+    train_labels: Any
+    test_features: Any
+    test_labels: Any
+    draws: list[ReplicateDraw]
+    num_threads: int = 1
+
+
+@dataclass
+class ReplicateOutcome:
+    """One finished replicate: flat metrics (as in ``metrics.json``) and the test draw's predictions."""
+
+    replicate: int
+    metrics: dict[str, Any]
+    test_index: np.ndarray
+    test_labels: np.ndarray
+    probabilities: np.ndarray = field(repr=False)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_frozen_task(task: FrozenTask) -> list[ReplicateOutcome]:
+    """Train ``task.head_type`` on every replicate of ``task``; see the module docstring."""
+    with _threads(task.num_threads):
+        if task.head_type == "logreg":
+            return [_logistic_regression(task, draw) for draw in task.draws]
+        return _heads(task)
+
+
+def _split(task: FrozenTask, draw: ReplicateDraw) -> tuple[tuple[Any, Any], tuple[Any, Any], tuple[Any, Any]]:
+    train_x, train_y = np.asarray(task.train_features), np.asarray(task.train_labels)
+    test_x, test_y = np.asarray(task.test_features), np.asarray(task.test_labels)
+    return ((train_x[draw.train], train_y[draw.train]), (train_x[draw.validation], train_y[draw.validation]),
+            (test_x[draw.test], test_y[draw.test]))
+
+
+def _outcome(draw: ReplicateDraw, metrics: Mapping[str, Any], test_y: np.ndarray, probabilities: Any) -> ReplicateOutcome:
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    return ReplicateOutcome(
+        replicate=draw.replicate, metrics={**metrics, "train_samples": len(draw.train), "eval_samples": len(draw.validation),
+                                           "test_samples": len(draw.test)},
+        test_index=np.asarray(draw.test, dtype=np.int32), test_labels=np.asarray(test_y, dtype=np.int16),
+        probabilities=probabilities.astype(np.float16),
+    )
+
+
+def _logistic_regression(task: FrozenTask, draw: ReplicateDraw) -> ReplicateOutcome:
+    from sklearn.linear_model import LogisticRegression
+
+    from qubert.training import classification_metrics
+
+    (x, y), (xv, yv), (xt, yt) = _split(task, draw)
+    start = time.perf_counter()
+    classifier = LogisticRegression(C=float(task.settings.get("C", 1.0)), max_iter=5000, random_state=draw.replicate)
+    classifier.fit(x, y)
+    metrics: dict[str, Any] = {"train_runtime": round(time.perf_counter() - start, 4)}
+    for prefix, (features, labels) in (("eval", (xv, yv)), ("test", (xt, yt))):
+        predicted = classifier.predict(features)
+        metrics.update({f"{prefix}_{k}": v for k, v in classification_metrics(labels, predicted).items()})
+    # Columns for classes the draw lacked stay at 0, so every replicate's table has n_classes columns.
+    probabilities = np.zeros((len(yt), task.n_classes), dtype=np.float32)
+    probabilities[:, classifier.classes_] = classifier.predict_proba(xt)
+    metrics.update({"trainable_params": int(classifier.coef_.size + classifier.intercept_.size),
+                    "stopped_by": "converged" if int(np.max(classifier.n_iter_)) < 5000 else "epoch_cap"})
+    return _outcome(draw, metrics, yt, probabilities)
+
+
+def training_config(settings: Mapping[str, Any]) -> Any:
+    """The :class:`qubert.training.TrainingConfig` of a head's settings (``C`` dropped, ``logreg`` read as linear)."""
+    from qubert.training import TrainingConfig
+
+    values = {k: v for k, v in settings.items() if k != "C"}
+    if values.get("head") == "logreg":
+        values["head"] = "linear"
+    values.setdefault("dataset", "bench")
+    return TrainingConfig(**values)
+
+
+def _heads(task: FrozenTask) -> list[ReplicateOutcome]:
+    from qubert.training import head_config_from
+
+    config = training_config({**task.settings, "mode": "frozen"})
+    head_config = {**head_config_from(config), "in_features": int(np.asarray(task.train_features).shape[1]),
+                   "n_classes": task.n_classes}
+    splits = [_split(task, draw) for draw in task.draws]
+    runs = _train_replicates(head_config, config, splits, [d.replicate for d in task.draws])
+    return [_outcome(draw, run.metrics(), split[2][1], run.test_probabilities)
+            for draw, split, run in zip(task.draws, splits, runs)]
+
+
+def _train_replicates(head_config: dict[str, Any], config: Any, splits: Sequence[Any], seeds: Sequence[int]) -> list[Any]:
+    try:
+        from qubert.lean import LeanSettings, train_replicates
+    except ImportError:  # TEMPORARY until branch b22-lean is merged: same contract, one replicate at a time
+        return [_PlainRun.train(head_config, config, split, seed) for split, seed in zip(splits, seeds)]
+
+    settings = LeanSettings(learning_rate=config.resolved_learning_rate, weight_decay=config.weight_decay,
+                            batch_size=config.resolved_batch_size, max_epochs=int(config.resolved_num_epochs),
+                            patience=config.early_stopping_patience)
+    return train_replicates(head_config, train=[s[0] for s in splits], validation=[s[1] for s in splits],
+                            test=[s[2] for s in splits], seeds=list(seeds), settings=settings)
+
+
+class _PlainRun:
+    """TEMPORARY stand-in for :class:`qubert.lean.LeanRun` until the lean trainer is merged."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.flat)
+
+    @classmethod
+    def train(cls, head_config: dict[str, Any], config: Any, split: Any, seed: int) -> "_PlainRun":
+        import copy
+
+        import torch
+
+        from qubert.heads import build_head
+        from qubert.training import classification_metrics
+
+        (x, y), (xv, yv), (xt, yt) = [(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.long)) for a, b in split]
+        torch.manual_seed(seed)
+        head = build_head(head_config, seed=seed)
+        optimizer = torch.optim.AdamW(head.parameters(), lr=config.resolved_learning_rate, weight_decay=config.weight_decay)
+        generator = torch.Generator().manual_seed(seed)
+        best, best_state, best_epoch, since, epoch = -1.0, None, 0, 0, 0
+        patience, cap, batch = config.early_stopping_patience, int(config.resolved_num_epochs), config.resolved_batch_size
+        start = time.perf_counter()
+        for epoch in range(1, cap + 1):
+            head.train()
+            for idx in torch.randperm(len(y), generator=generator).split(batch):
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(head(x[idx]), y[idx]).backward()
+                optimizer.step()
+            head.eval()
+            with torch.no_grad():
+                score = classification_metrics(yv.tolist(), head(xv).argmax(1).tolist())["macro_f1"]
+            if score > best:
+                best, best_state, best_epoch, since = score, copy.deepcopy(head.state_dict()), epoch, 0
+            else:
+                since += 1
+                if patience is not None and since >= patience:
+                    break
+        head.load_state_dict(best_state)
+        head.eval()
+        with torch.no_grad():
+            probabilities = torch.softmax(head(xt), dim=1).numpy()
+        flat = {"eval_macro_f1": best, "best_epoch": best_epoch, "epochs_trained": epoch,
+                "stopped_by": "patience" if epoch < cap else "epoch_cap", "trainable_params": head.trainable_params,
+                "train_runtime": round(time.perf_counter() - start, 4)}
+        flat.update({f"test_{k}": v for k, v in classification_metrics(yt.tolist(), probabilities.argmax(1).tolist()).items()})
+        return cls(flat=flat, test_probabilities=probabilities, test_macro_f1=flat["test_macro_f1"])
