@@ -61,8 +61,6 @@ _TOP_LEVEL_KEYS = ("name", "description", "output_dir", "data_dir", "cache_dir",
                    "resources", "statistics", "tuning", "keep_models")
 _STATISTICS_KEYS = ("n_resamples", "confidence", "seed", "margin", "alpha", "correction", "method")
 _CORRECTIONS = ("holm", "bh", "none")
-# Sequential rules of qubert.bench.sequential (alpha spending across looks).
-STATISTICS_METHODS = ("obrien_fleming", "pocock")
 # Comparisons a quantum head can be confirmed against (the rest of its comparisons are exploratory).
 COMPARISON_KINDS = ("matched_mlp", "no_entanglement", "best_classical", "frozen_circuit")
 DEFAULT_CONFIRMATORY = ("matched_mlp", "no_entanglement", "best_classical")
@@ -279,12 +277,18 @@ def parse_bench_config(
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
         raise fail("statistics.margin", f"the equivalence margin must be a number in (0, 1) (macro-F1), got {margin!r}")
     alpha = statistics["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 0.5:
-        raise fail("statistics.alpha", f"must be a number in (0, 0.5], got {alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
+        raise fail("statistics.alpha", f"must be a number in (0, 0.5), got {alpha!r}")
     if statistics["correction"] not in _CORRECTIONS:
         raise fail("statistics.correction", f"unknown correction {statistics['correction']!r}; expected one of {', '.join(_CORRECTIONS)}")
-    if statistics["method"] not in STATISTICS_METHODS:
-        raise fail("statistics.method", f"unknown sequential method {statistics['method']!r}; expected one of {', '.join(STATISTICS_METHODS)}")
+    from qubert.bench.sequential import METHODS, SequentialDesign, SequentialDesignError
+
+    if statistics["method"] not in METHODS:
+        raise fail("statistics.method", f"unknown sequential method {statistics['method']!r}; expected one of {', '.join(METHODS)}")
+    try:
+        SequentialDesign(looks=tuple(looks), alpha=alpha, margin=margin, method=statistics["method"])
+    except SequentialDesignError as err:
+        raise fail(err.key if err.key == "looks" else f"statistics.{err.key}", str(err).split(": ", 1)[-1]) from None
 
     from qubert.bench.tuning import TuningError, parse_tuning
 

@@ -207,29 +207,21 @@ class LookRunner:
 
     def _decide(self, results: Any, comparisons: Sequence[Comparison], decided: dict[Comparison, dict[str, Any]],
                 k: int, n: int) -> list[dict[str, Any]]:
-        """Test every open comparison whose heads have all ``n`` replicates; freeze the decided ones.
-
-        Returns the latest row of every comparison tested so far, in comparison order.
-        """
-        replicates = set(self.config.seeds[:n])
-        ready = []
-        for c in comparisons:
-            if c in decided:
-                continue
-            block = results[(results["dataset"] == c.dataset) & (results["mode"] == c.mode) & results["seed"].isin(replicates)]
-            if all(set(block.loc[block["head"] == h, "seed"]) == replicates for h in (c.head, c.reference)):
-                ready.append(c)
-        if ready:
-            frame = results[results["seed"].isin(replicates)].copy()
-            frame["replicate"] = frame["seed"]
-            frame["dataset"] = [d if m == "frozen" else f"{d}/{m}" for d, m in zip(frame["dataset"], frame["mode"])]
-            table = decide_comparisons(frame, ready, self.config)
-            for c, row in zip(ready, table.to_dict("records")):
-                row = {**_identity(c), **row, "look": k + 1, "n": n}
-                self.latest[c] = row
-                if row.get("decided"):
-                    decided[c] = row
-        return [self.latest[c] for c in comparisons if c in self.latest]
+        """Replay looks ``1..k+1`` over the stored replicates (:func:`decide_look` is stateless); a
+        comparison decided at an earlier look keeps that look's verdict. One row per comparison."""
+        if not comparisons:
+            return []
+        frame = results[results["seed"].isin(set(self.config.seeds[:n]))].copy()
+        frame["replicate"] = [self.config.seeds.index(int(s)) for s in frame["seed"]]
+        frame["dataset"] = [d if m == "frozen" else f"{d}/{m}" for d, m in zip(frame["dataset"], frame["mode"])]
+        table = decide_comparisons(frame, comparisons, self.config, looks_done=k + 1)
+        rows = []
+        for c, row in zip(comparisons, table.to_dict("records")):
+            row = {**_identity(c), **row}
+            if row.get("decided"):
+                decided[c] = row
+            rows.append(row)
+        return rows
 
     def _train(self, todo: Sequence[RunSpec]) -> None:
         frozen = [s for s in todo if s.mode == "frozen"]
@@ -363,42 +355,25 @@ def _write_replicate_files(pools: Pools, draw: ReplicateDraw, folder: Path) -> d
     return out
 
 
-def decide_comparisons(results: Any, comparisons: Sequence[Comparison], config: BenchConfig) -> Any:
-    """One row per comparison (same order): ``decided``, ``verdict``, ``delta``, CI, p-values.
+def decide_comparisons(results: Any, comparisons: Sequence[Comparison], config: BenchConfig, *,
+                       looks_done: int | None = None) -> Any:
+    """One row per comparison (same order) after ``looks_done`` looks: :data:`qubert.bench.sequential.DECISION_COLUMNS`
+    less the identity columns, from :func:`qubert.bench.sequential.decide_look` with the config's looks,
+    alpha, margin and method. ``results`` has ``dataset`` (the comparison's cell), ``head``, ``replicate``
+    (the position in the config's replicate list) and ``test_macro_f1``."""
+    import pandas as pd
 
-    Uses :func:`qubert.bench.sequential.decide_look` with the config's looks, alpha, margin and method.
-    """
-    try:
-        from qubert.bench.sequential import ComparisonSpec, SequentialDesign, decide_look
-    except ImportError:  # TEMPORARY until branch b22-stats is merged
-        return _fixed_sample_decisions(results, comparisons, config)
-    stats = config.statistics
-    design = SequentialDesign(looks=tuple(config.looks), alpha=stats["alpha"], margin=stats["margin"], method=stats["method"])
+    from qubert.bench.sequential import ComparisonSpec, decide_look
+
     specs = [ComparisonSpec(dataset=c.cell, head=c.head, reference=c.reference, kind=c.kind, family=c.family) for c in comparisons]
-    table = decide_look(results, specs, design)
-    keyed = {(r["dataset"], r["head"], r["reference"]): r for r in table.to_dict("records")}
-    import pandas as pd
-
+    table = decide_look(results, specs, sequential_design(config), looks_done=looks_done)
     drop = ("dataset", "head", "reference", "kind", "family")
-    return pd.DataFrame([{k: v for k, v in keyed[(c.cell, c.head, c.reference)].items() if k not in drop} for c in comparisons])
+    return pd.DataFrame([{k: v for k, v in row.items() if k not in drop} for row in table.to_dict("records")])
 
 
-def _fixed_sample_decisions(results: Any, comparisons: Sequence[Comparison], config: BenchConfig) -> Any:
-    """TEMPORARY stand-in for the sequential rule: a paired t interval at the config's alpha."""
-    import pandas as pd
-    from scipy import stats
+def sequential_design(config: BenchConfig) -> Any:
+    """The :class:`qubert.bench.sequential.SequentialDesign` of a bench config."""
+    from qubert.bench.sequential import SequentialDesign
 
-    alpha, margin = config.statistics["alpha"], config.statistics["margin"]
-    rows = []
-    for c in comparisons:
-        block = results[results["dataset"] == c.cell]
-        a = block[block["head"] == c.head].set_index("replicate")["test_macro_f1"]
-        b = block[block["head"] == c.reference].set_index("replicate")["test_macro_f1"]
-        d = (a - b.reindex(a.index)).to_numpy(dtype=float)
-        mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
-        half = float(stats.t.ppf(1 - alpha, len(d) - 1)) * se
-        low, high = mean - half, mean + half
-        verdict = ("equivalent" if -margin < low and high < margin else "better" if low > 0 else "worse" if high < 0
-                   else "inconclusive")
-        rows.append({"decided": verdict != "inconclusive", "verdict": verdict, "delta": mean, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows)
+    stats = config.statistics
+    return SequentialDesign(looks=tuple(config.looks), alpha=stats["alpha"], margin=stats["margin"], method=stats["method"])
