@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from qubert import bench
 from qubert.bench import BenchConfigError, expand_grid, parse_bench_config
 from qubert.bench.results import RUN_MARKER
-from qubert.bench.runner import _twins
 from qubert.heads import QuantumHead, matched_mlp_head
 from qubert.quantum import Circuit
 
@@ -25,7 +24,9 @@ TINY = REPO / "configs" / "tiny.yaml"
 
 
 def grid(**overrides):
-    data = {"datasets": ["sms_spam"], "heads": ["linear"], "seeds": [0], "tuning": {"trials": 0}, **overrides}  # labels as given
+    data = {"datasets": ["sms_spam"], "heads": ["linear"], "tuning": {"trials": 0}, **overrides}  # labels as given
+    if "replicates" not in data:
+        data.setdefault("seeds", [0, 1])
     return parse_bench_config(data, online=False, output_dir="/tmp/qubert-bench-unused")
 
 
@@ -46,6 +47,24 @@ def grid(**overrides):
         ({"heads": []}, "heads"),
         ({"seeds": []}, "seeds"),
         ({"seeds": [0, 0]}, "seeds"),
+        ({"seeds": [-3]}, "seeds"),
+        ({"seeds": 1_000_000_000}, "seeds"),
+        ({"replicates": 1}, "replicates"),
+        ({"replicates": 4, "looks": [2, 2, 4]}, "looks"),
+        ({"replicates": 4, "looks": [3, 2, 4]}, "looks"),
+        ({"replicates": 4, "looks": [2, 3]}, "looks"),
+        ({"statistics": {"margin": 0}}, "statistics.margin"),
+        ({"statistics": {"margin": -0.01}}, "statistics.margin"),
+        ({"statistics": {"method": "bonferroni_spending"}}, "statistics.method"),
+        ({"confirmatory": ["matched_mlp", "vibes"]}, "confirmatory"),
+        ({"pool": {"train": 0}}, "pool.train"),
+        ({"draws": {"tests": 10}}, "draws.tests"),
+        ({"name": "../escape"}, "name"),
+        ({"training": {"num_epochs": float("inf")}}, "training.num_epochs"),
+        ({"datasets": [{"name": "mine", "train_file": "/nonexistent/train.csv", "test_file": "/nonexistent/test.csv"}]},
+         "datasets[0].train_file"),
+        ({"datasets": [{"train_file": "/nonexistent/train.csv", "test_file": "/nonexistent/test.csv"}]}, "datasets[0].name"),
+        ({"datasets": [{"name": "../up", "dataset": "sms_spam"}]}, "datasets[0].name"),
         ({"controls": ["matched_mlp", "placebo"]}, "controls"),
         ({"modes": ["thawed"]}, "modes[0]"),
         ({"training": {"learning_rat": 0.1}}, "training.learning_rat"),
@@ -59,6 +78,33 @@ def grid(**overrides):
 def test_bad_config_names_the_key(overrides, key):
     with pytest.raises(BenchConfigError, match=rf"(^|: ){__import__('re').escape(key)}: "):
         expand_grid(grid(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"modes": ["top99"]}, r"modes|top99.*encoder has 6"),
+        ({"training": {"max_length": 100000}}, r"max_length 100000 exceeds the encoder's limit of 512"),
+        ({"tuning": {"trials": 2, "space": {"common": {"learning_rate": ["abc"]}}}}, r"learning_rate"),
+    ],
+)
+def test_run_settings_are_checked_as_qubert_train_checks_them_before_any_run(overrides, pattern):
+    with pytest.raises(BenchConfigError, match=pattern):
+        expand_grid(grid(**overrides))
+
+
+def test_a_data_set_missing_from_the_data_dir_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(BenchConfigError, match=r"datasets\[0\]: data set 'sms_spam' is not in"):
+        parse_bench_config({"datasets": ["sms_spam"], "heads": ["linear"], "data_dir": str(tmp_path / "data")}, online=False)
+
+
+def test_an_entry_whose_column_is_missing_is_refused_before_any_run(tmp_path, write_word_splits):
+    folder = write_word_splits(tmp_path, {"train": 20, "test": 10})
+    config = grid(datasets=[{"name": "words", "train_file": str(folder / "train.csv"), "test_file": str(folder / "test.csv"),
+                             "text_column": "sentence"}])
+    with pytest.raises(BenchConfigError, match=r"datasets: words: .*sentence"):
+        expand_grid(config)
 
 
 def test_option_errors_found_by_training_config_fail_before_any_run():
@@ -119,16 +165,8 @@ def test_a_head_entry_can_choose_its_own_controls():
         {"head": "quantum", "qubits": 4, "controls": ["matched_mlp"]},
         {"head": "quantum", "qubits": 6, "controls": []},
     ])
-    heads = [s.head for s in expand_grid(config)]
+    heads = list(dict.fromkeys(s.head for s in expand_grid(config)))
     assert heads == ["quantum_q2_l2", "quantum_q2_l2_frozen", "quantum_q4_l2", "matched_mlp_q4_l2", "quantum_q6_l2"]
-
-
-def test_identical_runs_are_trained_once():
-    # Two depths, one matched MLP width: the second matched MLP is a twin of the first.
-    config = grid(controls=["matched_mlp"], heads=[{"head": "quantum", "qubits": 4, "layers": [1, 2]}])
-    specs = expand_grid(config)
-    twins = _twins(specs)
-    assert {k: v.run_id for k, v in twins.items()} == {"sms_spam/frozen/matched_mlp_q4_l2/seed0": "sms_spam/frozen/matched_mlp_q4_l1/seed0"}
 
 
 def test_two_different_heads_may_not_share_a_label():
@@ -235,7 +273,7 @@ def test_cli_dry_run_lists_the_grid(tmp_path, shared_data_dir):
                                             str(shared_data_dir), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "sms_spam/frozen/quantum_q2_l1/seed1" in result.output
-    assert "0 finished, 12 to run" in result.output
+    assert "0 finished, 32 to run" in result.output
     assert not (tmp_path / "results.csv").exists()
 
 

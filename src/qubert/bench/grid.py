@@ -125,6 +125,9 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
                             **_settings(head_entry), "mode": mode, "head": head_entry["head"]}
                 if entry.dataset is None:
                     settings.pop("dataset", None)
+                # Runs outside the replicate draws (tuning trials) read subsets of the draws' sizes.
+                settings.setdefault("max_train_samples", config.draws["train"])
+                settings.setdefault("max_eval_samples", config.draws["validation"])
                 resources = {**base_resources, **dataset_entry.get("resources", {}),
                              **mode_entry.get("resources", {}), **head_entry.get("resources", {})}
                 # What a data set, mode or head entry sets itself is fixed; the tuning searches the rest.

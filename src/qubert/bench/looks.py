@@ -104,15 +104,17 @@ class LookRunner:
         execute_all: ``(specs, where, on_done, overrides)`` runs non-frozen specs (in process or on Ray).
         on_done: ``(spec, metrics, error, seconds)`` after every replicate.
         use_ray: frozen tasks go to Ray (running already).
+        lean: frozen heads train on the pools' cached features; False: every replicate goes through
+            ``execute_all`` (a custom ``run_fn``) on files holding its rows.
         log: one line per event.
         tuned_eval: (dataset, mode, head) -> best validation macro-F1 of its tuning (to pick the best classical head).
     """
 
     def __init__(self, config: BenchConfig, specs: Sequence[RunSpec], *, execute_all: Callable, on_done: Callable,
                  use_ray: bool = False, log: Callable[[str], None] = lambda line: None,
-                 tuned_eval: Mapping[tuple[str, str, str], float] | None = None) -> None:
+                 tuned_eval: Mapping[tuple[str, str, str], float] | None = None, lean: bool = True) -> None:
         self.config, self.specs, self.execute_all, self.on_done = config, list(specs), execute_all, on_done
-        self.use_ray, self.log, self.tuned_eval = use_ray, log, dict(tuned_eval or {})
+        self.use_ray, self.log, self.tuned_eval, self.lean = use_ray, log, dict(tuned_eval or {}), lean
         self.output_dir = Path(config.output_dir)
         self.entries = {e["dataset"]: e for e in config.datasets}
         self._pools: dict[str, Pools] = {}
@@ -224,8 +226,8 @@ class LookRunner:
         return rows
 
     def _train(self, todo: Sequence[RunSpec]) -> None:
-        frozen = [s for s in todo if s.mode == "frozen"]
-        other = [s for s in todo if s.mode != "frozen"]
+        frozen = [s for s in todo if s.mode == "frozen" and self.lean]
+        other = [s for s in todo if s not in frozen]
         if frozen:
             self._train_frozen(frozen)
         if other:
@@ -264,7 +266,7 @@ class LookRunner:
 
         import ray
 
-        remote = ray.remote(max_retries=0)(run_frozen_task)
+        remote = ray.remote(max_retries=0)(_frozen_task_with)
         shared: dict[int, Any] = {}  # one object-store copy of each pool array
 
         def put(array: Any) -> Any:
@@ -274,8 +276,10 @@ class LookRunner:
 
         in_flight = {}
         for members, task in tasks:
-            light = dataclasses.replace(task, train_features=put(task.train_features), test_features=put(task.test_features))
-            ref = _submit(remote, light, members[0].resources.ray_options())
+            # Ray resolves object references given as arguments, not those inside a dataclass.
+            light = dataclasses.replace(task, train_features=None, test_features=None)
+            ref = remote.options(**members[0].resources.ray_options()).remote(
+                light, put(task.train_features), put(task.test_features))
             in_flight[ref] = (members, time.perf_counter())
         while in_flight:
             done, _ = ray.wait(list(in_flight), num_returns=1)
@@ -311,12 +315,15 @@ class LookRunner:
             folder = self.output_dir / "replicate_data" / spec.dataset / f"r{spec.seed}"
             files = _write_replicate_files(pools, self.draw(spec.dataset, spec.seed), folder)
             overrides[spec.run_id] = {"dataset": None, "data_dir": None, "max_train_samples": None, "max_eval_samples": None,
-                                      **files}
+                                      "data_seed": None, **files}
         self.execute_all(list(specs), self.output_dir, self.on_done, overrides)
 
 
-def _submit(remote: Any, task: Any, options: Mapping[str, Any]) -> Any:
-    return remote.options(**options).remote(task)
+def _frozen_task_with(task: FrozenTask, train_features: Any, test_features: Any) -> list[ReplicateOutcome]:
+    """A Ray task's body: the pool features arrive as arguments (one object-store copy per pool)."""
+    import dataclasses
+
+    return run_frozen_task(dataclasses.replace(task, train_features=train_features, test_features=test_features))
 
 
 def _identity(c: Comparison) -> dict[str, Any]:

@@ -244,7 +244,7 @@ def run_bench(
                 on_done(spec, None, "its tuning chose nothing (every trial failed; see tuning.csv)", 0.0)
         runnable = [s for s in specs if s.run_id not in untuned]
         looks = LookRunner(config, runnable, execute_all=execute_all, on_done=on_done, use_ray=bool(use_ray or ray_address),
-                           log=log, tuned_eval=_tuned_eval(config))
+                           log=log, tuned_eval=_tuned_eval(config), lean=run_fn is None)
         looks.run()
     result = report_bench(config, failed=failed, report=report, log=log, _specs=specs)
     result.ran, result.skipped = ran, [s.run_id for s in done]
