@@ -146,65 +146,7 @@ def _heads(task: FrozenTask) -> list[ReplicateOutcome]:
 
 
 def _train_replicates(head_config: dict[str, Any], config: Any, splits: Sequence[Any], seeds: Sequence[int]) -> list[Any]:
-    try:
-        from qubert.lean import LeanSettings, train_replicates
-    except ImportError:  # TEMPORARY until branch b22-lean is merged: same contract, one replicate at a time
-        return [_PlainRun.train(head_config, config, split, seed) for split, seed in zip(splits, seeds)]
+    from qubert.lean import LeanSettings, train_replicates
 
-    settings = LeanSettings(learning_rate=config.resolved_learning_rate, weight_decay=config.weight_decay,
-                            batch_size=config.resolved_batch_size, max_epochs=int(config.resolved_num_epochs),
-                            patience=config.early_stopping_patience)
     return train_replicates(head_config, train=[s[0] for s in splits], validation=[s[1] for s in splits],
-                            test=[s[2] for s in splits], seeds=list(seeds), settings=settings)
-
-
-class _PlainRun:
-    """TEMPORARY stand-in for :class:`qubert.lean.LeanRun` until the lean trainer is merged."""
-
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
-
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.flat)
-
-    @classmethod
-    def train(cls, head_config: dict[str, Any], config: Any, split: Any, seed: int) -> "_PlainRun":
-        import copy
-
-        import torch
-
-        from qubert.heads import build_head
-        from qubert.training import classification_metrics
-
-        (x, y), (xv, yv), (xt, yt) = [(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.long)) for a, b in split]
-        torch.manual_seed(seed)
-        head = build_head(head_config, seed=seed)
-        optimizer = torch.optim.AdamW(head.parameters(), lr=config.resolved_learning_rate, weight_decay=config.weight_decay)
-        generator = torch.Generator().manual_seed(seed)
-        best, best_state, best_epoch, since, epoch = -1.0, None, 0, 0, 0
-        patience, cap, batch = config.early_stopping_patience, int(config.resolved_num_epochs), config.resolved_batch_size
-        start = time.perf_counter()
-        for epoch in range(1, cap + 1):
-            head.train()
-            for idx in torch.randperm(len(y), generator=generator).split(batch):
-                optimizer.zero_grad()
-                torch.nn.functional.cross_entropy(head(x[idx]), y[idx]).backward()
-                optimizer.step()
-            head.eval()
-            with torch.no_grad():
-                score = classification_metrics(yv.tolist(), head(xv).argmax(1).tolist())["macro_f1"]
-            if score > best:
-                best, best_state, best_epoch, since = score, copy.deepcopy(head.state_dict()), epoch, 0
-            else:
-                since += 1
-                if patience is not None and since >= patience:
-                    break
-        head.load_state_dict(best_state)
-        head.eval()
-        with torch.no_grad():
-            probabilities = torch.softmax(head(xt), dim=1).numpy()
-        flat = {"eval_macro_f1": best, "best_epoch": best_epoch, "epochs_trained": epoch,
-                "stopped_by": "patience" if epoch < cap else "epoch_cap", "trainable_params": head.trainable_params,
-                "train_runtime": round(time.perf_counter() - start, 4)}
-        flat.update({f"test_{k}": v for k, v in classification_metrics(yt.tolist(), probabilities.argmax(1).tolist()).items()})
-        return cls(flat=flat, test_probabilities=probabilities, test_macro_f1=flat["test_macro_f1"])
+                            test=[s[2] for s in splits], seeds=list(seeds), settings=LeanSettings.from_training_config(config))
