@@ -131,7 +131,7 @@ def _comparable(csv_path: Path) -> pd.DataFrame:
     return frame.drop(columns=[c for c in (*bench.TIMING_COLUMNS, "run_dir") if c in frame.columns])
 
 
-@pytest.mark.slow  # ~1.5 min on a quiet 2-core machine (two Ray nodes start, the grid runs twice), 5 min under load
+@pytest.mark.slow  # two Ray nodes start and the grid runs twice: 5 min on the 2-core machine at load 15
 @pytest.mark.skipif(RAY is None, reason="the `ray` command is not installed")
 def test_the_tiny_grid_on_a_two_node_cluster_gives_the_in_process_results(two_node_cluster, shared_data_dir, tmp_path):
     local = parse_bench_config(_tiny_data(shared_data_dir, tmp_path, tmp_path / "local"), name="tiny", online=False)
