@@ -375,12 +375,12 @@ def _group_key(spec: RunSpec) -> str:
 
 def _signature(spec: RunSpec, config: BenchConfig) -> str:
     """What a head's choice depends on: its base settings, the space searched and the budget."""
-    from qubert.bench.tuning import describe_space
+    from qubert.bench.tuning import SAMPLER_VERSION, describe_space
 
     tuning = config.tuning
     base = {k: v for k, v in spec.semantic_settings().items() if k not in spec.search and k != "seed"}
     return json.dumps(_jsonable({"settings": base, "space": describe_space(_dimensions(spec, config)), "trials": tuning.trials,
-                                 "batch": tuning.batch, "seed": tuning.seed, "run_seed": tuning.run_seed}), sort_keys=True)
+                                 "startup": tuning.startup, "sampler": SAMPLER_VERSION, "batch": tuning.batch, "seed": tuning.seed, "run_seed": tuning.run_seed}), sort_keys=True)
 
 
 def _dimensions(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
