@@ -25,7 +25,7 @@ import numpy as np
 
 from qubert.bench.replicates import ReplicateDraw
 
-__all__ = ["FrozenTask", "ReplicateOutcome", "run_frozen_task"]
+__all__ = ["FrozenTask", "ReplicateOutcome", "fold_trainer", "run_frozen_task"]
 
 
 @dataclass
@@ -65,7 +65,8 @@ class ReplicateOutcome:
 
 
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (what a Ray task with ``num_cpus=n`` gets), then restore."""
     import torch
 
     before = torch.get_num_threads()
@@ -78,7 +79,7 @@ def _threads(n: int) -> Iterator[None]:
 
 def run_frozen_task(task: FrozenTask) -> list[ReplicateOutcome]:
     """Train ``task.head_type`` on every replicate of ``task``; see the module docstring."""
-    with _threads(task.num_threads):
+    with torch_threads(task.num_threads):
         if task.head_type == "logreg":
             return [_logistic_regression(task, draw) for draw in task.draws]
         return _heads(task)
@@ -148,5 +149,32 @@ def _heads(task: FrozenTask) -> list[ReplicateOutcome]:
 def _train_replicates(head_config: dict[str, Any], config: Any, splits: Sequence[Any], seeds: Sequence[int]) -> list[Any]:
     from qubert.lean import LeanSettings, train_replicates
 
+    test = [s[2] for s in splits] if all(s[2] is not None for s in splits) else []
     return train_replicates(head_config, train=[s[0] for s in splits], validation=[s[1] for s in splits],
-                            test=[s[2] for s in splits], seeds=list(seeds), settings=LeanSettings.from_training_config(config))
+                            test=test, seeds=list(seeds), settings=LeanSettings.from_training_config(config))
+
+
+def fold_trainer(head_type: str, settings: Mapping[str, Any], n_classes: int) -> Any:
+    """``trainer(train, validation, seeds) -> [eval macro-F1 per fold]`` for
+    :func:`qubert.bench.tuning.cross_validated_score`: the head trained as its replicates are
+    (lean trainer, folds batched; scikit-learn for the logistic-regression yardstick)."""
+
+    def trainer(train: Sequence[Any], validation: Sequence[Any], seeds: Sequence[int]) -> list[float]:
+        if head_type == "logreg":
+            from sklearn.linear_model import LogisticRegression
+
+            from qubert.training import classification_metrics
+
+            scores = []
+            for (x, y), (xv, yv), seed in zip(train, validation, seeds):
+                model = LogisticRegression(C=float(settings.get("C", 1.0)), max_iter=5000, random_state=seed).fit(x, y)
+                scores.append(classification_metrics(yv, model.predict(xv))["macro_f1"])
+            return scores
+        from qubert.training import head_config_from
+
+        config = training_config({**settings, "mode": "frozen"})
+        head_config = {**head_config_from(config), "in_features": int(np.asarray(train[0][0]).shape[1]), "n_classes": n_classes}
+        runs = _train_replicates(head_config, config, [(t, v, None) for t, v in zip(train, validation)], seeds)
+        return [float(run.eval_macro_f1) for run in runs]
+
+    return trainer

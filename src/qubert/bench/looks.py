@@ -122,6 +122,10 @@ class LookRunner:
         self.latest: dict[Comparison, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- data
+    def share_data(self, other: "LookRunner") -> None:
+        """Use the pools and features ``other`` already built (the tuning's)."""
+        self._pools, self._features = other._pools, other._features
+
     def pools(self, dataset: str) -> Pools:
         if dataset not in self._pools:
             entry = DataEntry(**self.entries[dataset]["data"])
@@ -150,6 +154,25 @@ class LookRunner:
             self.log(f"{spec.dataset}: pools of {len(train)} training and {len(test)} test rows encoded or read from "
                      f"the cache ({time.perf_counter() - start:.1f} s)")
         return self._features[key]
+
+    def cross_validate(self, spec: RunSpec, folds: int = 5) -> dict[str, Any]:
+        """A frozen tuning trial: k-fold cross-validated macro-F1 on a stratified subset of the training
+        pool the size of one replicate's training + validation draws (no test row is seen)."""
+        from qubert.bench.data import stratified_sample
+        from qubert.bench.frozen import fold_trainer
+        from qubert.bench.tuning import cross_validated_score
+
+        pools = self.pools(spec.dataset)
+        train_x, _ = self.features(spec)
+        draws = self.config.draws
+        size = None if draws["train"] is None or draws["validation"] is None else draws["train"] + draws["validation"]
+        rows = stratified_sample(pools.train_labels, size, np.random.default_rng([self.config.pool["seed"], 3]))
+        start = time.perf_counter()
+        with _torch_threads(int(spec.resources.num_cpus or 1)):
+            result = cross_validated_score(fold_trainer(spec.head_type, spec.settings, pools.n_classes),
+                                           train_x[rows], pools.train_labels[rows], folds=folds, seed=spec.seed)
+        return {"eval_macro_f1": result.score, "fold_scores": list(result.fold_scores), "folds": result.folds,
+                "train_runtime": round(time.perf_counter() - start, 4)}
 
     # ---------------------------------------------------------------- the looks
     def run(self) -> Any:
@@ -317,6 +340,12 @@ class LookRunner:
             overrides[spec.run_id] = {"dataset": None, "data_dir": None, "max_train_samples": None, "max_eval_samples": None,
                                       "data_seed": None, **files}
         self.execute_all(list(specs), self.output_dir, self.on_done, overrides)
+
+
+def _torch_threads(n: int) -> Any:
+    from qubert.bench.frozen import torch_threads
+
+    return torch_threads(n)
 
 
 def _frozen_task_with(task: FrozenTask, train_features: Any, test_features: Any) -> list[ReplicateOutcome]:

@@ -216,8 +216,11 @@ def run_bench(
                 else:
                     on_done(spec, metrics, None, time.perf_counter() - start)
 
+        lean = run_fn is None
+        data_runner = LookRunner(config, base_specs, execute_all=execute_all, on_done=lambda *a: None, log=log, lean=lean)
         if config.tuning is not None and config.tuning.enabled and any(s.search for s in base_specs):
-            tune_bench(config, base_specs, execute_all, log=log, failed=failed)
+            tune_bench(config, base_specs, execute_all, log=log, failed=failed,
+                       cross_validate=data_runner.cross_validate if lean else None)
         specs = tuned_specs(config, base_specs)
         done, pending = plan_bench(config, _specs=specs)
         log(f"{config.name}: {len(specs)} runs, {len(done)} already finished, {len(pending)} to run")
@@ -244,7 +247,8 @@ def run_bench(
                 on_done(spec, None, "its tuning chose nothing (every trial failed; see tuning.csv)", 0.0)
         runnable = [s for s in specs if s.run_id not in untuned]
         looks = LookRunner(config, runnable, execute_all=execute_all, on_done=on_done, use_ray=bool(use_ray or ray_address),
-                           log=log, tuned_eval=_tuned_eval(config), lean=run_fn is None)
+                           log=log, tuned_eval=_tuned_eval(config), lean=lean)
+        looks.share_data(data_runner)
         looks.run()
     result = report_bench(config, failed=failed, report=report, log=log, _specs=specs)
     result.ran, result.skipped = ran, [s.run_id for s in done]
@@ -438,9 +442,14 @@ def _trial_spec(spec: RunSpec, k: int, params: Mapping[str, Any], run_seed: int)
 
 
 def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Callable, *,
-               log: Callable[[str], None], failed: dict[str, str]) -> list[Any]:
+               log: Callable[[str], None], failed: dict[str, str],
+               cross_validate: Callable[[RunSpec], Mapping[str, Any]] | None = None) -> list[Any]:
     """Search every tuned head's settings with the same number of trials; write ``tuning.csv`` and
-    ``tuning_choices.json``. Finished trials are read back, not trained again."""
+    ``tuning_choices.json``. Finished trials are read back, not trained again.
+
+    ``cross_validate`` scores a frozen trial in process (k-fold on the training pool, lean trainer);
+    without it, and for other modes, a trial is a ``run_training`` run on validation.
+    """
     from qubert.bench.tuning import describe_space, trials_table, tune_grid
 
     tuning = config.tuning
@@ -467,6 +476,19 @@ def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Calla
                 failed[f"{TUNING_DIR}/{trial.run_id}"] = error
                 log(f"tuning {trial.run_id}: FAILED {error}")
 
+        if cross_validate is not None:
+            for trial in [t for t in todo if t.mode == "frozen"]:
+                start = time.perf_counter()
+                try:
+                    result = dict(cross_validate(trial))
+                except Exception as err:  # noqa: BLE001 - a failed trial is recorded, the search goes on
+                    on_done(trial, None, _one_line(err), time.perf_counter() - start)
+                    continue
+                run_dir = trial.run_dir(where)
+                _write_json_atomic(run_dir / "metrics.json", result)
+                _write_json_atomic(run_dir / RUN_MARKER, {"run_id": trial.run_id, "settings": trial.semantic_settings()})
+                on_done(trial, result, None, time.perf_counter() - start)
+            todo = [t for t in todo if t.mode != "frozen"]
         execute_all(todo, where, on_done)
         return [metrics.get(trial.run_id) for trial in trial_specs]
 
