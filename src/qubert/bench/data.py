@@ -274,7 +274,7 @@ def encode_pool(texts: Any, labels: Any, settings: Mapping[str, Any], *, split: 
     """
     from qubert.data import TextDataset
     from qubert.embeddings import EmbeddingCache, cached_features
-    from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer
+    from qubert.modeling import encoder_identity
     from qubert.training import TrainingConfig
 
     config = TrainingConfig(dataset="pool", mode="frozen", head="linear", **{

@@ -42,7 +42,8 @@ from qubert.bench.frozen import FrozenTask, ReplicateOutcome, run_frozen_task
 from qubert.bench.grid import RunSpec
 from qubert.bench.predictions import write_predictions
 from qubert.bench.replicates import ReplicateDraw, draw_replicate
-from qubert.bench.results import RUN_MARKER, _write_json_atomic, collect_results, is_finished
+from qubert.bench.results import RUN_MARKER, collect_results, is_finished, write_json_sorted
+from qubert.files import write_text
 
 __all__ = ["DECISIONS_FILE", "Comparison", "LookRunner", "plan_comparisons"]
 
@@ -200,9 +201,7 @@ class LookRunner:
             if not open_groups:
                 break
         table = pd.DataFrame(rows)
-        from qubert.bench.results import _write_text_atomic
-
-        _write_text_atomic(self.output_dir / DECISIONS_FILE, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+        write_text(self.output_dir / DECISIONS_FILE, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
         return table
 
     def _still_needed(self, group: str, comparisons: Sequence[Comparison], decided: Mapping[Comparison, Any]) -> bool:
@@ -326,8 +325,8 @@ class LookRunner:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             write_predictions(run_dir, outcome.test_index, outcome.test_labels, outcome.probabilities)
-            _write_json_atomic(run_dir / "metrics.json", _plain(outcome.metrics))
-            _write_json_atomic(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
+            write_json_sorted(run_dir / "metrics.json", _plain(outcome.metrics))
+            write_json_sorted(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
             self.on_done(spec, outcome.metrics, None, seconds / max(1, len(members)))
 
     def _train_other(self, specs: Sequence[RunSpec]) -> None:
@@ -376,8 +375,6 @@ def _write_replicate_files(pools: Pools, draw: ReplicateDraw, folder: Path) -> d
     """The replicate's rows as ``train/validation/test.csv.gz`` (text, integer label); their paths as settings."""
     import pandas as pd
 
-    from qubert.bench.results import _write_text_atomic
-
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for split, texts, labels, index in (("train", pools.train_texts, pools.train_labels, draw.train),
@@ -386,7 +383,7 @@ def _write_replicate_files(pools: Pools, draw: ReplicateDraw, folder: Path) -> d
         path = folder / f"{split}.csv"
         if not path.is_file():
             frame = pd.DataFrame({"text": [texts[i] for i in index], "label": [int(labels[i]) for i in index]})
-            _write_text_atomic(path, frame.to_csv(index=False, lineterminator="\n"))
+            write_text(path, frame.to_csv(index=False, lineterminator="\n"))
         out[f"{split}_file"] = str(path)
     return out
 

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,12 @@ PREDICTIONS_FILE = "predictions.npz"
 
 def write_predictions(run_dir: str | os.PathLike[str], test_index: Any, labels: Any, probabilities: Any) -> Path:
     """Write ``predictions.npz`` into ``run_dir`` atomically; returns its path."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / PREDICTIONS_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{PREDICTIONS_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, test_index=np.asarray(test_index, dtype=np.int32),
-                                labels=np.asarray(labels, dtype=np.int16),
-                                probabilities=np.asarray(probabilities, dtype=np.float16))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from qubert.files import atomic_path
+
+    path = Path(run_dir) / PREDICTIONS_FILE
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, test_index=np.asarray(test_index, dtype=np.int32), labels=np.asarray(labels, dtype=np.int16),
+                            probabilities=np.asarray(probabilities, dtype=np.float16))
     return path
 
 
