@@ -3,9 +3,7 @@ resuming, and the Ray path giving the same results.csv as the sequential one."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +13,6 @@ from typer.testing import CliRunner
 
 from qubert import bench
 from qubert.bench import BenchConfigError, expand_grid, parse_bench_config
-from qubert.bench.results import RUN_MARKER
 from qubert.heads import QuantumHead, matched_mlp_head
 from qubert.quantum import Circuit
 

@@ -13,9 +13,17 @@ Config format (YAML; every key but ``datasets`` and ``heads`` is optional)::
     name: quick                        # default: the file name
     output_dir: runs/bench/quick       # default: runs/bench/<name>
     data_dir: ../shared/data           # relative to the working directory
-    datasets: [sms_spam, {dataset: imdb, max_length: 128}]   # registry names (+ settings)
+    datasets:                          # see qubert.bench.data
+      - sms_spam                       # a registry name
+      - mydata                         # a folder <data_dir>/mydata/ with train[/validation]/test files
+      - {dataset: imdb, max_length: 128}                       # + settings for this data set
+      - {name: tickets, train_file: t/train.csv.gz, test_file: t/test.csv.gz, text_column: body, label_column: queue}
     modes: [frozen, {mode: full, num_epochs: 3, resources: {num_gpus: 1}}]
-    seeds: 5                           # or a list: [0, 1, 2]; default 5 seeds
+    replicates: 40                     # replicate r: fresh paired data draws + seed r (`seeds:` is the old name)
+    looks: [10, 20, 30, 40]            # test after these many replicates; default: one look at the end
+    pool: {train: 4000, test: 2000, seed: 0}          # stratified caps of the training / test pools (null: all)
+    draws: {train: 2000, validation: 500, test: 1000}  # rows per replicate (test: all = the whole test pool)
+    confirmatory: [matched_mlp, no_entanglement, best_classical]   # Holm; other comparisons: BH
     heads:
       - linear
       - logreg                         # scikit-learn logistic regression on the frozen features
@@ -25,7 +33,8 @@ Config format (YAML; every key but ``datasets`` and ``heads`` is optional)::
     controls: [matched_mlp, no_entanglement, frozen_circuit]
     training: {learning_rate: 0.01, model: {online: bert-base-uncased, offline: default}}
     resources: {num_cpus: 1, num_gpus: 0}        # per run, for Ray
-    statistics: {n_resamples: 10000, confidence: 0.95, seed: 0, margin: 0.01, alpha: 0.05, correction: holm}
+    statistics: {n_resamples: 10000, confidence: 0.95, seed: 0, margin: 0.01, alpha: 0.05, correction: holm,
+                 method: obrien_fleming}       # sequential rule across looks (or pocock)
     tuning: {trials: 8, batch: 2, seed: 0, space: {...}}   # see qubert.bench.tuning; trials: 0 = off
     keep_models: false                 # keep each run's model/ folder
 

@@ -1,5 +1,5 @@
-"""Running a grid: tuning every head with the same budget, then every seed, in process or as Ray
-tasks, resuming where it stopped, then reporting.
+"""Running a grid: tuning every head with the same budget, then the replicates look by look
+(:mod:`qubert.bench.looks`), in process or as Ray tasks, resuming where it stopped, then reporting.
 
 Layout added by tuning (see :mod:`qubert.bench.tuning`)::
 
@@ -105,38 +105,6 @@ def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[
         shutil.rmtree(run_dir / heavy, ignore_errors=True)
     write_json_sorted(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
     return metrics
-
-
-def _twins(specs: Sequence[RunSpec]) -> dict[str, RunSpec]:
-    """Runs whose settings equal an earlier run's (e.g. the matched MLP of two quantum heads that
-    differ only in depth): run id -> that earlier run. They are copied, not trained again."""
-    first: dict[str, RunSpec] = {}
-    twins: dict[str, RunSpec] = {}
-    for spec in specs:
-        key = json.dumps(jsonable(spec.semantic_settings()), sort_keys=True)
-        if key in first:
-            twins[spec.run_id] = first[key]
-        else:
-            first[key] = spec
-    return twins
-
-
-def _copy_twin(original: RunSpec, twin: RunSpec, output_dir: Path) -> dict[str, Any]:
-    """Give ``twin`` the small result files of its identical, finished ``original`` (not the model)."""
-    return _copy_result_files(original.run_dir(output_dir), twin, output_dir, copied_from=original.run_id)
-
-
-def _copy_result_files(source: Path, spec: RunSpec, output_dir: Path, *, copied_from: str) -> dict[str, Any]:
-    """Fill ``spec``'s run directory with the small result files of the finished run in ``source``."""
-    target = spec.run_dir(output_dir)
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for path in source.iterdir():
-        if path.is_file() and path.name != RUN_MARKER:
-            shutil.copy2(path, target / path.name)
-    write_json_sorted(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(), "copied_from": copied_from})
-    return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
 
 
 def _ray_task(spec: RunSpec, output_dir: str, run_fn: Callable | None, overrides: Mapping[str, Any] | None = None
@@ -525,26 +493,3 @@ def tuning_summary(config: BenchConfig) -> Any:
              "best_eval_macro_f1": c.get("eval_macro_f1"), "failed_trials": c.get("failed_trials")}
             for key, c in _read_choices(config.output_dir).items()]
     return pd.DataFrame(rows, columns=["dataset", "mode", "head", "trials", "space", "best_params", "best_eval_macro_f1", "failed_trials"])
-
-
-def _reuse_trials(config: BenchConfig, pending: Sequence[RunSpec]) -> list[RunSpec]:
-    """Final runs on the tuning seed whose settings equal their head's best trial: copy that trial's
-    result files instead of training the same run again."""
-    if config.tuning is None or not config.tuning.enabled:
-        return []
-    where = config.output_dir / TUNING_DIR
-    reused = []
-    for spec in pending:
-        if not spec.search or spec.seed != config.tuning.run_seed:
-            continue
-        for trial_dir in sorted((where / "runs" / _group_key(spec)).glob("trial*")):
-            marker = trial_dir / RUN_MARKER
-            try:
-                recorded = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if (trial_dir / "metrics.json").is_file() and jsonable(recorded.get("settings")) == jsonable(spec.semantic_settings()):
-                _copy_result_files(trial_dir, spec, config.output_dir, copied_from=f"{TUNING_DIR}/{recorded.get('run_id')}")
-                reused.append(spec)
-                break
-    return reused
