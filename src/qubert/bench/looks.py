@@ -45,9 +45,10 @@ from qubert.bench.replicates import ReplicateDraw, draw_replicate
 from qubert.bench.results import RUN_MARKER, collect_results, is_finished, write_json_sorted
 from qubert.files import write_text
 
-__all__ = ["DECISIONS_FILE", "Comparison", "LookRunner", "plan_comparisons"]
+__all__ = ["DECISIONS_FILE", "POOLS_FILE", "Comparison", "LookRunner", "plan_comparisons", "read_test_draws"]
 
 DECISIONS_FILE = "decisions.csv"
+POOLS_FILE = "pools.json"  # per data set: pool sizes and test rows per replicate (what a verdict generalises to)
 CLASSICAL = ("linear", "mlp", "logreg")
 
 
@@ -132,8 +133,15 @@ class LookRunner:
             entry = DataEntry(**self.entries[dataset]["data"])
             pool = self.config.pool
             drop_empty = bool({**self.config.training, **self.entries[dataset]}.get("drop_empty", False))
-            self._pools[dataset] = build_pools(entry, train_size=pool["train"], test_size=pool["test"], seed=pool["seed"],
-                                               drop_empty=drop_empty)
+            self._pools[dataset] = pools = build_pools(entry, train_size=pool["train"], test_size=pool["test"],
+                                                       seed=pool["seed"], drop_empty=drop_empty)
+            test_draw = self.config.draws["test"]
+            whole = test_draw is None or test_draw >= len(pools.test_labels)
+            recorded = _read_json(self.output_dir / POOLS_FILE)
+            recorded[dataset] = {"train_pool": len(pools.train_labels), "test_pool": len(pools.test_labels),
+                                 "test_pool_is_whole_test_split": pools.test_is_whole_split,
+                                 "test_rows_per_replicate": None if whole else int(test_draw)}
+            write_json_sorted(self.output_dir / POOLS_FILE, recorded)
         return self._pools[dataset]
 
     def draw(self, dataset: str, replicate: int) -> ReplicateDraw:
@@ -352,6 +360,18 @@ def _frozen_task_with(task: FrozenTask, train_features: Any, test_features: Any)
     import dataclasses
 
     return run_frozen_task(dataclasses.replace(task, train_features=train_features, test_features=test_features))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def read_test_draws(output_dir: str | Path) -> dict[str, int | None]:
+    """Data set -> test rows each replicate is scored on (None: the whole test pool), from ``pools.json``."""
+    return {name: entry.get("test_rows_per_replicate") for name, entry in _read_json(Path(output_dir) / POOLS_FILE).items()}
 
 
 def _identity(c: Comparison) -> dict[str, Any]:

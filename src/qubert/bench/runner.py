@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from qubert.bench.config import BenchConfig, BenchConfigError
 from qubert.bench.grid import RunSpec, expand_grid
-from qubert.bench.looks import LookRunner
+from qubert.bench.looks import DECISIONS_FILE, LookRunner, read_test_draws, sequential_design
 from qubert.bench.plots import plot_figures
 from qubert.bench.report import SUMMARY_FILE, write_summary
 from qubert.files import write_text
@@ -239,15 +239,47 @@ def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None
     results = write_results(specs, output_dir, results_csv)
     summary, figures = None, []
     if report and len(results):
-        # TEMPORARY until b22-stats is merged: the old report does not know the sequential method.
-        config = dataclasses.replace(config, statistics={k: v for k, v in config.statistics.items() if k != "method"})
-        figures = plot_figures(results, output_dir, config=config)
+        decisions = _decisions_with_bootstrap(config, log)
+        if decisions is None:  # no comparison was tested: the per-head tables of the fixed-sample report
+            config = dataclasses.replace(config, statistics={k: v for k, v in config.statistics.items() if k != "method"})
+        figures = plot_figures(results, output_dir, config=config, decisions=decisions, margin=config.statistics["margin"])
         tuning = tuning_summary(config) if config.tuning is not None and config.tuning.enabled else None
         summary = write_summary(results, output_dir / SUMMARY_FILE, config=config, figures=figures, tuning=tuning,
-                                failed=failed, n_planned=len(specs))
+                                failed=failed, n_planned=len(specs), decisions=decisions,
+                                design=sequential_design(config) if decisions is not None else None,
+                                test_draws=read_test_draws(output_dir))
         log(f"wrote {results_csv}, {summary} and {len(figures)} figure(s)")
     return BenchResult(results=results, ran=[], skipped=[], failed=dict(failed or {}),
                        results_csv=results_csv, summary=summary, figures=figures)
+
+
+def _decisions_with_bootstrap(config: BenchConfig, log: Callable[[str], None]) -> Any:
+    """``decisions.csv`` with the joint bootstrap over replicates and test rows of every comparison
+    (from the stored predictions); None when no comparison was tested."""
+    import pandas as pd
+
+    from qubert.bench.predictions import PREDICTIONS_FILE, read_predictions
+    from qubert.bench.stats import bootstrap_decisions
+
+    try:
+        decisions = pd.read_csv(config.output_dir / DECISIONS_FILE)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+    if not len(decisions):
+        return None
+
+    def predictions(row: Any, head: str, r: int) -> Any:
+        if r >= len(config.seeds):
+            return None
+        run_dir = config.output_dir / "runs" / row.dataset / row.mode / head / f"seed{config.seeds[r]}"
+        return read_predictions(run_dir) if (run_dir / PREDICTIONS_FILE).is_file() else None
+
+    stats = config.statistics
+    start = time.perf_counter()
+    out = bootstrap_decisions(decisions, predictions, looks=config.looks, n_resamples=stats["n_resamples"],
+                              confidence=stats["confidence"], alpha=stats["alpha"], seed=stats["seed"])
+    log(f"joint bootstrap over replicates and test rows: {len(out)} comparison(s) ({time.perf_counter() - start:.1f} s)")
+    return out
 
 
 def _encoding_key(spec: RunSpec) -> tuple | None:
