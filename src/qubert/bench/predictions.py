@@ -8,7 +8,7 @@ bootstrap over replicates and test rows can resample both at once.
 Example:
     >>> import numpy as np, tempfile
     >>> folder = tempfile.mkdtemp()
-    >>> write_predictions(folder, np.array([3, 5]), np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    >>> path = write_predictions(folder, np.array([3, 5]), np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
     >>> read_predictions(folder)["probabilities"].dtype
     dtype('float16')
 """
