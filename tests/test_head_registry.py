@@ -88,3 +88,11 @@ def test_a_toy_head_trains_through_qubert_train(scaled_head, tmp_path, save_tiny
     assert metrics["trainable_params"] == 2 * 32 + 2 + 1  # tiny BERT: hidden size 32, two classes, one temperature
     model, _ = load_model(out, device="cpu")
     assert isinstance(model.head, ScaledLinearHead) and model.head.dropout.p == 0.1
+
+
+def test_the_estimator_takes_every_option_of_the_builtin_heads():
+    pytest.importorskip("sklearn")
+    from qubert.sklearn import QubertClassifier
+
+    params = QubertClassifier().get_params()
+    assert [option for head in HEAD_REGISTRY.values() for option in head.options if option not in params] == []

@@ -40,6 +40,7 @@ def configure_execution(model, shots: int | None, noise: Any, seed: int | None) 
 
 
 def text_features(model, tokenizer, texts: Sequence[str], *, batch_size: int, progress: bool, cache_dir: str | None, fingerprint: str | None, split: str) -> torch.Tensor:
+    """Pooled features of ``texts``: from the embedding cache for a frozen encoder, else encoded."""
     from qubert.embeddings import EmbeddingCache, cached_features, encode_texts
 
     if model.encoder_frozen and fingerprint is not None:
@@ -233,6 +234,7 @@ def run_bundle(model_dir: str | os.PathLike[str], *, max_eval_samples: int | Non
 
 
 def label_id(value: Any, label2id: dict[str, int], n_classes: int, path: Any, row: int) -> int:
+    """A labelled file's label (class name or id) as the model's class id; an error naming the row otherwise."""
     from qubert.data import DataError
 
     text = str(value).strip()

@@ -37,6 +37,7 @@ def norm_label(value: Any) -> str | None:
 
 
 def as_int(label: str) -> int | None:
+    """A label string as an integer (``"2.0"`` too), else None."""
     try:
         return int(label)
     except ValueError:
@@ -49,6 +50,7 @@ def as_int(label: str) -> int | None:
 
 
 def check_texts(raw: RawSplit, drop_empty: bool) -> RawSplit:
+    """Refuse (or, with ``drop_empty``, drop) empty texts, naming their rows."""
     empty = [i for i, t in enumerate(raw.texts) if not t.strip()]
     if not empty:
         return raw
@@ -70,6 +72,7 @@ def check_texts(raw: RawSplit, drop_empty: bool) -> RawSplit:
 
 
 def normalise_labels(raw: RawSplit) -> list[str]:
+    """Labels as stripped strings; a missing label is an error naming its rows."""
     labels = [norm_label(v) for v in raw.labels]
     missing = [raw.row(i) for i, lab in enumerate(labels) if lab is None]
     if missing:
@@ -134,6 +137,7 @@ def encode_inferred(
     split: str,
     reference: str,
 ) -> list[int]:
+    """Label ids from the inferred names; an unseen or unparseable label is an error naming its rows."""
     index = {name: i for i, name in enumerate(label_names)}
     ids: list[int] = []
     unparseable: list[int] = []

@@ -170,6 +170,7 @@ def find_split_files(folder: Path) -> dict[str, Path]:
 
 
 def spec_local_files(spec: DatasetSpec, data_dir: Path) -> dict[str, Path]:
+    """The registry set's local files ``{split: path}`` under ``data_dir`` (empty when absent)."""
     folder = data_dir / spec.folder
     if spec.file is not None:
         path = folder / spec.file
@@ -222,6 +223,7 @@ def available_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[d
 
 
 def count_rows(path: Path, spec: DatasetSpec) -> int | None:
+    """Rows of one local file as loaded (after the set's label map), None when unreadable."""
     try:
         _, labels = read_table(path)
     except DataError:

@@ -20,6 +20,7 @@ from qubert.data.tables import RawSplit, read_table, table_kind
 def read_local(
     files: Mapping[str, Path], text_column: str, label_column: str
 ) -> dict[str, RawSplit]:
+    """Read ``{split: file}`` into raw splits."""
     out = {}
     for split, path in files.items():
         texts, labels = read_table(path, text_column=text_column, label_column=label_column)
@@ -28,6 +29,7 @@ def read_local(
 
 
 def unknown_name_error(name: str, data_dir: Path | None, hub_reason: str | None) -> DataError:
+    """The error for a name that is no registry set, folder, file or reachable Hub id."""
     known = sorted(REGISTRY)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -40,6 +42,7 @@ def unknown_name_error(name: str, data_dir: Path | None, hub_reason: str | None)
 
 
 def not_found_error(spec: DatasetSpec, data_dir: Path | None, hub_reason: str) -> DataError:
+    """The error for a registry set found neither locally nor on the Hub."""
     layout = spec.file or "{train,validation,test}.csv.gz"
     if data_dir is None:
         looked = (
@@ -209,6 +212,7 @@ def build_bundle(
     max_train_samples: int | None,
     max_eval_samples: int | None,
 ) -> DatasetBundle:
+    """Check texts, encode labels, carve missing splits and take subsets: raw splits to a bundle."""
     notes: list[str] = []
     raw = {s: check_texts(r, drop_empty) for s, r in raw.items()}
     labels = {s: normalise_labels(r) for s, r in raw.items()}

@@ -50,6 +50,7 @@ def allocate(counts: list[int], total: int, caps: list[int]) -> list[int]:
 
 
 def by_class(labels: Sequence[int]) -> dict[int, list[int]]:
+    """Row indices per label, labels sorted."""
     groups: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         groups.setdefault(label, []).append(i)
@@ -57,6 +58,7 @@ def by_class(labels: Sequence[int]) -> dict[int, list[int]]:
 
 
 def pick_per_class(labels: Sequence[int], alloc_of: dict[int, int], seed: int, salt: int) -> list[int]:
+    """Seeded pick of ``alloc_of[label]`` rows of every class, in input order."""
     import numpy as np
 
     rng = np.random.default_rng([seed, salt])

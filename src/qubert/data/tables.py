@@ -23,6 +23,7 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
 
 @dataclass
 class RawSplit:
+    """One split as read: texts, raw labels, where it came from and its 1-based file rows."""
     texts: list[str]
     labels: list[Any]  # as read: str, int, float, None
     origin: str  # path or hub id/split, for messages
@@ -33,6 +34,7 @@ class RawSplit:
 
 
 def table_kind(path: Path) -> str | None:
+    """``csv``, ``tsv``, ``jsonl`` or ``json`` from the file's suffixes (compression ignored), else None."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
         suffixes = suffixes[:-1]
@@ -42,6 +44,7 @@ def table_kind(path: Path) -> str | None:
 
 
 def read_bytes(path: Path) -> bytes | None:
+    """The file's (decompressed) bytes, or None when unreadable or zipped."""
     import bz2
     import gzip
     import lzma
@@ -59,6 +62,7 @@ def read_bytes(path: Path) -> bytes | None:
 
 def utf8_error(path: Path, err: UnicodeDecodeError, has_header: bool) -> DataError:
     # pandas reports a position inside its read buffer; decode the whole file for the real offset.
+    """A DataError naming the byte offset and line of the first invalid UTF-8 byte."""
     data = read_bytes(path)
     if data is not None:
         try:
@@ -178,10 +182,12 @@ def read_texts(source: str | os.PathLike[str] | None, text_column: str = "text")
 
 
 def is_missing(value: Any) -> bool:
+    """Whether a cell is missing (None or NaN)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def cell_to_text(value: Any) -> str:
+    """A cell as text (missing: the empty string)."""
     if is_missing(value):
         return ""
     return value if isinstance(value, str) else str(value)

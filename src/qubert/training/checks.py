@@ -95,6 +95,7 @@ def check_checkpoint_pickles(checkpoint: Path) -> None:
 
 
 def first_line(err: BaseException) -> str:
+    """The first non-empty line of an error's message (its type name when empty)."""
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
@@ -138,6 +139,7 @@ def looks_like_path(name: str) -> bool:
 
 
 def in_hub_cache(name: str) -> bool:
+    """Whether the Hub model ``name`` is in the local Hugging Face cache."""
     try:
         from huggingface_hub import try_to_load_from_cache
 

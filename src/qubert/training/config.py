@@ -25,7 +25,8 @@ MAX_LAYERS = 1000  # circuit depth cap: far beyond trainable (barren plateaus), 
 NON_IDENTITY_FIELDS = ("resume", "progress", "overwrite_output_dir", "report_to")  # may differ when resuming a run
 
 
-def help(text: str, **kwargs: Any) -> Any:
+def option(text: str, **kwargs: Any) -> Any:
+    """A dataclass field whose ``help`` metadata becomes the CLI option's help text."""
     return field(metadata={"help": text}, **kwargs)
 
 
@@ -41,59 +42,59 @@ class TrainingConfig:
     """
 
     # ---- data
-    dataset: str | None = help("Data set: registry name (sms_spam, sst2, imdb, ...), file, folder or Hub id.", default=None)
-    data_dir: str | None = help("Folder with the benchmark data (default $QUBERT_DATA_DIR, then shared/data).", default=None)
-    train_file: str | None = help("Training file (.csv/.tsv/.jsonl, optionally .gz).", default=None)
-    validation_file: str | None = help("Validation file (default: carved from train).", default=None)
-    test_file: str | None = help("Test file.", default=None)
-    text_column: str = help("Column holding the text.", default="text")
-    label_column: str = help("Column holding the label.", default="label")
-    max_train_samples: int | None = help("Use a stratified subset of this many training rows (quick runs); a validation split carved from train shrinks in proportion unless --max-eval-samples is given.", default=None)
-    max_eval_samples: int | None = help("Use stratified subsets of this many validation and test rows.", default=None)
-    drop_empty: bool = help("Drop empty texts instead of failing.", default=False)
+    dataset: str | None = option("Data set: registry name (sms_spam, sst2, imdb, ...), file, folder or Hub id.", default=None)
+    data_dir: str | None = option("Folder with the benchmark data (default $QUBERT_DATA_DIR, then shared/data).", default=None)
+    train_file: str | None = option("Training file (.csv/.tsv/.jsonl, optionally .gz).", default=None)
+    validation_file: str | None = option("Validation file (default: carved from train).", default=None)
+    test_file: str | None = option("Test file.", default=None)
+    text_column: str = option("Column holding the text.", default="text")
+    label_column: str = option("Column holding the label.", default="label")
+    max_train_samples: int | None = option("Use a stratified subset of this many training rows (quick runs); a validation split carved from train shrinks in proportion unless --max-eval-samples is given.", default=None)
+    max_eval_samples: int | None = option("Use stratified subsets of this many validation and test rows.", default=None)
+    drop_empty: bool = option("Drop empty texts instead of failing.", default=False)
     # ---- model
-    model: str = help("Encoder: Hugging Face hub name or local path; 'default' is the bundled all-MiniLM-L6-v2.", default="default")
-    pooling: str = help("Sentence vector: mean (attention-mask weighted), cls or pooler (BERT's pooler output).", default="mean")
-    max_length: int = help("Maximum tokens per text (longer texts are truncated).", default=128)
-    mode: str = help("Encoder training: frozen (cached features), full, or top<k> (last k layers, e.g. top2).", default="frozen")
-    precision: str = help("Encoder precision: auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU). The head always computes in fp32.", default="auto")
-    cache_bottom: bool = help("top<k>: compute the fixed bottom layers once per split and train the top k layers on the cached outputs.", default=True)
-    group_by_length: bool = help("full / top<k>: batch texts of similar length together (less padding).", default=True)
-    head: str = help("Classification head: linear, mlp or quantum.", default="quantum")
+    model: str = option("Encoder: Hugging Face hub name or local path; 'default' is the bundled all-MiniLM-L6-v2.", default="default")
+    pooling: str = option("Sentence vector: mean (attention-mask weighted), cls or pooler (BERT's pooler output).", default="mean")
+    max_length: int = option("Maximum tokens per text (longer texts are truncated).", default=128)
+    mode: str = option("Encoder training: frozen (cached features), full, or top<k> (last k layers, e.g. top2).", default="frozen")
+    precision: str = option("Encoder precision: auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU). The head always computes in fp32.", default="auto")
+    cache_bottom: bool = option("top<k>: compute the fixed bottom layers once per split and train the top k layers on the cached outputs.", default=True)
+    group_by_length: bool = option("full / top<k>: batch texts of similar length together (less padding).", default=True)
+    head: str = option("Classification head: linear, mlp or quantum.", default="quantum")
     # ---- quantum head
-    qubits: int = help("Quantum head: number of qubits.", default=8)
-    layers: int = help(f"Quantum head: number of variational layers (circuit depth, at most {MAX_LAYERS}).", default=2)
-    encoding: str = help("Quantum head: angle encoding (h_ry, ry, rx, rz, h_rz).", default="h_ry")
-    ansatz: str = help("Quantum head: ansatz (brickwork, basic_entangler, strongly_entangling).", default="brickwork")
-    entanglement: str = help("Quantum head: entanglement (default, none, linear, ring, all, ranged).", default="default")
-    rotation: str = help("Quantum head: trainable rotation (rx, ry, rz).", default="ry")
-    measurement: str = help("Quantum head: measurement (z, zz, probs).", default="z")
-    init: str = help("Quantum head: weight initialisation (normal, uniform, identity).", default="normal")
-    reupload: bool = help("Quantum head: re-upload the encoding before every layer.", default=False)
-    scaling: str = help("Quantum head: features to angles (tanh_pi_2, tanh_pi, pi, none).", default="tanh_pi_2")
-    freeze_circuit: bool = help("Quantum head: keep the circuit weights fixed (ablation).", default=False)
-    strategy: str = help("Quantum head: simulator strategy (auto, analytic, adjoint, fused, gates).", default="auto")
+    qubits: int = option("Quantum head: number of qubits.", default=8)
+    layers: int = option(f"Quantum head: number of variational layers (circuit depth, at most {MAX_LAYERS}).", default=2)
+    encoding: str = option("Quantum head: angle encoding (h_ry, ry, rx, rz, h_rz).", default="h_ry")
+    ansatz: str = option("Quantum head: ansatz (brickwork, basic_entangler, strongly_entangling).", default="brickwork")
+    entanglement: str = option("Quantum head: entanglement (default, none, linear, ring, all, ranged).", default="default")
+    rotation: str = option("Quantum head: trainable rotation (rx, ry, rz).", default="ry")
+    measurement: str = option("Quantum head: measurement (z, zz, probs).", default="z")
+    init: str = option("Quantum head: weight initialisation (normal, uniform, identity).", default="normal")
+    reupload: bool = option("Quantum head: re-upload the encoding before every layer.", default=False)
+    scaling: str = option("Quantum head: features to angles (tanh_pi_2, tanh_pi, pi, none).", default="tanh_pi_2")
+    freeze_circuit: bool = option("Quantum head: keep the circuit weights fixed (ablation).", default=False)
+    strategy: str = option("Quantum head: simulator strategy (auto, analytic, adjoint, fused, gates).", default="auto")
     # ---- classical heads
-    hidden_sizes: list[int] = help("MLP head: hidden layer widths (a single int means one layer).", default_factory=lambda: [256])
-    dropout: float = help("Linear/MLP head: dropout.", default=0.0)
+    hidden_sizes: list[int] = option("MLP head: hidden layer widths (a single int means one layer).", default_factory=lambda: [256])
+    dropout: float = option("Linear/MLP head: dropout.", default=0.0)
     # ---- optimisation
-    learning_rate: float | None = help(f"Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise; at most {MAX_LEARNING_RATE:g}).", default=None)
-    encoder_learning_rate: float = help(f"Learning rate of the trainable encoder layers (full / top<k> modes; at most {MAX_LEARNING_RATE:g}).", default=2e-5)
-    num_epochs: float | None = help("Epoch cap (default 100 frozen, where early stopping ends training; 3 otherwise).", default=None)
-    batch_size: int | None = help("Training batch size (default 64 frozen, 16 otherwise; more than the training rows warns: each epoch is then one batch).", default=None)
-    weight_decay: float = help("AdamW weight decay (not on biases, norms or circuit angles).", default=0.0)
-    lr_scheduler_type: str = help("Learning-rate schedule (transformers names: linear, constant, cosine, ...).", default="linear")
-    early_stopping_patience: int | None = help("Stop after this many epochs without a better validation macro-F1 (None: never).", default=5)
-    max_steps: int = help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
+    learning_rate: float | None = option(f"Learning rate of the head (default 1e-2 frozen, 1e-3 otherwise; at most {MAX_LEARNING_RATE:g}).", default=None)
+    encoder_learning_rate: float = option(f"Learning rate of the trainable encoder layers (full / top<k> modes; at most {MAX_LEARNING_RATE:g}).", default=2e-5)
+    num_epochs: float | None = option("Epoch cap (default 100 frozen, where early stopping ends training; 3 otherwise).", default=None)
+    batch_size: int | None = option("Training batch size (default 64 frozen, 16 otherwise; more than the training rows warns: each epoch is then one batch).", default=None)
+    weight_decay: float = option("AdamW weight decay (not on biases, norms or circuit angles).", default=0.0)
+    lr_scheduler_type: str = option("Learning-rate schedule (transformers names: linear, constant, cosine, ...).", default="linear")
+    early_stopping_patience: int | None = option("Stop after this many epochs without a better validation macro-F1 (None: never).", default=5)
+    max_steps: int = option("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
     # ---- run
-    seed: int = help("Random seed (data subsets, initialisation, shuffling).", default=42)
-    data_seed: int | None = help("Seed of the stratified data subsets only (default: seed); fix it to vary only initialisation and batch order across seeds.", default=None)
-    output_dir: str | None = help("Run directory (default runs/<dataset>-<head>-<mode>-s<seed>).", default=None)
-    overwrite_output_dir: bool = help("Replace an existing run directory.", default=False)
-    cache_dir: str | None = help("Embedding cache (default $QUBERT_CACHE_DIR or ~/.cache/qubert).", default=None)
-    resume: bool = help("Continue an interrupted run from its last checkpoint (a finished run is returned as is).", default=False)
-    progress: bool = help("Show progress bars.", default=True)
-    report_to: str = help("Experiment tracker for the run's config, per-epoch and final metrics: none, tensorboard (event files in <run>/tensorboard), mlflow (local store unless MLFLOW_TRACKING_URI) or wandb (offline unless WANDB_MODE / WANDB_API_KEY).", default="none")
+    seed: int = option("Random seed (data subsets, initialisation, shuffling).", default=42)
+    data_seed: int | None = option("Seed of the stratified data subsets only (default: seed); fix it to vary only initialisation and batch order across seeds.", default=None)
+    output_dir: str | None = option("Run directory (default runs/<dataset>-<head>-<mode>-s<seed>).", default=None)
+    overwrite_output_dir: bool = option("Replace an existing run directory.", default=False)
+    cache_dir: str | None = option("Embedding cache (default $QUBERT_CACHE_DIR or ~/.cache/qubert).", default=None)
+    resume: bool = option("Continue an interrupted run from its last checkpoint (a finished run is returned as is).", default=False)
+    progress: bool = option("Show progress bars.", default=True)
+    report_to: str = option("Experiment tracker for the run's config, per-epoch and final metrics: none, tensorboard (event files in <run>/tensorboard), mlflow (local store unless MLFLOW_TRACKING_URI) or wandb (offline unless WANDB_MODE / WANDB_API_KEY).", default="none")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -161,7 +162,7 @@ class TrainingConfig:
             fail(f"unknown report_to {self.report_to!r}; expected one of {', '.join(REPORT_TO)}")
         if HEAD_REGISTRY[self.head].quantum:
             try:
-                self.circuit()
+                circuit = self.circuit()  # built once here, checked below
             except ValueError as err:
                 raise TrainingConfigError(f"quantum head: {err}") from None
             from qubert.heads import SCALINGS
@@ -170,7 +171,7 @@ class TrainingConfig:
             if self.scaling not in SCALINGS:
                 fail(f"unknown scaling {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
             try:
-                check_strategy(self.circuit(), self.strategy)
+                check_strategy(circuit, self.strategy)
             except ValueError as err:
                 fail(str(err))
         from transformers import SchedulerType
@@ -265,6 +266,7 @@ class TrainingConfig:
 
 
 def is_int(value: Any) -> bool:
+    """Whether ``value`` is an ``int`` (``bool`` is not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

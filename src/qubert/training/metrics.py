@@ -92,5 +92,6 @@ def stopped_by(state, config: TrainingConfig) -> str:
 
 
 def best_epoch(history: list[dict[str, float]]) -> float:
+    """The epoch with the best validation macro-F1 (NaN when none was scored)."""
     scored = [row for row in history if "eval_macro_f1" in row]
     return max(scored, key=lambda r: r["eval_macro_f1"])["epoch"] if scored else float("nan")

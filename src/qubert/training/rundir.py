@@ -86,12 +86,14 @@ def prepare_run_dir(run_dir: Path, resolved: dict[str, Any], config: TrainingCon
 
 
 def say(message: str) -> None:
+    """Print ``message`` (rich markup) on stderr."""
     from rich.console import Console
 
     Console(stderr=True, highlight=False).print(message)
 
 
 def read_metrics(run_dir: Path) -> dict[str, float]:
+    """The finished run's ``metrics.json``."""
     return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -180,6 +182,7 @@ def discard_incomplete_checkpoints(checkpoint_dir: Path) -> None:
 
 
 def write_predictions(path: Path, texts: Sequence[str], labels: Sequence[int], predicted: Sequence[int], probabilities, label_names: Sequence[str]) -> None:
+    """Write ``predictions.csv``: text, label, predicted label and one probability column per class."""
     import pandas as pd
 
     frame = pd.DataFrame({"text": list(texts), "label": [label_names[i] for i in labels], "predicted": [label_names[i] for i in predicted]})
@@ -190,6 +193,7 @@ def write_predictions(path: Path, texts: Sequence[str], labels: Sequence[int], p
 
 
 def plot_history(history: list[dict[str, float]], path: Path, title: str) -> None:
+    """Plot the loss and validation macro-F1 per epoch to ``path`` (PNG), the best epoch marked."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
