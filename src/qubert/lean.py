@@ -1,0 +1,593 @@
+"""Lean training of heads on cached features: no Trainer, no checkpoints, many replicates at once.
+
+:func:`train_replicates` trains one head configuration on several replicates (each its own
+training / validation / test features and seed) and returns one :class:`LeanRun` per replicate.
+It follows the frozen-mode Hugging Face Trainer path of :func:`qubert.training.run_training` step
+for step, without its per-run costs:
+
+- the same initialisation (torch's global generator seeded with the seed, then
+  :func:`qubert.heads.build_head`), the same batch order (epoch ``e`` visits the rows in
+  ``torch.randperm(n, generator=seed + e)``, as the Trainer's seedable sampler does), the same
+  AdamW (fused, betas 0.9/0.999, eps 1e-8, no weight decay on biases, norms and circuit angles),
+  learning-rate schedule, gradient clipping at norm 1.0 and mean cross-entropy loss;
+- validation after every epoch, early stopping on validation macro-F1 with the Trainer's patience
+  semantics (a new best must be strictly higher; training stops after ``patience`` epochs without
+  one) and the best epoch's weights restored at the end;
+- but features stay in memory as tensors, a split is evaluated in one forward pass, the best
+  weights are kept in memory instead of a checkpoint per epoch, and several replicates of one
+  head train at once (see ``batched``).
+
+What is not identical to the Trainer path: the floating-point order of whole-split evaluation
+(one pass instead of batches of 256) and of the batched replicates (stacked matmuls); dropout
+masks (drawn from torch's global generator, reseeded with the seed before training as the Trainer
+does, but in a batched run all replicates draw from one stream). Per-epoch metrics are computed
+from the confusion matrix with scikit-learn's definitions (macro over the classes present in the
+labels or predictions, 0 where undefined). ``tests/test_lean.py`` checks the agreement.
+
+Example:
+    >>> import torch
+    >>> from qubert.lean import LeanSettings, train_replicates
+    >>> g = torch.Generator().manual_seed(0)
+    >>> def split(n):
+    ...     y = torch.arange(n) % 2
+    ...     return torch.randn(n, 8, generator=g) + y[:, None].float(), y
+    >>> runs = train_replicates({"type": "linear", "in_features": 8, "n_classes": 2},
+    ...                         train=[split(64), split(64)], validation=[split(32), split(32)],
+    ...                         test=[split(32), split(32)], seeds=[0, 1],
+    ...                         settings=LeanSettings(max_epochs=20, patience=3))
+    >>> len(runs), runs[0].stopped_by in ("patience", "epoch_cap"), runs[0].test_probabilities.shape
+    (2, True, (32, 2))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["LeanError", "LeanRun", "LeanSettings", "split_metrics", "train_replicates"]
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class LeanError(ValueError):
+    """An invalid lean-training setting or input (one-line message naming it)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class LeanSettings:
+    """Optimisation settings; the defaults are those of ``qubert train --mode frozen``.
+
+    Args:
+        learning_rate: AdamW learning rate of the head.
+        weight_decay: AdamW weight decay (not on biases, norms or circuit angles).
+        batch_size: training batch size.
+        max_epochs: epoch cap (early stopping usually ends training first).
+        patience: stop after this many epochs without a strictly better validation macro-F1
+            (``None``: never; the best epoch is still restored).
+        lr_scheduler_type: learning-rate schedule, a ``transformers`` scheduler name (linear,
+            constant, cosine, ...) over ``max_epochs`` epochs, as the Trainer schedules it.
+        warmup_steps: warm-up steps of the schedule.
+        max_grad_norm: gradient clipping (per replicate; 0 or ``None``: none).
+        adam_beta1, adam_beta2, adam_epsilon: AdamW's constants (the Trainer's defaults).
+        device: ``"cpu"``, ``"cuda"``, ...; ``None``: CUDA when available (as the Trainer).
+
+    Example:
+        >>> LeanSettings(batch_size=0)
+        Traceback (most recent call last):
+        ...
+        qubert.lean.LeanError: batch_size must be a positive integer, got 0
+    """
+
+    learning_rate: float = 1e-2
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int | None = 5
+    lr_scheduler_type: str = "linear"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        def positive_number(name: str, value: Any, strict: bool = True) -> None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (value <= 0 if strict else value < 0):
+                raise LeanError(f"{name} must be a {'positive' if strict else 'non-negative'} number, got {value!r}")
+
+        positive_number("learning_rate", self.learning_rate)
+        positive_number("weight_decay", self.weight_decay, strict=False)
+        positive_number("adam_epsilon", self.adam_epsilon)
+        for name in ("batch_size", "max_epochs"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise LeanError(f"{name} must be a positive integer, got {value!r}")
+        if self.patience is not None and (not _is_int(self.patience) or self.patience < 1):
+            raise LeanError(f"patience must be a positive integer or None, got {self.patience!r}")
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            raise LeanError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        if self.max_grad_norm is not None:
+            positive_number("max_grad_norm", self.max_grad_norm, strict=False)
+        for name in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+                raise LeanError(f"{name} must be in [0, 1), got {value!r}")
+        from transformers import SchedulerType
+
+        if self.lr_scheduler_type not in {s.value for s in SchedulerType}:
+            raise LeanError(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; e.g. linear, constant, cosine")
+
+    @classmethod
+    def from_training_config(cls, config: Any) -> "LeanSettings":
+        """The settings a frozen :class:`qubert.training.TrainingConfig` trains with.
+
+        Example:
+            >>> from qubert.training import TrainingConfig
+            >>> LeanSettings.from_training_config(TrainingConfig(dataset="x", head="mlp")).learning_rate
+            0.01
+        """
+        epochs = config.resolved_num_epochs
+        if epochs != int(epochs):
+            raise LeanError(f"num_epochs must be a whole number for lean training, got {epochs!r}")
+        if config.max_steps != -1:
+            raise LeanError("max_steps is not supported by lean training; use num_epochs")
+        return cls(
+            learning_rate=config.resolved_learning_rate, weight_decay=config.weight_decay, batch_size=config.resolved_batch_size,
+            max_epochs=int(epochs), patience=config.early_stopping_patience, lr_scheduler_type=config.lr_scheduler_type,
+        )
+
+
+@dataclass
+class LeanRun:
+    """One trained replicate: its best epoch's validation and test scores, history and weights.
+
+    ``train_runtime`` is the replicate's share of the training loop's wall time (the loop's time
+    divided by the replicates trained together).
+    """
+
+    seed: int
+    head_config: dict[str, Any]
+    eval_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    test_probabilities: np.ndarray | None
+    best_epoch: int
+    epochs_run: int
+    stopped_by: str
+    history: list[dict[str, float]]
+    train_loss: float
+    train_runtime: float
+    trainable_params: int
+    train_samples: int
+    eval_samples: int
+    test_samples: int
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
+
+    @property
+    def eval_macro_f1(self) -> float:
+        return self.eval_metrics["macro_f1"]
+
+    @property
+    def test_macro_f1(self) -> float | None:
+        return self.test_metrics.get("macro_f1")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.test_metrics.get("accuracy")
+
+    def head(self) -> nn.Module:
+        """The trained head (best epoch's weights), in eval mode."""
+        from qubert.heads import build_head
+
+        head = build_head(self.head_config, seed=self.seed)
+        head.load_state_dict(self.state_dict)
+        return head.eval()
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat metrics with the keys of a run directory's ``metrics.json`` (those lean training knows)."""
+        out: dict[str, Any] = {"train_runtime": round(self.train_runtime, 4), "train_loss": self.train_loss}
+        out.update({f"eval_{k}": v for k, v in self.eval_metrics.items()})
+        out.update({f"test_{k}": v for k, v in self.test_metrics.items()})
+        out.update({
+            "trainable_params": self.trainable_params, "encoder_trainable_params": 0, "best_epoch": float(self.best_epoch),
+            "epochs_trained": float(self.epochs_run), "stopped_by": self.stopped_by, "train_samples": self.train_samples,
+            "eval_samples": self.eval_samples, "test_samples": self.test_samples,
+        })
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics from confusion matrices (per-epoch validation: scikit-learn's definitions, no round trip)
+# ---------------------------------------------------------------------------------------------
+
+
+def split_metrics(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> dict[str, float]:
+    """Accuracy, macro-F1, weighted F1, macro precision and recall, as
+    :func:`qubert.training.classification_metrics` gives them (scikit-learn, ``zero_division=0``),
+    computed from one confusion matrix: averages run over the classes that occur in the labels or
+    the predictions.
+
+    Example:
+        >>> m = split_metrics(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1]), 3)
+        >>> m["accuracy"], round(m["macro_f1"], 3)
+        (0.75, 0.733)
+    """
+    confusion = torch.bincount(labels.long() * n_classes + predictions.long(), minlength=n_classes * n_classes)
+    confusion = confusion.reshape(n_classes, n_classes).double().cpu()
+    tp = confusion.diagonal()
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    present = (support + predicted) > 0
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), 0.0)
+    recall = torch.where(support > 0, tp / support.clamp(min=1), 0.0)
+    denominator = support + predicted  # 2 tp + fp + fn
+    f1 = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), 0.0)
+    total = float(support.sum())
+    return {
+        "accuracy": float(tp.sum() / total),
+        "macro_f1": float(f1[present].mean()),
+        "weighted_f1": float((f1 * support).sum() / total),
+        "precision": float(precision[present].mean()),
+        "recall": float(recall[present].mean()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Replicate stacks: several heads of one configuration trained in lockstep
+# ---------------------------------------------------------------------------------------------
+
+
+def _no_decay(name: str, ndim: int) -> bool:
+    # The rule of QubertForSequenceClassification.parameter_groups.
+    return ndim < 2 or name.endswith("q_weights") or "norm" in name.lower()
+
+
+class _ModuleStack:
+    """Replicates as separate head modules; one backward and one optimizer step for all of them.
+
+    Works for every head (the quantum engine's custom autograd functions included). A stopped
+    replicate is skipped: its parameters get no gradient, so AdamW leaves them alone.
+    """
+
+    def __init__(self, heads: list[nn.Module]) -> None:
+        self.heads = heads
+
+    def parameter_groups(self, learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for head in self.heads:
+            for name, param in head.named_parameters():
+                if param.requires_grad:
+                    (no_decay if _no_decay(name, param.ndim) else decay).append(param)
+        groups = [{"params": decay, "lr": learning_rate, "weight_decay": weight_decay}, {"params": no_decay, "lr": learning_rate, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
+
+    def train(self, mode: bool) -> None:
+        for head in self.heads:
+            head.train(mode)
+
+    def losses(self, active: list[int], batches: list[Split]) -> torch.Tensor:
+        return torch.stack([nn.functional.cross_entropy(self.heads[r](x), y) for r, (x, y) in zip(active, batches)])
+
+    def clip(self, active: list[int], max_norm: float) -> None:
+        for r in active:
+            torch.nn.utils.clip_grad_norm_(self.heads[r].parameters(), max_norm)
+
+    def logits(self, r: int, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[r](x)
+
+    def snapshot(self, r: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.heads[r].state_dict().items()}
+
+    def restore(self, r: int, state: dict[str, torch.Tensor]) -> None:
+        self.heads[r].load_state_dict(state)
+
+
+class _VmapStack:
+    """Linear / MLP replicates as one stacked model (``torch.func.stack_module_state`` +
+    ``functional_call`` + ``vmap``): one batched matmul per layer for all replicates.
+
+    The vmapped module is the head's layer stack (``LinearHead.linear``, ``MLPHead.net``), not the
+    head itself: the head's input check is a data-dependent branch that ``vmap`` cannot trace, so
+    the features are checked once, before training.
+    """
+
+    def __init__(self, heads: list[nn.Module]) -> None:
+        from torch.func import stack_module_state
+
+        self.heads = heads
+        self.kind = heads[0].head_type
+        self.dropout = float(getattr(heads[0], "dropout_p", 0.0))
+        inner = [self._inner(h) for h in heads]
+        params, buffers = stack_module_state(inner)
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        self.buffers = buffers
+        self.base = copy.deepcopy(inner[0]).to("meta")
+        self.training = True
+
+    def _inner(self, head: nn.Module) -> nn.Module:
+        return head.linear if self.kind == "linear" else head.net
+
+    def parameter_groups(self, learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
+        decay = [p for k, p in self.params.items() if not _no_decay(k, p.ndim - 1)]
+        no_decay = [p for k, p in self.params.items() if _no_decay(k, p.ndim - 1)]
+        groups = [{"params": decay, "lr": learning_rate, "weight_decay": weight_decay}, {"params": no_decay, "lr": learning_rate, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
+
+    def train(self, mode: bool) -> None:
+        self.training = mode
+        self.base.train(mode)
+
+    def _forward(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call
+
+        if self.kind == "linear" and self.dropout:
+            x = nn.functional.dropout(x, self.dropout, self.training)
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def _stacked_logits(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.func import vmap
+
+        randomness = "different" if self.dropout and self.training else "error"
+        return vmap(self._forward, randomness=randomness)(self.params, self.buffers, x)
+
+    def losses(self, active: list[int], batches: list[Split]) -> torch.Tensor:
+        # Every replicate runs (stopped ones too: slicing the stack would cost more than it saves);
+        # only the active replicates' losses reach backward, so the others get zero gradient...
+        x = torch.stack([b[0] for b in batches])
+        y = torch.stack([b[1] for b in batches])
+        logits = self._stacked_logits(x)
+        losses = nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+        return losses
+
+    def clip(self, active: list[int], max_norm: float) -> None:
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # torch.nn.utils.clip_grad_norm_'s formula
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
+
+    def logits(self, r: int, x: torch.Tensor) -> torch.Tensor:
+        return self._forward({k: v[r] for k, v in self.params.items()}, {k: v[r] for k, v in self.buffers.items()}, x)
+
+    def snapshot(self, r: int) -> dict[str, torch.Tensor]:
+        return {k: v[r].detach().clone() for k, v in self.params.items()}
+
+    def restore(self, r: int, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in state.items():
+                self.params[k][r].copy_(v)
+
+    def head_state(self, r: int, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A full head state dict for replicate ``r`` from a snapshot of the stacked layers."""
+        head = self.heads[r]
+        self._inner(head).load_state_dict(state)
+        return {k: v.detach().clone() for k, v in head.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_split(name: str, r: int, split: Any, in_features: int | None, n_classes: int) -> Split:
+    where = f"{name}[{r}]"
+    if not isinstance(split, (tuple, list)) or len(split) != 2:
+        raise LeanError(f"{where} must be a (features, labels) pair")
+    x, y = (torch.as_tensor(v) for v in split)
+    if x.dim() != 2 or not x.is_floating_point():
+        raise LeanError(f"{where}: features must be a 2-D float tensor (rows, features), got {x.dtype} of shape {tuple(x.shape)}")
+    if in_features is not None and x.shape[1] != in_features:
+        raise LeanError(f"{where}: features have {x.shape[1]} columns but the head's in_features is {in_features}")
+    if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.is_complex():
+        raise LeanError(f"{where}: labels must be a 1-D integer tensor with one label per row ({x.shape[0]}), got {y.dtype} of shape {tuple(y.shape)}")
+    if x.shape[0] == 0:
+        raise LeanError(f"{where} has no rows")
+    if int(y.min()) < 0 or int(y.max()) >= n_classes:
+        raise LeanError(f"{where}: labels must lie in 0..{n_classes - 1} (n_classes {n_classes}), got {int(y.min())}..{int(y.max())}")
+    if not bool(torch.isfinite(x).all()):
+        raise LeanError(f"{where}: features hold NaN or inf")
+    return x.float(), y.long()
+
+
+def _check_inputs(head_config: dict[str, Any], train, validation, test, seeds) -> tuple[dict[str, Any], list, list, list, list[int]]:
+    if not isinstance(head_config, dict) or "type" not in head_config:
+        raise LeanError("head_config must be a dict with a 'type' (as qubert.heads.build_head takes it)")
+    if not _is_int(head_config.get("n_classes")):
+        raise LeanError("head_config must give n_classes (an integer)")
+    seeds = list(seeds)
+    if not seeds:
+        raise LeanError("seeds is empty: give one seed per replicate")
+    if any(not _is_int(s) for s in seeds):
+        raise LeanError(f"seeds must be integers, got {seeds!r}")
+    train, validation, test = list(train), list(validation), list(test)
+    if len(train) != len(seeds) or len(validation) != len(seeds):
+        raise LeanError(f"train ({len(train)}), validation ({len(validation)}) and seeds ({len(seeds)}) must have one entry per replicate")
+    if test and len(test) != len(seeds):
+        raise LeanError(f"test must be empty or have one entry per replicate ({len(seeds)}), got {len(test)}")
+    n_classes = int(head_config["n_classes"])
+    first = torch.as_tensor(train[0][0]) if isinstance(train[0], (tuple, list)) and train[0] else None
+    in_features = head_config.get("in_features", first.shape[-1] if first is not None and first.dim() == 2 else None)
+    config = {**head_config, "in_features": in_features}
+    checked = [[_check_split(name, r, s, in_features, n_classes) for r, s in enumerate(splits)] for name, splits in (("train", train), ("validation", validation), ("test", test))]
+    return config, checked[0], checked[1], checked[2], [int(s) for s in seeds]
+
+
+def _build_heads(config: dict[str, Any], seeds: list[int], device: torch.device) -> list[nn.Module]:
+    from qubert.heads import build_head
+
+    heads = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # linear/MLP layers draw from the global generator, as in run_training
+        try:
+            heads.append(build_head(config, seed=seed).to(device))
+        except (TypeError, ValueError) as err:
+            raise LeanError(f"head_config: {' '.join(str(err).split())}") from None
+    return heads
+
+
+def _can_vmap(heads: list[nn.Module]) -> bool:
+    return heads[0].head_type in ("linear", "mlp")
+
+
+def _train_group(config: dict[str, Any], train: list[Split], validation: list[Split], test: list[Split], seeds: list[int], settings: LeanSettings, device: torch.device, vmap: bool) -> list[LeanRun]:
+    """Train the replicates ``seeds`` in lockstep (all with the same number of training rows)."""
+    from transformers import get_scheduler
+
+    from qubert.training import classification_metrics
+
+    R, n = len(seeds), train[0][0].shape[0]
+    heads = _build_heads(config, seeds, device)
+    stack = _VmapStack(heads) if vmap else _ModuleStack(heads)
+    n_classes = int(config["n_classes"])
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    optimizer = torch.optim.AdamW(
+        stack.parameter_groups(settings.learning_rate, settings.weight_decay), lr=settings.learning_rate,
+        betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_epsilon, fused=device.type in ("cpu", "cuda"),
+    )
+    scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=settings.max_epochs * steps_per_epoch)
+    train = [(x.to(device), y.to(device)) for x, y in train]
+    validation = [(x.to(device), y.to(device)) for x, y in validation]
+
+    best_f1: list[float | None] = [None] * R
+    best_state: list[dict[str, torch.Tensor] | None] = [None] * R
+    best_epoch, since_best, epochs_run = [0] * R, [0] * R, [0] * R
+    stopped_by = ["epoch_cap"] * R
+    history: list[list[dict[str, float]]] = [[] for _ in range(R)]
+    loss_sum, loss_steps = [0.0] * R, [0] * R
+    active = list(range(R))
+    # The Trainer reseeds the global generator (set_seed) before training; dropout draws from it.
+    torch.manual_seed(seeds[0])
+    start = time.perf_counter()
+    for epoch in range(settings.max_epochs):
+        stack.train(True)
+        rows = list(range(R)) if vmap else active
+        orders = [torch.randperm(n, generator=torch.Generator().manual_seed(seeds[r] + epoch)).to(device) for r in rows]
+        epoch_loss = torch.zeros(len(rows), dtype=torch.float64, device=device)
+        for step in range(steps_per_epoch):
+            batch = [order[step * settings.batch_size:(step + 1) * settings.batch_size] for order in orders]
+            batches = [(train[r][0][i], train[r][1][i]) for r, i in zip(rows, batch)]
+            losses = stack.losses(rows, batches)
+            picked = losses if not vmap or len(active) == R else losses[active]
+            picked.sum().backward()
+            if settings.max_grad_norm:
+                stack.clip(active, settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            epoch_loss += losses.detach()
+        epoch_loss = (epoch_loss / steps_per_epoch).tolist()
+        stack.train(False)
+        still = []
+        with torch.no_grad():
+            for position, r in enumerate(rows):
+                if r not in active:
+                    continue
+                x, y = validation[r]
+                logits = stack.logits(r, x)
+                scores = split_metrics(y, logits.argmax(-1), n_classes)
+                row = {"epoch": float(epoch + 1), "train_loss": epoch_loss[position], "eval_loss": float(nn.functional.cross_entropy(logits, y))}
+                row.update({f"eval_{k}": v for k, v in scores.items()})
+                history[r].append(row)
+                loss_sum[r] += epoch_loss[position] * steps_per_epoch
+                loss_steps[r] += steps_per_epoch
+                epochs_run[r] = epoch + 1
+                f1 = scores["macro_f1"]
+                if best_f1[r] is None or f1 > best_f1[r]:  # strictly better, as the Trainer's early stopping
+                    best_f1[r], best_epoch[r], since_best[r] = f1, epoch + 1, 0
+                    best_state[r] = stack.snapshot(r)
+                else:
+                    since_best[r] += 1
+                if settings.patience is not None and since_best[r] >= settings.patience and epoch + 1 < settings.max_epochs:
+                    stopped_by[r] = "patience"
+                else:
+                    still.append(r)
+        active = still
+        if not active:
+            break
+    runtime = (time.perf_counter() - start) / R
+
+    runs = []
+    for r, seed in enumerate(seeds):
+        stack.restore(r, best_state[r])
+        with torch.no_grad():
+            x, y = validation[r]
+            logits = stack.logits(r, x)
+            eval_metrics = {"loss": float(nn.functional.cross_entropy(logits, y)), **classification_metrics(y.tolist(), logits.argmax(-1).tolist())}
+            test_metrics, probabilities = {}, None
+            if test:
+                xt, yt = (t.to(device) for t in test[r])
+                logits = stack.logits(r, xt)
+                probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                test_metrics = {"loss": float(nn.functional.cross_entropy(logits, yt)), **classification_metrics(yt.tolist(), probabilities.argmax(-1).tolist())}
+        state = stack.head_state(r, best_state[r]) if vmap else {k: v.cpu() for k, v in best_state[r].items()}
+        runs.append(LeanRun(
+            seed=seed, head_config=heads[r].config(), eval_metrics=eval_metrics, test_metrics=test_metrics, test_probabilities=probabilities,
+            best_epoch=best_epoch[r], epochs_run=epochs_run[r], stopped_by=stopped_by[r], history=history[r],
+            train_loss=loss_sum[r] / max(loss_steps[r], 1), train_runtime=runtime, trainable_params=int(heads[r].trainable_params),
+            train_samples=n, eval_samples=int(validation[r][0].shape[0]), test_samples=int(test[r][0].shape[0]) if test else 0,
+            state_dict={k: v.cpu() for k, v in state.items()},
+        ))
+    return runs
+
+
+def train_replicates(
+    head_config: dict[str, Any],
+    train: Sequence[Split],
+    validation: Sequence[Split],
+    test: Sequence[Split],
+    seeds: Sequence[int],
+    settings: LeanSettings | None = None,
+    batched: bool | None = None,
+) -> list[LeanRun]:
+    """Train one head configuration on several replicates; one :class:`LeanRun` per seed, in order.
+
+    Args:
+        head_config: the head, as :func:`qubert.heads.build_head` takes it (``type``, ``n_classes``,
+            ``in_features`` (default: the features' width), and the type's options).
+        train, validation: per replicate a ``(features (n, d) float, labels (n,) int)`` pair.
+        test: per replicate such a pair, or an empty list (no test scoring).
+        seeds: per replicate the initialisation and batch-order seed (``seed`` of ``qubert train``).
+        settings: optimisation settings (default: those of ``qubert train --mode frozen``).
+        batched: ``None``: train the replicates together when they have the same number of
+            training rows (one stacked model for linear / MLP heads, separate modules stepped
+            together for quantum heads), else one by one; ``True``: together, or an error;
+            ``False``: one by one.
+
+    Raises:
+        LeanError: a bad setting or input, in one line naming it.
+
+    Example:
+        >>> runs = train_replicates(config, train=[(x, y)], validation=[(xv, yv)], test=[], seeds=[42])  # doctest: +SKIP
+        >>> runs[0].eval_macro_f1, runs[0].best_epoch  # doctest: +SKIP
+        (0.91, 4)
+    """
+    settings = settings if settings is not None else LeanSettings()
+    if not isinstance(settings, LeanSettings):
+        raise LeanError(f"settings must be a LeanSettings, got {type(settings).__name__}")
+    if batched not in (None, True, False):
+        raise LeanError(f"batched must be None, True or False, got {batched!r}")
+    config, train, validation, test, seeds = _check_inputs(head_config, train, validation, test, seeds)
+    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    same_rows = len({x.shape[0] for x, _ in train}) == 1
+    if batched and not same_rows:
+        raise LeanError("batched=True needs the same number of training rows in every replicate; use batched=None to fall back")
+    together = same_rows and len(seeds) > 1 and batched is not False
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's generator stays as it was
+        if together:
+            probe = _build_heads(config, seeds[:1], torch.device("cpu"))
+            return _train_group(config, train, validation, test, seeds, settings, device, vmap=_can_vmap(probe))
+        runs = []
+        for r, seed in enumerate(seeds):
+            runs += _train_group(config, [train[r]], [validation[r]], [test[r]] if test else [], [seed], settings, device, vmap=False)
+        return runs
