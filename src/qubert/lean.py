@@ -276,21 +276,28 @@ class _ModuleStack:
         for head in self.heads:
             head.train(mode)
 
-    def losses(self, active: list[int], batches: list[Split]) -> torch.Tensor:
-        return torch.stack([nn.functional.cross_entropy(self.heads[r](x), y) for r, (x, y) in zip(active, batches)])
+    def set_data(self, train: list[Split], validation: list[Split]) -> None:
+        self.train_data, self.validation = train, validation
+
+    def losses(self, rows: list[int], index: list[torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy of each replicate in ``rows`` on its rows ``index``."""
+        data = self.train_data
+        return torch.stack([nn.functional.cross_entropy(self.heads[r](data[r][0][i]), data[r][1][i]) for r, i in zip(rows, index)])
+
+    def validation_logits(self, rows: list[int]) -> list[torch.Tensor]:
+        return [self.heads[r](self.validation[r][0]) for r in rows]
 
     def clip(self, active: list[int], max_norm: float) -> None:
         for r in active:
             torch.nn.utils.clip_grad_norm_(self.heads[r].parameters(), max_norm)
 
-    def logits(self, r: int, x: torch.Tensor) -> torch.Tensor:
-        return self.heads[r](x)
-
     def snapshot(self, r: int) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.heads[r].state_dict().items()}
 
-    def restore(self, r: int, state: dict[str, torch.Tensor]) -> None:
+    def final_logits(self, r: int, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits of replicate ``r`` with the weights ``state`` (a :meth:`snapshot`)."""
         self.heads[r].load_state_dict(state)
+        return self.heads[r](x)
 
 
 class _VmapStack:
@@ -311,7 +318,8 @@ class _VmapStack:
         inner = [self._inner(h) for h in heads]
         params, buffers = stack_module_state(inner)
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-        self.buffers = buffers
+        self.buffers = self.all_buffers = buffers
+        self.members = list(range(len(heads)))  # the replicate in each slot of the stack
         self.base = copy.deepcopy(inner[0]).to("meta")
         self.training = True
 
@@ -341,14 +349,45 @@ class _VmapStack:
         randomness = "different" if self.dropout and self.training else "error"
         return vmap(self._forward, randomness=randomness)(self.params, self.buffers, x)
 
-    def losses(self, active: list[int], batches: list[Split]) -> torch.Tensor:
-        # Every replicate runs (stopped ones too: slicing the stack would cost more than it saves);
-        # only the active replicates' losses reach backward, so the others get zero gradient...
-        x = torch.stack([b[0] for b in batches])
-        y = torch.stack([b[1] for b in batches])
-        logits = self._stacked_logits(x)
-        losses = nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
-        return losses
+    def set_data(self, train: list[Split], validation: list[Split]) -> None:
+        self.x, self.y = torch.stack([x for x, _ in train]), torch.stack([y for _, y in train])  # (R, n, d), (R, n)
+        self.validation = validation
+        same = len({x.shape[0] for x, _ in validation}) == 1
+        self.validation_x = torch.stack([x for x, _ in validation]) if same else None
+
+    def losses(self, rows: list[int], index: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of every replicate in the stack (``rows``, its members) on its rows
+        ``index`` (members, b). A replicate that stopped runs on until the stack is compacted
+        (see :meth:`keep`); the caller leaves its loss out of backward."""
+        slots = torch.arange(len(self.members), device=self.x.device)[:, None]
+        logits = self._stacked_logits(self.x[slots, index])
+        return nn.functional.cross_entropy(logits.transpose(1, 2), self.y[slots, index], reduction="none").mean(1)
+
+    def validation_logits(self, rows: list[int]) -> list[torch.Tensor]:
+        if self.validation_x is not None:
+            logits = self._stacked_logits(self.validation_x)
+            return [logits[self.members.index(r)] for r in rows]
+        return [self._forward(self._slot_params(r), self._buffers(r), self.validation[r][0]) for r in rows]
+
+    def keep(self, members: list[int], optimizer: torch.optim.Optimizer) -> None:
+        """Drop the replicates not in ``members`` from the stack, their optimizer state with them."""
+        slots = torch.tensor([self.members.index(r) for r in members], device=self.x.device)
+        replaced = {}
+        for group in optimizer.param_groups:
+            kept = []
+            for p in group["params"]:
+                q = p.detach()[slots].clone().requires_grad_(True)
+                state = optimizer.state.pop(p, {})
+                optimizer.state[q] = {k: v[slots].clone() if torch.is_tensor(v) and v.dim() > 0 else v for k, v in state.items()}
+                replaced[id(p)] = q
+                kept.append(q)
+            group["params"] = kept
+        self.params = {k: replaced[id(p)] for k, p in self.params.items()}
+        self.buffers = {k: v[slots] for k, v in self.buffers.items()}
+        self.x, self.y = self.x[slots], self.y[slots]
+        if self.validation_x is not None:
+            self.validation_x = self.validation_x[slots]
+        self.members = list(members)
 
     def clip(self, active: list[int], max_norm: float) -> None:
         grads = [p.grad for p in self.params.values() if p.grad is not None]
@@ -357,16 +396,19 @@ class _VmapStack:
         for g in grads:
             g.mul_(coef.view(-1, *([1] * (g.ndim - 1))))
 
-    def logits(self, r: int, x: torch.Tensor) -> torch.Tensor:
-        return self._forward({k: v[r] for k, v in self.params.items()}, {k: v[r] for k, v in self.buffers.items()}, x)
+    def _slot_params(self, r: int) -> dict[str, torch.Tensor]:
+        slot = self.members.index(r)
+        return {k: v[slot] for k, v in self.params.items()}
+
+    def _buffers(self, r: int) -> dict[str, torch.Tensor]:
+        return {k: v[r] for k, v in self.all_buffers.items()}
 
     def snapshot(self, r: int) -> dict[str, torch.Tensor]:
-        return {k: v[r].detach().clone() for k, v in self.params.items()}
+        return {k: v.detach().clone() for k, v in self._slot_params(r).items()}
 
-    def restore(self, r: int, state: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for k, v in state.items():
-                self.params[k][r].copy_(v)
+    def final_logits(self, r: int, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits of replicate ``r`` with the weights ``state`` (a :meth:`snapshot`)."""
+        return self._forward(state, self._buffers(r), x)
 
     def head_state(self, r: int, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A full head state dict for replicate ``r`` from a snapshot of the stacked layers."""
@@ -444,8 +486,6 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
     """Train the replicates ``seeds`` in lockstep (all with the same number of training rows)."""
     from transformers import get_scheduler
 
-    from qubert.training import classification_metrics
-
     R, n = len(seeds), train[0][0].shape[0]
     heads = _build_heads(config, seeds, device)
     stack = _VmapStack(heads) if vmap else _ModuleStack(heads)
@@ -458,6 +498,7 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
     scheduler = get_scheduler(settings.lr_scheduler_type, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=settings.max_epochs * steps_per_epoch)
     train = [(x.to(device), y.to(device)) for x, y in train]
     validation = [(x.to(device), y.to(device)) for x, y in validation]
+    stack.set_data(train, validation)
 
     best_f1: list[float | None] = [None] * R
     best_state: list[dict[str, torch.Tensor] | None] = [None] * R
@@ -471,14 +512,16 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
     start = time.perf_counter()
     for epoch in range(settings.max_epochs):
         stack.train(True)
-        rows = list(range(R)) if vmap else active
+        rows = list(stack.members) if vmap else active
+        # The Trainer's seedable sampler: epoch e visits the rows in randperm(n) drawn with seed + e.
         orders = [torch.randperm(n, generator=torch.Generator().manual_seed(seeds[r] + epoch)).to(device) for r in rows]
+        if vmap:
+            orders = torch.stack(orders)
         epoch_loss = torch.zeros(len(rows), dtype=torch.float64, device=device)
         for step in range(steps_per_epoch):
-            batch = [order[step * settings.batch_size:(step + 1) * settings.batch_size] for order in orders]
-            batches = [(train[r][0][i], train[r][1][i]) for r, i in zip(rows, batch)]
-            losses = stack.losses(rows, batches)
-            picked = losses if not vmap or len(active) == R else losses[active]
+            window = slice(step * settings.batch_size, (step + 1) * settings.batch_size)
+            losses = stack.losses(rows, orders[:, window] if vmap else [order[window] for order in orders])
+            picked = losses if len(active) == len(rows) else losses[[rows.index(r) for r in active]]
             picked.sum().backward()
             if settings.max_grad_norm:
                 stack.clip(active, settings.max_grad_norm)
@@ -490,11 +533,10 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
         stack.train(False)
         still = []
         with torch.no_grad():
-            for position, r in enumerate(rows):
-                if r not in active:
-                    continue
-                x, y = validation[r]
-                logits = stack.logits(r, x)
+            positions = [position for position, r in enumerate(rows) if r in active]
+            for position, logits in zip(positions, stack.validation_logits([rows[p] for p in positions])):
+                r = rows[position]
+                y = validation[r][1]
                 scores = split_metrics(y, logits.argmax(-1), n_classes)
                 row = {"epoch": float(epoch + 1), "train_loss": epoch_loss[position], "eval_loss": float(nn.functional.cross_entropy(logits, y))}
                 row.update({f"eval_{k}": v for k, v in scores.items()})
@@ -515,21 +557,22 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
         active = still
         if not active:
             break
+        if vmap and len(active) <= len(rows) // 2:  # half the stack stopped: compute only the rest from now on
+            stack.keep(active, optimizer)
     runtime = (time.perf_counter() - start) / R
 
     runs = []
     for r, seed in enumerate(seeds):
-        stack.restore(r, best_state[r])
         with torch.no_grad():
             x, y = validation[r]
-            logits = stack.logits(r, x)
-            eval_metrics = {"loss": float(nn.functional.cross_entropy(logits, y)), **classification_metrics(y.tolist(), logits.argmax(-1).tolist())}
+            logits = stack.final_logits(r, best_state[r], x)
+            eval_metrics = {"loss": float(nn.functional.cross_entropy(logits, y)), **split_metrics(y, logits.argmax(-1), n_classes)}
             test_metrics, probabilities = {}, None
             if test:
                 xt, yt = (t.to(device) for t in test[r])
-                logits = stack.logits(r, xt)
+                logits = stack.final_logits(r, best_state[r], xt)
                 probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-                test_metrics = {"loss": float(nn.functional.cross_entropy(logits, yt)), **classification_metrics(yt.tolist(), probabilities.argmax(-1).tolist())}
+                test_metrics = {"loss": float(nn.functional.cross_entropy(logits, yt)), **split_metrics(yt, logits.argmax(-1), n_classes)}
         state = stack.head_state(r, best_state[r]) if vmap else {k: v.cpu() for k, v in best_state[r].items()}
         runs.append(LeanRun(
             seed=seed, head_config=heads[r].config(), eval_metrics=eval_metrics, test_metrics=test_metrics, test_probabilities=probabilities,
