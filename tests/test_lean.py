@@ -125,8 +125,8 @@ def test_batched_replicates_equal_single_runs(head, monkeypatch):
     import qubert.lean
 
     compactions = []
-    real_keep = qubert.lean._VmapStack.keep
-    monkeypatch.setattr(qubert.lean._VmapStack, "keep", lambda self, members, optimizer: (compactions.append(list(members)), real_keep(self, members, optimizer)))
+    real_keep = qubert.lean._StackedLayers.keep
+    monkeypatch.setattr(qubert.lean._StackedLayers, "keep", lambda self, members, optimizer: (compactions.append(list(members)), real_keep(self, members, optimizer)))
     train, validation, test = noisy_replicates(4)
     config = {**HEADS[head], "in_features": 12, "n_classes": 3}
     settings = LeanSettings(learning_rate=0.03, batch_size=16, max_epochs=30, patience=3)
