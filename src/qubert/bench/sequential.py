@@ -251,9 +251,10 @@ def repeated_pvalues(z: np.ndarray, fractions: Sequence[float], method: str) -> 
 
     Example:
         >>> repeated_pvalues(np.array([[1.0, 2.5]]), (0.5, 1.0), "obrien_fleming").round(4).tolist()
-        [[0.319, 0.0062]]
+        [[0.3189, 0.0062]]
     """
     from scipy.interpolate import PchipInterpolator
+    from scipy.stats import norm
 
     z = np.asarray(z, dtype=float)
     table = _boundary_table(tuple(float(f) for f in fractions), method)
@@ -263,10 +264,11 @@ def repeated_pvalues(z: np.ndarray, fractions: Sequence[float], method: str) -> 
         finite = np.isfinite(c)
         pk = np.where(zk == np.inf, 0.0, 1.0)
         if finite.sum() >= 2:
-            # c_k(a) decreases in a: interpolate log a over c, monotone (PCHIP), between the table's ends.
-            cs, log_a = c[finite][::-1], np.log(_LEVELS[finite][::-1])
+            # c_k(a) decreases in a. Interpolate on the normal scale u = z_{1-a} over c (monotone PCHIP):
+            # c_k is nearly linear in u (exactly u itself for a single look), so few levels suffice.
+            cs, us = c[finite][::-1], norm.isf(_LEVELS[finite][::-1])
             inside = np.isfinite(zk) & (zk > cs[0])
-            pk = np.where(inside, np.exp(PchipInterpolator(cs, log_a)(np.clip(zk, cs[0], cs[-1]))), pk)
+            pk = np.where(inside, norm.sf(PchipInterpolator(cs, us)(np.clip(zk, cs[0], cs[-1]))), pk)
         p[..., k] = np.where(np.isnan(zk), 1.0, pk)
     return np.minimum.accumulate(p, axis=-1)
 
@@ -389,7 +391,7 @@ def sequential_test(differences: Sequence[float], design: SequentialDesign, alph
 
 
 def _decision(x: np.ndarray, counts: Sequence[int], design: SequentialDesign, alpha: float, p_difference: float,
-              p_equivalence: float, decided: bool, look: int | None = None) -> Decision:
+              p_equivalence: float, decided: bool, look: int | None = None, margin_alpha: float | None = None) -> Decision:
     n = int(counts[-1])
     data = x[:n]
     mean = float(data.mean())
@@ -397,7 +399,7 @@ def _decision(x: np.ndarray, counts: Sequence[int], design: SequentialDesign, al
     se = sd / math.sqrt(n) if sd > 1e-15 * max(1.0, abs(mean)) else 0.0
     fractions = tuple(min(c / design.looks[-1], 1.0) for c in counts)
     q_two = _nominal_quantile(fractions, alpha / 2, design.method, n - 1) if se else 0.0
-    q_one = _nominal_quantile(fractions, alpha, design.method, n - 1) if se else 0.0
+    q_one = _nominal_quantile(fractions, margin_alpha or alpha, design.method, n - 1) if se else 0.0
     if p_equivalence <= alpha:
         verdict = "equivalent"
     elif p_difference <= alpha:
@@ -519,7 +521,10 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
 
     Returns:
         One row per comparison: :data:`DECISION_COLUMNS` (``open``: still needs replicates;
-        ``replicates_available``: pairs present in ``results``).
+        ``replicates_available``: pairs present in ``results``). ``smallest_margin`` is certified at
+        the level the family's correction grants a comparison whatever the others show: alpha/M for
+        Holm over M confirmatory comparisons, alpha/2M for BH over the 2M exploratory p-values. The
+        CI is the comparison's own repeated ``1 - alpha`` interval (not multiplicity-adjusted).
 
     Example:
         >>> decide_look(results, [ComparisonSpec("sst2", "quantum_q4", "mlp", "matched_mlp")],
@@ -549,6 +554,10 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
         seen = {d: int(g["replicate"].max()) + 1 for d, g in results.groupby("dataset")} if len(results) else {}
         looks_done = sum(1 for m in design.looks if all(seen.get(s.dataset, 0) >= m for s in specs)) if specs else 0
 
+    # The level at which a smallest certifiable margin is certified whatever the rest of the family shows:
+    # Holm never divides by more than the family's comparisons, BH never needs less than Bonferroni over 2M.
+    family_size = {f: sum(s.family == f for s in specs) for f in FAMILIES}
+    certifying = [design.alpha / (family_size[s.family] * (1 if s.family == "confirmatory" else 2)) for s in specs]
     state: list[Decision | None] = [None] * len(specs)
     p_now = np.full((len(specs), 2), np.nan)
     adjusted = np.full((len(specs), 2), np.nan)
@@ -562,7 +571,7 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
             p_diff, p_equiv = sequential_pvalues(diff, counts, design)
             p_now[i] = p_diff[-1], p_equiv[-1]
             state[i] = _decision(diff, counts, design, design.alpha, float(p_diff[-1]), float(p_equiv[-1]), False,
-                                 look=k + 1)
+                                 look=k + 1, margin_alpha=certifying[i])
         for family, correct in (("confirmatory", holm_exclusive), ("exploratory", benjamini_hochberg)):
             members = [i for i, s in enumerate(specs) if s.family == family]
             if not members:
