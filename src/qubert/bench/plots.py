@@ -108,12 +108,13 @@ def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Pa
             ax.axvline(classical.loc[classical[key].idxmax(), "f1_mean"], color="black", ls="--", lw=0.8)
         ax.set_yticks(ys, block["head"], fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-        low = max(0.0, min(block["f1_ci_low"].min(), results.loc[results["dataset"] == dataset, "test_macro_f1"].min()) - 0.05)
-        ax.set_xlim(low, 1.0)
+        scores = results.loc[results["dataset"] == dataset, "test_macro_f1"]
+        low = max(0.0, min(block["f1_ci_low"].min(), scores.min()) - 0.05)
+        ax.set_xlim(low, min(1.0, max(block["f1_ci_high"].max(), scores.max()) + 0.05))
         ax.set_xlabel("test macro-F1")
         ax.set_title(f"{dataset} ({mode})", fontsize=11)
     fig.suptitle(f"Test macro-F1 by head: diamond = mean over seeds with {round(confidence * 100)}% bootstrap CI, "
-                 "dots = seeds, dashed = best classical head (chosen on validation)", fontsize=11)
+                 "dots = seeds (replicates), dashed = best classical head (chosen on validation)", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
 

@@ -239,7 +239,8 @@ def _boundary_table(fractions: tuple[float, ...], method: str) -> np.ndarray:
     return np.stack([boundaries(fractions, float(a), method) for a in _LEVELS])
 
 
-def repeated_pvalues(z: np.ndarray, fractions: Sequence[float], method: str) -> np.ndarray:
+def repeated_pvalues(z: np.ndarray, fractions: Sequence[float], method: str,
+                     planned: Sequence[float] | None = None) -> np.ndarray:
     """One-sided repeated p-values of z paths: for each path and look, the smallest level whose
     boundaries the path crossed at that look or before.
 
@@ -248,6 +249,8 @@ def repeated_pvalues(z: np.ndarray, fractions: Sequence[float], method: str) -> 
             ``+inf`` = certain rejection).
         fractions: the looks' information fractions.
         method: spending function.
+        planned: the planned looks' fractions when ``fractions`` are their first looks: the boundaries
+            of a look depend only on the looks up to it, so one table serves every look.
 
     Example:
         >>> repeated_pvalues(np.array([[1.0, 2.5]]), (0.5, 1.0), "obrien_fleming").round(4).tolist()
@@ -257,7 +260,11 @@ def repeated_pvalues(z: np.ndarray, fractions: Sequence[float], method: str) -> 
     from scipy.stats import norm
 
     z = np.asarray(z, dtype=float)
-    table = _boundary_table(tuple(float(f) for f in fractions), method)
+    fractions = tuple(float(f) for f in fractions)
+    if planned is not None and tuple(float(f) for f in planned)[: len(fractions)] == fractions:
+        table = _boundary_table(tuple(float(f) for f in planned), method)[:, : len(fractions)]
+    else:
+        table = _boundary_table(fractions, method)
     p = np.ones(z.shape)
     for k in range(z.shape[-1]):
         c, zk = table[:, k], z[..., k]
@@ -331,21 +338,25 @@ def sequential_pvalues(differences: np.ndarray, counts: Sequence[int], design: S
     x = np.asarray(differences, dtype=float)
     fractions = tuple(min(int(c) / design.looks[-1], 1.0) for c in counts)
     mean, se, df = _path_statistics(x, counts)
-    method = design.method
-    p_greater = repeated_pvalues(_z_from_t(mean, se, 0.0, df), fractions, method)
-    p_less = repeated_pvalues(_z_from_t(-mean, se, 0.0, df), fractions, method)
+    method, planned = design.method, design.fractions
+    p_greater = repeated_pvalues(_z_from_t(mean, se, 0.0, df), fractions, method, planned)
+    p_less = repeated_pvalues(_z_from_t(-mean, se, 0.0, df), fractions, method, planned)
     p_difference = np.minimum(2.0 * np.minimum(p_greater, p_less), 1.0)
-    p_lower = repeated_pvalues(_z_from_t(mean, se, -margin, df), fractions, method)   # H0: Δ ≤ -margin
-    p_upper = repeated_pvalues(_z_from_t(-mean, se, -margin, df), fractions, method)  # H0: Δ ≥ +margin
+    p_lower = repeated_pvalues(_z_from_t(mean, se, -margin, df), fractions, method, planned)   # H0: Δ ≤ -margin
+    p_upper = repeated_pvalues(_z_from_t(-mean, se, -margin, df), fractions, method, planned)  # H0: Δ ≥ +margin
     return p_difference, np.maximum(p_lower, p_upper)
 
 
-def _nominal_quantile(fractions: tuple[float, ...], level: float, method: str, df: float) -> float:
+def _nominal_quantile(fractions: tuple[float, ...], level: float, method: str, df: float,
+                      planned: tuple[float, ...] = ()) -> float:
     """The t quantile the repeated interval uses at the last of ``fractions`` (one-sided ``level``)."""
     from scipy.stats import norm
     from scipy.stats import t as student
 
-    c = boundaries(fractions, float(level), method)[-1]
+    if planned[: len(fractions)] == fractions:  # a look's boundary depends only on the looks up to it
+        c = boundaries(planned, float(level), method)[len(fractions) - 1]
+    else:
+        c = boundaries(fractions, float(level), method)[-1]
     if not np.isfinite(c):
         return math.inf
     return float(student.isf(norm.sf(c), max(df, 1)))
@@ -398,8 +409,9 @@ def _decision(x: np.ndarray, counts: Sequence[int], design: SequentialDesign, al
     sd = float(data.std(ddof=1))
     se = sd / math.sqrt(n) if sd > 1e-15 * max(1.0, abs(mean)) else 0.0
     fractions = tuple(min(c / design.looks[-1], 1.0) for c in counts)
-    q_two = _nominal_quantile(fractions, alpha / 2, design.method, n - 1) if se else 0.0
-    q_one = _nominal_quantile(fractions, margin_alpha or alpha, design.method, n - 1) if se else 0.0
+    planned = design.fractions
+    q_two = _nominal_quantile(fractions, alpha / 2, design.method, n - 1, planned) if se else 0.0
+    q_one = _nominal_quantile(fractions, margin_alpha or alpha, design.method, n - 1, planned) if se else 0.0
     if p_equivalence <= alpha:
         verdict = "equivalent"
     elif p_difference <= alpha:
