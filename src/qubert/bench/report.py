@@ -490,5 +490,5 @@ def _write_sequential_summary(results: Any, path: Path, *, config: Any, figures:
         lines += _tuning_section(tuning)
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{run_id}`: {error}" for run_id, error in failed.items()] + [""]
-    _write_text_atomic(path, "\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
