@@ -242,7 +242,8 @@ def test_joint_bootstrap_columns_reach_the_report(tmp_path):
     results = _v3_results(f1)
     design = SequentialDesign(looks=(10, 20), margin=0.01)
     decisions = decide_look(results, _specs()[:1], design)
-    with_boot = bootstrap_decisions(decisions, lambda d, h, r: store.get((d, h, r)), design.looks, n_resamples=2000)
+    with_boot = bootstrap_decisions(decisions, lambda row, h, r: store.get((row.dataset, h, r)), design.looks,
+                                    n_resamples=2000)
     row = with_boot.iloc[0]
     # The bootstrap's point estimate is the mean of sklearn's per-replicate macro-F1 differences.
     n = int(row["n"])

@@ -17,6 +17,7 @@ from qubert.bench.sequential import (
     benjamini_hochberg,
     boundaries,
     decide_look,
+    family_decisions,
     holm_exclusive,
     probability_of_improvement,
     sequential_pvalues,
@@ -224,6 +225,30 @@ def test_holm_exclusive_keeps_the_family_wise_error_with_nulls_of_both_kinds():
         adj_d, adj_e = holm_exclusive(p_difference[i], p_equivalence[i])
         false[i] = (adj_d[:2] <= 0.05).any() or (adj_e[2:] <= 0.05).any()
     assert false.mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / n)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_confirmatory_family_keeps_its_error_rate_across_looks_with_frozen_decisions(method):
+    """The whole rule: four comparisons looked at after 10, 20, 30 and 40 replicates, Holm at every look,
+    decided comparisons frozen. Two have Δ = 0 (a better/worse verdict is false), two Δ = +margin (an
+    equivalent verdict is false), and one Δ = 0.03 that is decided early and frees alpha for the rest."""
+    rng = np.random.default_rng(11)
+    design = SequentialDesign(looks=(10, 20, 30, 40), margin=0.01, method=method)
+    n = 2000
+    deltas = (0.0, 0.0, 0.01, 0.01, 0.03)
+    paths = [sequential_pvalues(rng.normal(delta, 0.01, (n, 40)), list(design.looks), design) for delta in deltas]
+    p_difference = np.stack([p[0] for p in paths], axis=1)  # (simulations, comparisons, looks)
+    p_equivalence = np.stack([p[1] for p in paths], axis=1)
+    false = np.zeros(n, dtype=bool)
+    early = 0
+    for i in range(n):
+        decided_at, adjusted = family_decisions(p_difference[i], p_equivalence[i], ["confirmatory"] * 5, 0.05)
+        rejected_difference = (decided_at > 0) & (adjusted[:, 0] <= 0.05)
+        rejected_equivalence = (decided_at > 0) & (adjusted[:, 1] <= 0.05)
+        false[i] = rejected_difference[:2].any() or rejected_equivalence[2:4].any()
+        early += 0 < decided_at[4] < 4
+    assert false.mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / n)
+    assert early > 0.5 * n  # the clear difference mostly stops before the last look
 
 
 def test_benjamini_hochberg_uses_scipy():

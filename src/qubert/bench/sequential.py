@@ -570,33 +570,35 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
     # Holm never divides by more than the family's comparisons, BH never needs less than Bonferroni over 2M.
     family_size = {f: sum(s.family == f for s in specs) for f in FAMILIES}
     certifying = [design.alpha / (family_size[s.family] * (1 if s.family == "confirmatory" else 2)) for s in specs]
-    state: list[Decision | None] = [None] * len(specs)
-    p_now = np.full((len(specs), 2), np.nan)
-    adjusted = np.full((len(specs), 2), np.nan)
-    for k in range(looks_done):
-        for i, (replicates, diff) in enumerate(paired):
-            if state[i] is not None and state[i].decided:
-                continue
-            counts = sorted({int((replicates < m).sum()) for m in design.looks[: k + 1]} - {0, 1})
-            if not counts:
-                continue
+    # Each comparison's repeated p-values at every look done (NaN before it has 2 pairs).
+    n_specs = len(specs)
+    path_d = np.full((n_specs, looks_done), np.nan)
+    path_e = np.full((n_specs, looks_done), np.nan)
+    look_counts: list[list[int]] = []
+    for i, (replicates, diff) in enumerate(paired):
+        at_look = [int((replicates < m).sum()) for m in design.looks[:looks_done]]
+        look_counts.append(at_look)
+        counts = sorted(set(at_look) - {0, 1})
+        if counts:
             p_diff, p_equiv = sequential_pvalues(diff, counts, design)
-            p_now[i] = p_diff[-1], p_equiv[-1]
-            state[i] = _decision(diff, counts, design, design.alpha, float(p_diff[-1]), float(p_equiv[-1]), False,
-                                 look=k + 1, margin_alpha=certifying[i])
-        for family, correct in (("confirmatory", holm_exclusive), ("exploratory", benjamini_hochberg)):
-            members = [i for i, s in enumerate(specs) if s.family == family]
-            if not members:
-                continue
-            adj_d, adj_e = correct(p_now[members, 0], p_now[members, 1])
-            for i, d_adj, e_adj in zip(members, adj_d, adj_e):
-                if state[i] is None or state[i].decided:
-                    continue
-                adjusted[i] = d_adj, e_adj
-                if d_adj <= design.alpha or e_adj <= design.alpha:
-                    s = state[i]
-                    verdict = "equivalent" if e_adj <= design.alpha else ("better" if s.delta > 0 else "worse")
-                    state[i] = _replace(s, decided=True, final=True, verdict=verdict)
+            for k, c in enumerate(at_look):
+                if c >= 2:
+                    path_d[i, k], path_e[i, k] = p_diff[counts.index(c)], p_equiv[counts.index(c)]
+    decided_at, adjusted = family_decisions(path_d, path_e, [s.family for s in specs], design.alpha)
+    state: list[Decision | None] = [None] * n_specs
+    for i, (replicates, diff) in enumerate(paired):
+        observed = [k for k in range(looks_done) if not np.isnan(path_d[i, k])]
+        if not observed:
+            continue
+        k = decided_at[i] - 1 if decided_at[i] else observed[-1]
+        counts = sorted(set(look_counts[i][: k + 1]) - {0, 1})
+        s = _decision(diff, counts, design, design.alpha, float(path_d[i, k]), float(path_e[i, k]), False,
+                      look=k + 1, margin_alpha=certifying[i])
+        if decided_at[i]:
+            d_adj, e_adj = adjusted[i]
+            verdict = "equivalent" if e_adj <= design.alpha else ("better" if s.delta > 0 else "worse")
+            s = _replace(s, decided=True, final=True, verdict=verdict)
+        state[i] = s
     rows = []
     last_look_done = looks_done >= len(design.looks)
     for i, spec in enumerate(specs):
@@ -611,6 +613,52 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
                      "p_equivalence_adjusted": adjusted[i, 1], "open": not values["final"],
                      "replicates_available": available})
     return pd.DataFrame(rows, columns=list(DECISION_COLUMNS))
+
+
+def family_decisions(p_difference: np.ndarray, p_equivalence: np.ndarray, families: Sequence[str],
+                     alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Replay the looks of a grid: the look at which each comparison is decided, with its adjusted p-values.
+
+    At look k each family is corrected (:func:`holm_exclusive` for ``confirmatory``,
+    :func:`benjamini_hochberg` for ``exploratory``) over its comparisons' current repeated p-values, a
+    decided comparison taking part with the p-values of the look that decided it (frozen). A comparison
+    whose adjusted difference or equivalence p-value is ≤ alpha is decided at look k.
+
+    Args:
+        p_difference, p_equivalence: shape (comparisons, looks): repeated p-values (NaN: no data yet).
+        families: per comparison, one of :data:`FAMILIES`.
+        alpha: the family's error rate.
+
+    Returns:
+        ``(decided_at, adjusted)``: the 1-based deciding look (0: undecided) per comparison, and its
+        adjusted ``(difference, equivalence)`` p-values at that look (else at the last look).
+
+    Example:
+        >>> decided_at, adjusted = family_decisions(np.array([[0.2, 0.001], [0.5, 0.4]]),
+        ...                                         np.array([[0.9, 0.9], [0.03, 0.01]]),
+        ...                                         ["confirmatory", "confirmatory"], 0.05)
+        >>> decided_at.tolist()
+        [2, 2]
+    """
+    p_difference, p_equivalence = np.asarray(p_difference, dtype=float), np.asarray(p_equivalence, dtype=float)
+    n, looks = p_difference.shape
+    decided_at = np.zeros(n, dtype=int)
+    adjusted = np.full((n, 2), np.nan)
+    current = np.full((n, 2), np.nan)
+    members = {f: np.array([i for i, g in enumerate(families) if g == f], dtype=int) for f in FAMILIES}
+    for k in range(looks):
+        open_ = decided_at == 0
+        current[open_, 0], current[open_, 1] = p_difference[open_, k], p_equivalence[open_, k]
+        for family, correct in (("confirmatory", holm_exclusive), ("exploratory", benjamini_hochberg)):
+            index = members[family]
+            if not index.size:
+                continue
+            adj_d, adj_e = correct(current[index, 0], current[index, 1])
+            still = open_[index]
+            adjusted[index[still], 0], adjusted[index[still], 1] = adj_d[still], adj_e[still]
+            newly = still & ((adj_d <= alpha) | (adj_e <= alpha))
+            decided_at[index[newly]] = k + 1
+    return decided_at, adjusted
 
 
 def _replace(decision: Decision, **changes: Any) -> Decision:

@@ -598,12 +598,14 @@ def bootstrap_decisions(decisions: Any, predictions: Any, looks: Sequence[int], 
     with the :func:`joint_bootstrap` of each comparison added as :data:`BOOTSTRAP_COLUMNS`.
 
     A comparison uses the replicates its decision used (index below the deciding look's count) for
-    which both heads have predictions. ``predictions(dataset, head, replicate)`` returns a mapping with
-    ``labels``, ``probabilities`` and ``test_index`` (a run's ``predictions.npz``), or None when missing.
-    Comparisons without two such replicates get NaN.
+    which both heads have predictions. ``predictions(row, head, replicate)`` gets the comparison's row
+    of ``decisions`` (a named tuple: ``row.dataset``, ``row.mode`` when there is that column, ...), a
+    head name and a replicate index, and returns a mapping with ``labels``, ``probabilities`` and
+    ``test_index`` (a run's ``predictions.npz``), or None when missing. Comparisons without two such
+    replicates get NaN.
 
     Example:
-        >>> bootstrap_decisions(decisions, lambda d, h, r: read_predictions(run_dir(d, h, r)),
+        >>> bootstrap_decisions(decisions, lambda row, head, r: read_predictions(run_dir(row.dataset, head, r)),
         ...                     looks=(10, 20, 30, 40))  # doctest: +SKIP
     """
     out = decisions.copy()
@@ -613,7 +615,7 @@ def bootstrap_decisions(decisions: Any, predictions: Any, looks: Sequence[int], 
         limit = looks[min(look, len(looks)) - 1] if look >= 1 else 0
         labels, a, b, ids = [], [], [], []
         for r in range(limit):
-            pa, pb = predictions(row.dataset, row.head, r), predictions(row.dataset, row.reference, r)
+            pa, pb = predictions(row, row.head, r), predictions(row, row.reference, r)
             if pa is None or pb is None:
                 continue
             if not np.array_equal(pa["labels"], pb["labels"]):
