@@ -20,9 +20,12 @@ checked in the tests against published boundaries and against ``scipy.stats.mult
 
 The variance of Δ is estimated, so each look's paired t statistic (``n_k - 1`` degrees of freedom) is
 mapped to the normal scale through its p-value (the "significance level" approach, Jennison &
-Turnbull 2000, §11.3) before it meets the boundary; a simulation test shows the type-I error stays at
-alpha from 10 replicates on. An outcome-independent stopping rule (e.g. "stop when the CI's half-width
-≤ margin/2") would also be valid, but cannot stop early on a clear difference; spending can.
+Turnbull 2000, §11.3) before it meets the boundary. In 20,000 simulated sequences with looks after 10,
+20, 30 and 40 replicates the rejection rates at the null were 0.050-0.052 (alpha = 0.05) for both
+tests and both methods; with a first look at 5 replicates the approximation gives about 0.054. An
+outcome-independent stopping rule (e.g. "stop when the CI's half-width ≤ margin/2") would also be
+valid, but cannot stop early on a clear difference; spending can, at the cost of a wider interval at
+the last look.
 
 - **Difference:** two one-sided tests at ``alpha/2`` each; ``p_difference = 2 min(p_greater, p_less)``.
 - **Equivalence:** two one-sided tests at ``alpha`` each against ``-margin`` and ``+margin`` (an
@@ -30,7 +33,8 @@ alpha from 10 replicates on. An outcome-independent stopping rule (e.g. "stop wh
 
 Each p-value is a *repeated p-value*: the smallest level at which the sequential test would have
 rejected at any look so far. It is valid across looks (``P(p ≤ a) ≤ a`` under H0 for every ``a``),
-which is what lets :func:`decide_look` feed it to Holm or Benjamini-Hochberg (see there).
+which is what lets :func:`decide_look` feed it to Holm or Benjamini-Hochberg at every look
+(:func:`family_decisions`; the construction and why it is sound are in :func:`decide_look`).
 ``ci_low, ci_high`` is the *repeated confidence interval* at level ``1 - alpha`` (it covers Δ at every
 look at once); it excludes 0 exactly when the difference test rejects at this look.
 
