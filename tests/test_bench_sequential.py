@@ -287,7 +287,7 @@ def test_decide_look_pairs_by_replicate_freezes_and_replays():
     assert not final["open"].any() and final["final"].all()
     assert set(final["verdict"]) <= {"better", "equivalent", "inconclusive"}
     # Equal to a replay with the looks given explicitly, and adjusted p-values never below the raw ones.
-    again = decide_look(results, specs, design, looks_done=4)
+    again = decide_look(results.rename(columns={"replicate": "seed"}), specs, design, looks_done=4)
     pd.testing.assert_frame_equal(final, again)
     assert (final["p_difference_adjusted"] >= final["p_difference"] - 1e-12).all()
 

@@ -386,9 +386,10 @@ def _write_sequential_summary(results: Any, path: Path, *, config: Any, figures:
     if config is not None and getattr(config, "description", ""):
         lines += [config.description.strip(), ""]
     replicates = sorted(int(s) for s in results["seed"].unique()) if "seed" in results and len(results) else []
+    n_exploratory = int((decisions["family"] == "exploratory").sum())
     lines += [
-        f"**{decided_sentence(decisions)}** (better, worse, or equivalent within ±{margin:g} macro-F1), "
-        f"{int((decisions['family'] == 'exploratory').sum())} exploratory comparisons besides.",
+        f"**{decided_sentence(decisions)}** (better, worse, or equivalent within ±{margin:g} macro-F1)"
+        + (f"; {n_exploratory} exploratory comparison{'s' if n_exploratory != 1 else ''} besides." if n_exploratory else "."),
         "",
         f"- runs: {len(results)} finished" + (f" of {n_planned} planned" if n_planned else "")
         + (f", {len(failed)} failed" if failed else ""),

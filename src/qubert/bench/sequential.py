@@ -528,7 +528,7 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
     decisions).
 
     Args:
-        results: a table with columns ``dataset, head, replicate`` and ``metric``.
+        results: a table with columns ``dataset, head, replicate`` (or ``seed``) and ``metric``.
         comparisons: :class:`ComparisonSpec` (or tuples of its fields).
         design: the sequential design.
         looks_done: how many looks are complete; default: every look whose replicate indices
@@ -554,6 +554,8 @@ def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], des
             raise SequentialDesignError("family", f"unknown family {spec.family!r}; expected one of {', '.join(FAMILIES)}")
     if looks_done is not None and not 0 <= looks_done <= len(design.looks):
         raise SequentialDesignError("looks_done", f"must lie in 0..{len(design.looks)}, got {looks_done}")
+    if "replicate" not in results and "seed" in results:  # results.csv of a grid names the replicate "seed"
+        results = results.rename(columns={"seed": "replicate"})
     scores = {key: g.set_index("replicate")[metric].astype(float)
               for key, g in results.groupby(["dataset", "head"], sort=False)} if len(results) else {}
     paired = []

@@ -538,7 +538,7 @@ CROSS_DATASET_COLUMNS = ("head", "kind", "datasets", "better", "worse", "equival
                          "median_delta", "wilcoxon_p", "p_head_better", "p_rope", "p_reference_better", "method")
 
 
-def cross_dataset_summary(decisions: Any, margin: float, *, seed: int = 0, n_samples: int = 50_000) -> Any:
+def cross_dataset_summary(decisions: Any, margin: float, *, seed: int = 0, n_samples: int = 20_000) -> Any:
     """One line per comparison type (head, kind) over the data sets it was run on.
 
     - verdict counts and the median Δ across data sets;
@@ -548,6 +548,7 @@ def cross_dataset_summary(decisions: Any, margin: float, *, seed: int = 0, n_sam
       et al. (2014, 2017) with a region of practical equivalence ±margin (``baycomp.SignedRankTest``):
       the posterior probability that the head is better by more than the margin, within it, or worse.
       NaN, with ``method`` saying so, when baycomp (extra ``qubert[stats]``) is not installed.
+      ``n_samples`` posterior draws (20,000: probabilities to about ±0.005, ~1 s per line).
 
     Each data set counts once (its Δ at the look that decided it, or its last look), so the tests see
     independent units.
