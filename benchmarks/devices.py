@@ -17,8 +17,18 @@ Aer, the mapping and exact simulation in the same process. The agreement table c
 mapping with Aer's exact density matrix (no shots) of the same transpiled circuit, on 64 random
 inputs with random weights, for three circuit designs, and on the trained heads' own test inputs.
 
+``--part mitigation`` (issue 19) trains the same heads and scores them on each device with every
+error mitigation (none, readout, zne, twirling, all; 1024 shots, ``--eval-seeds`` shot seeds),
+with the Aer wall time next to the dry-run QPU estimate of the same job (different things: one
+is this machine simulating, the other a model of hardware time); compares the shot planner's
+expected macro-F1 at K = 16-4096 with measured shot runs; and trains a noise-aware head under
+each device's mapped noise, scored on Aer beside the exact-trained head, with and without
+``--aware-mitigation``. It writes docs/benchmarks/devices_mitigation.json and
+docs/figures/devices_mitigation.png.
+
 Run:
     QUBERT_DATA_DIR=/work/shared/data python benchmarks/devices.py          # ~10-20 min on 2 busy cores
+    QUBERT_DATA_DIR=/work/shared/data python benchmarks/devices.py --part mitigation --datasets trec   # ~15 min per data set
     python benchmarks/devices.py --from-json                                 # redraw the figure only
 
 Writes Markdown tables to stdout, docs/benchmarks/devices.json ({"machine", ...}) and
@@ -182,6 +192,210 @@ def plot(payload: dict, path: Path) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+
+# ---------------------------------------------------------------------------- issue 19: mitigation, shot planner, noise-aware training
+MITIGATION_PART_JSON = REPO / "docs" / "benchmarks" / "devices_mitigation.json"
+MITIGATION_PART_FIGURE = REPO / "docs" / "figures" / "devices_mitigation.png"
+PLANNER_SHOTS = (16, 64, 256, 1024, 4096)
+
+
+def train_aware_head(features: torch.Tensor, labels: torch.Tensor, args, device: str):
+    """As noise_robustness.train_head, under ``device``'s calibration mapped to qubert's channels (differentiable)."""
+    from qubert.heads import QuantumHead
+
+    torch.manual_seed(args.seed)
+    head = QuantumHead(features.shape[1], int(labels.max()) + 1, n_qubits=args.qubits, n_layers=args.layers, seed=args.seed)
+    head.set_execution(backend=device, device_simulator="qubert")
+    optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.epochs):
+        for batch in torch.randperm(len(labels), generator=generator).split(args.batch_size):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(head(features[batch]), labels[batch]).backward()
+            optimizer.step()
+    head.set_execution(backend=None, device_simulator="aer")
+    return head.eval()
+
+
+def device_f1(head, features, labels, transpiled, method: str, seeds) -> dict:
+    """Macro-F1 (mean, std over shot seeds) and seconds of ``head`` on ``transpiled``'s device under ``method``."""
+    from sklearn.metrics import f1_score
+
+    from qubert.quantum.mitigation import Mitigation, mitigated_logits
+    from qubert.quantum.qpu_budget import plan_evaluation
+
+    mitigation = Mitigation(method)
+    f1s, seconds = [], []
+    for seed in seeds:
+        logits, run = mitigated_logits(head, features, transpiled, mitigation, shots=SHOTS, seed=seed)
+        f1s.append(float(f1_score(labels.numpy(), logits.argmax(-1).numpy(), average="macro", zero_division=0)))
+        seconds.append(run.seconds)
+    plan = plan_evaluation(transpiled, len(labels), SHOTS, mitigation)
+    return {
+        "macro_f1": statistics.fmean(f1s), "macro_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else 0.0, "seeds": len(f1s),
+        "aer_seconds": statistics.median(seconds), "sweeps": len(plan.circuits), "estimated_qpu_seconds": plan.qpu_seconds,
+    }
+
+
+def mitigation_part(args) -> dict:
+    from sklearn.metrics import f1_score
+
+    from qubert.quantum import devices
+    from qubert.quantum.mitigation import MITIGATIONS
+    from qubert.quantum.shot_planning import plan_head_shots, shots_for_gap
+
+    seeds = list(range(args.eval_seeds))
+    rows, planner, aware = [], [], []
+    for name in args.datasets:
+        train_texts, train_labels, test_texts, test_labels = load_subsets(name, args.train_size, args.test_size, args.seed)
+        train_x, test_x = embed(train_texts, args.cache_dir), embed(test_texts, args.cache_dir)
+        train_y, test_y = torch.tensor(train_labels), torch.tensor(test_labels)
+        head = train_head(train_x, train_y, args, noise=None)
+        with torch.no_grad():
+            exact = float(f1_score(test_y.numpy(), head(test_x).argmax(-1).numpy(), average="macro", zero_division=0))
+        # shot planner: predicted (multinomial Monte Carlo) vs measured (qubert's shot sampling, eval seeds)
+        exact_planned, predictions = plan_head_shots(head, test_x, test_labels, PLANNER_SHOTS, repeats=args.planner_repeats, seed=args.seed)
+        for prediction in predictions:
+            measured = []
+            for seed in seeds:
+                head.set_execution(shots=prediction.shots, seed=seed)
+                with torch.no_grad():
+                    measured.append(float(f1_score(test_y.numpy(), head(test_x).argmax(-1).numpy(), average="macro", zero_division=0)))
+            head.set_execution(shots=None)
+            planner.append({
+                "dataset": name, "shots": prediction.shots, "exact": exact_planned, "predicted": prediction.mean, "predicted_std": prediction.std,
+                "measured": statistics.fmean(measured), "measured_std": statistics.stdev(measured) if len(measured) > 1 else 0.0,
+            })
+            print(f"{name:9s} planner K={prediction.shots:5d} predicted {prediction.mean:.3f} measured {planner[-1]['measured']:.3f}", file=sys.stderr)
+        planner.append({"dataset": name, "shots_within_0.01": shots_for_gap(predictions, exact_planned, 0.01), "exact": exact_planned})
+        for device in args.devices:
+            transpiled = devices.transpile_head(head.circuit, device)
+            for method in MITIGATIONS:
+                row = {"dataset": name, "device": device, "mitigation": method, "exact": exact, **device_f1(head, test_x, test_y, transpiled, method, seeds)}
+                rows.append(row)
+                print(f"{name:9s} {device:12s} {method:9s} macro-F1 {row['macro_f1']:.3f} ± {row['macro_f1_std']:.3f}  Aer {row['aer_seconds']:.1f} s  "
+                      f"est. QPU {row['estimated_qpu_seconds']:.0f} s", file=sys.stderr)
+            if device in args.aware_devices:
+                aware_head = train_aware_head(train_x, train_y, args, device)
+                aware_transpiled = devices.transpile_head(aware_head.circuit, device)
+                for training, trained, t in (("exact", head, transpiled), ("noise-aware", aware_head, aware_transpiled)):
+                    for method in ("none", args.aware_mitigation):
+                        result = device_f1(trained, test_x, test_y, t, method, seeds)
+                        aware.append({"dataset": name, "device": device, "training": training, "mitigation": method, **result})
+                        print(f"{name:9s} {device:12s} {training:11s} {method:5s} macro-F1 {result['macro_f1']:.3f}", file=sys.stderr)
+    return {"rows": rows, "planner": planner, "aware": aware}
+
+
+def recovery(payload: dict) -> list[dict]:
+    """Per data set and device: the share of the macro-F1 lost to noise that the best mitigation wins back."""
+    out = []
+    for dataset, device in dict.fromkeys((r["dataset"], r["device"]) for r in payload["rows"]):
+        group = {r["mitigation"]: r for r in payload["rows"] if r["dataset"] == dataset and r["device"] == device}
+        noisy, exact = group["none"]["macro_f1"], group["none"]["exact"]
+        best = max((m for m in group if m != "none"), key=lambda m: group[m]["macro_f1"])
+        lost = exact - noisy
+        out.append({"dataset": dataset, "device": device, "exact": exact, "noisy": noisy, "best": best, "best_f1": group[best]["macro_f1"],
+                    "recovered": (group[best]["macro_f1"] - noisy) / lost if lost > 0 else float("nan")})
+    return out
+
+
+def mitigation_markdown(payload: dict) -> str:
+    lines = [f"Macro-F1 on the device (Aer, {SHOTS} shots, mean ± std over {payload['settings']['eval_seeds']} shot seeds); "
+             "Aer s: wall time of one evaluation on this machine; est. QPU s: the dry-run estimate for the same job on hardware", ""]
+    lines.append("| data set | device | exact | " + " | ".join(m for m in ("none", "readout", "zne", "twirling", "all")) + " |")
+    lines.append("|---|---|---:|" + "---:|" * 5)
+    for dataset, device in dict.fromkeys((r["dataset"], r["device"]) for r in payload["rows"]):
+        group = {r["mitigation"]: r for r in payload["rows"] if r["dataset"] == dataset and r["device"] == device}
+        cells = [f"{group[m]['macro_f1']:.3f} ± {group[m]['macro_f1_std']:.3f}" for m in ("none", "readout", "zne", "twirling", "all")]
+        lines.append(f"| {dataset} | {device} | {group['none']['exact']:.3f} | " + " | ".join(cells) + " |")
+    lines += ["", "Time per evaluation of the test subset: Aer wall time (this machine, under load) vs the dry-run QPU estimate (hardware); sweeps = parameter sweeps (PUBs)", ""]
+    lines.append("| device | mitigation | sweeps | Aer s (mean over data sets) | est. QPU s |")
+    lines.append("|---|---|---:|---:|---:|")
+    for device, method in dict.fromkeys((r["device"], r["mitigation"]) for r in payload["rows"]):
+        group = [r for r in payload["rows"] if r["device"] == device and r["mitigation"] == method]
+        lines.append(f"| {device} | {method} | {group[0]['sweeps']} | {statistics.fmean(r['aer_seconds'] for r in group):.1f} | "
+                     f"{statistics.fmean(r['estimated_qpu_seconds'] for r in group):.0f} |")
+    lines += ["", "Share of the macro-F1 lost to device noise that the best mitigation recovers: (best - none) / (exact - none)", ""]
+    lines.append("| data set | device | exact | none | best | best macro-F1 | recovered |")
+    lines.append("|---|---|---:|---:|---|---:|---:|")
+    for r in recovery(payload):
+        lines.append(f"| {r['dataset']} | {r['device']} | {r['exact']:.3f} | {r['noisy']:.3f} | {r['best']} | {r['best_f1']:.3f} | " + (f"{r['recovered']:.0%}" if r["recovered"] == r["recovered"] else "no loss to recover") + " |")
+    lines += ["", "Shot planner: expected macro-F1 at K shots (multinomial Monte Carlo) vs measured (qubert's shot sampling, mean ± std over seeds)", ""]
+    lines.append("| data set | K | exact | predicted | measured | predicted - measured |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for r in payload["planner"]:
+        if "shots" in r:
+            lines.append(f"| {r['dataset']} | {r['shots']} | {r['exact']:.3f} | {r['predicted']:.3f} ± {r['predicted_std']:.3f} | "
+                         f"{r['measured']:.3f} ± {r['measured_std']:.3f} | {r['predicted'] - r['measured']:+.3f} |")
+    for r in payload["planner"]:
+        if "shots_within_0.01" in r:
+            lines.append(f"\n{r['dataset']}: smallest K of the grid within 0.01 of exact: {r['shots_within_0.01']}")
+    if payload["aware"]:
+        lines += ["", "Noise-aware (trained under the device's mapped noise) vs exact training, scored on the device (Aer)", ""]
+        lines.append("| data set | device | training | mitigation | macro-F1 |")
+        lines.append("|---|---|---|---|---:|")
+        for r in payload["aware"]:
+            lines.append(f"| {r['dataset']} | {r['device']} | {r['training']} | {r['mitigation']} | {r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f} |")
+    return "\n".join(lines)
+
+
+def mitigation_plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in payload["rows"]))
+    device_names = list(dict.fromkeys(r["device"] for r in payload["rows"]))
+    methods = ("none", "readout", "zne", "twirling", "all")
+    colors = dict(zip(methods, ("tab:gray", "tab:blue", "tab:orange", "tab:purple", "tab:green")))
+    fig, axes = plt.subplots(2, len(datasets), figsize=(6.4 * len(datasets), 8.2), squeeze=False)
+    for col, dataset in enumerate(datasets):
+        ax = axes[0][col]
+        for d, device in enumerate(device_names):
+            for k, method in enumerate(methods):
+                row = next(r for r in payload["rows"] if r["dataset"] == dataset and r["device"] == device and r["mitigation"] == method)
+                ax.errorbar(d + (k - 2) * 0.14, row["macro_f1"], yerr=row["macro_f1_std"] or None, fmt="o", color=colors[method], capsize=3,
+                            label=method if d == 0 else None)
+        exact = next(r["exact"] for r in payload["rows"] if r["dataset"] == dataset)
+        ax.axhline(exact, color="black", linestyle=":", linewidth=1, label="exact")
+        ax.set_xticks(range(len(device_names)), device_names)
+        ax.set_ylabel("macro-F1")
+        ax.set_title(f"{dataset}: mitigation on the device ({SHOTS} shots)", fontsize=11)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False, handletextpad=0.3, columnspacing=0.9)
+        ax = axes[1][col]
+        rows = [r for r in payload["planner"] if r["dataset"] == dataset and "shots" in r]
+        ks = [r["shots"] for r in rows]
+        ax.errorbar(ks, [r["predicted"] for r in rows], yerr=[r["predicted_std"] for r in rows], fmt="-o", capsize=3, label="predicted (planner)")
+        ax.errorbar([k * 1.12 for k in ks], [r["measured"] for r in rows], yerr=[r["measured_std"] for r in rows], fmt="s", capsize=3,
+                    label="measured (shot runs, offset right)")
+        ax.axhline(rows[0]["exact"], color="black", linestyle=":", linewidth=1, label="exact")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("shots per sample K")
+        ax.set_ylabel("macro-F1")
+        ax.set_title(f"{dataset}: shot planner vs measured", fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def mitigation_main(args) -> None:
+    if args.from_json:
+        payload = json.loads(args.mitigation_json.read_text())
+    else:
+        started = time.perf_counter()
+        machine = describe_machine(["qiskit", "qiskit-aer", "qiskit-ibm-runtime", "qiskit-mitigation", "mthree"])
+        payload = {"settings": {k: str(v) for k, v in vars(args).items()} | {"eval_seeds": args.eval_seeds}, "test_size": args.test_size, **mitigation_part(args)}
+        payload = {"machine": close_machine(machine, started), **payload}
+        write_report(args.mitigation_json, payload)
+    print(mitigation_markdown(payload))
+    mitigation_plot(payload, args.mitigation_figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["sms_spam", "trec"], choices=sorted(DATASETS))
@@ -196,10 +410,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-seeds", type=int, default=3)
     parser.add_argument("--from-json", action="store_true", help="Only redraw the figure and reprint the tables from --json.")
+    parser.add_argument("--part", choices=["devices", "mitigation"], default="devices",
+                        help="devices: the device/mapping tables above; mitigation: mitigation, shot planner and noise-aware training (issue 19).")
+    parser.add_argument("--aware-devices", nargs="*", default=["fake_manila", "fake_kyiv", "fake_fez"], help="Devices to train a noise-aware head for.")
+    parser.add_argument("--aware-mitigation", default="all", help="Mitigation scored beside none in the noise-aware comparison.")
+    parser.add_argument("--planner-repeats", type=int, default=400)
+    parser.add_argument("--mitigation-json", type=Path, default=MITIGATION_PART_JSON)
+    parser.add_argument("--mitigation-figure", type=Path, default=MITIGATION_PART_FIGURE)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/qubert-noise-benchmark"))
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "benchmarks" / "devices.json")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "figures" / "devices.png")
     args = parser.parse_args()
+    if args.part == "mitigation":
+        mitigation_main(args)
+        return
     if args.from_json:
         payload = json.loads(args.json.read_text())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
@@ -137,3 +138,96 @@ def test_devices_lists_the_snapshots(monkeypatch):
     assert [row["name"] for row in rows] == ["fake_kyiv"]
     kyiv = next(row for row in rows if row["name"] == "fake_kyiv")
     assert kyiv["two_qubit_gate"] == "ecr" and 0 < kyiv["two_qubit_error"] < 0.1 and 0 < kyiv["readout_error"] < 0.2 and kyiv["t1_us"] > 10
+
+
+# ---------------------------------------------------------------------------- issue 19: mitigation, budget, dry run, shots
+def test_eval_with_mitigation_reports_it_and_keeps_the_output_layer(env, quantum_run, tmp_path):
+    out = tmp_path / "readout.json"
+    result = _eval(env, quantum_run, "--device", "fake_manila", "--shots", "256", "--mitigation", "readout", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["mitigation"] == "readout correction" and "readout correction" in " ".join(result.output.split())
+    assert 0.0 <= metrics["test_macro_f1"] <= 1.0 and sum(map(sum, metrics["confusion_matrix"])) == 12
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(env, quantum_run, tmp_path, monkeypatch):
+    from qiskit_aer.primitives import SamplerV2 as AerSampler
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a dry run must not run a circuit")
+
+    monkeypatch.setattr(AerSampler, "run", refuse)
+    from qubert import embeddings
+
+    monkeypatch.setattr(embeddings, "encode_texts", refuse)
+    monkeypatch.setattr(embeddings, "cached_features", refuse)
+    result = _eval(env, quantum_run, "--device", "fake_manila", "--shots", "100", "--mitigation", "zne", "--dry-run", "--output", str(tmp_path / "m.json"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Dry run on fake_manila" in text and "12 parameter rows x 100 shots" in text and "noise x5" in text
+    assert "two-qubit gates" in text and "estimated QPU time" in text
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_an_over_budget_job_is_refused_before_anything_runs(env, quantum_run, monkeypatch):
+    from qubert import embeddings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("refused jobs must not encode or run")
+
+    monkeypatch.setattr(embeddings, "encode_texts", refuse)
+    monkeypatch.setattr(embeddings, "cached_features", refuse)
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--shots", "4096", "--max-qpu-seconds", "3"), "over --max-qpu-seconds 3")
+
+
+def test_mitigation_bad_inputs_are_one_red_line(env, quantum_run):
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--mitigation", "trex"), "unknown mitigation 'trex'")
+    _one_red_line(_eval(env, quantum_run, "--mitigation", "readout"), "--mitigation needs --device")
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--mitigation", "zne", "--zne-factors", "1,3,2"), "strictly increasing")
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--max-qpu-seconds", "0"), "--max-qpu-seconds must be a positive number")
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--max-qpu-seconds", "-1"), "--max-qpu-seconds must be a positive number")
+    _one_red_line(_eval(env, quantum_run, "--device", "fake_manila", "--shots", "0"), "--shots must be a positive integer")
+
+
+def test_ibm_runs_every_sample_as_one_pub_in_one_job(env, quantum_run, tmp_path, monkeypatch):
+    from qiskit_ibm_runtime import EstimatorV2, SamplerV2
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    class Service:  # stands in for QiskitRuntimeService(): a "hardware" backend that runs locally
+        def backend(self, name):
+            return FakeManilaV2()
+
+    submitted = []
+    for primitive in (SamplerV2, EstimatorV2):
+        real_run = primitive.run
+        monkeypatch.setattr(primitive, "run", lambda self, pubs, *a, _real=real_run, **k: submitted.append((type(self).__name__, list(pubs), self)) or _real(self, pubs, *a, **k))
+    devices._hardware_backend.cache_clear()
+    monkeypatch.setattr(devices, "_runtime_service", Service)
+    try:
+        for mitigation, primitive in (("none", "SamplerV2"), ("all", "EstimatorV2")):
+            submitted.clear()
+            result = _eval(env, quantum_run, "--device", "ibm_test", "--shots", "64", "--mitigation", mitigation)
+            assert result.exit_code == 0, result.output
+            assert len(submitted) == 1, submitted  # one job
+            name, pubs, instance = submitted[0]
+            assert name == primitive and len(pubs) == 1  # one PUB ...
+            values = np.asarray(pubs[0][-1] if primitive == "EstimatorV2" else pubs[0][1])
+            assert values.shape[0] == 12  # ... with one parameter row per test sample
+            if primitive == "EstimatorV2":
+                options = instance.options
+                assert options.resilience.measure_mitigation and options.resilience.zne_mitigation and options.twirling.enable_gates
+                assert tuple(options.resilience.zne.noise_factors) == (1.0, 3.0, 5.0)
+    finally:
+        devices._hardware_backend.cache_clear()
+
+
+def test_circuit_shots_plans_and_checks_against_measured_runs(env, quantum_run, tmp_path):
+    out = tmp_path / "shots.json"
+    result = runner.invoke(app, ["circuit", "shots", str(quantum_run), "--data", str(env / "test.csv"), "--shots", "4,64,4096", "--repeats", "50", "--check-seeds", "2", "--gap", "0.05", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert [row["shots"] for row in payload["predictions"]] == [4, 64, 4096] and payload["rows"] == 12
+    assert all(0 <= row["expected_macro_f1"] <= 1 and row["measured_seeds"] == 2 for row in payload["predictions"])
+    assert "Shots within 0.05 of exact" in result.output or "No K up to 4096" in result.output
+    bad = runner.invoke(app, ["circuit", "shots", str(quantum_run), "--data", str(env / "test.csv"), "--shots", "0,16"])
+    _one_red_line(bad, "--shots must be comma-separated positive integers")

@@ -80,6 +80,10 @@ def evaluate_model(
     backend: Any = None,
     optimization_level: int = 1,
     device: Any = None,
+    mitigation: str | None = None,
+    zne_factors: str | None = None,
+    max_qpu_seconds: float | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a saved model on a data set split or a labelled file.
 
@@ -96,6 +100,11 @@ def evaluate_model(
             backend (``"fake_manila"``, ``"ibm_kyiv"``; needs ``qubert[devices]``), transpiled at
             this level, on Aer with the device's noise model (``shots`` per sample, default 1024).
         device: deprecated name of ``backend`` (``device`` means the torch device elsewhere).
+        mitigation, zne_factors, max_qpu_seconds, dry_run: with ``backend`` only (see
+            :mod:`qubert.quantum.mitigation` and :mod:`qubert.quantum.qpu_budget`): error mitigation
+            (``none``, ``readout``, ``zne``, ``twirling``, ``all``) and ZNE noise factors (``"1,3,5"``);
+            refuse a job whose estimated QPU seconds exceed the budget; or only return the job plan
+            (``dry_run``, ``dry_run_text``) without running anything.
 
     Returns:
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
@@ -104,6 +113,7 @@ def evaluate_model(
         transpilation facts) and ``device_seconds_per_1000`` are added.
     """
     backend = deprecated_backend_keyword(backend, device, "evaluate_model")
+    backend_run = backend_run_options(backend, mitigation, zne_factors, max_qpu_seconds, dry_run, shots)
     model, tokenizer = load_model(model_dir)
     transpiled = check_backend(model, backend, noise, optimization_level) if backend is not None else None
     configure_execution(model, shots, noise, seed)
@@ -112,10 +122,17 @@ def evaluate_model(
         model, model_dir, dataset=dataset, data_dir=data_dir, split=split, test_file=test_file, text_column=text_column,
         label_column=label_column, max_eval_samples=max_eval_samples, seed=seed,
     )
+    if transpiled is not None:  # the job's plan and budget before any text is encoded
+        plan = backend_run.plan(transpiled, len(texts), seed=seed)
+        if dry_run:
+            return {"dry_run": plan.to_dict(), "dry_run_text": backend_run.format(plan), "evaluated_on": evaluated_on}
     start = time.perf_counter()
     features = text_features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
     if transpiled is not None:
-        return evaluate_on_backend(model, features, labels, transpiled, backend, shots=shots, seed=seed, split=split, evaluated_on=evaluated_on, progress=progress)
+        return evaluate_on_backend(
+            model, features, labels, transpiled, backend, shots=shots, seed=seed, split=split, evaluated_on=evaluated_on, progress=progress,
+            mitigation=backend_run.mitigation,
+        )
     predicted = head_probabilities(model, features).argmax(-1).tolist()
     runtime = time.perf_counter() - start
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
@@ -170,8 +187,22 @@ def check_backend(model, backend: Any, noise: Any, optimization_level: int):
     return devices.transpile_head(model.head.circuit, backend, optimization_level=optimization_level)
 
 
-def evaluate_on_backend(model, features: torch.Tensor, labels, transpiled, backend: Any, *, shots: int | None, seed: int, split: str, evaluated_on: str, progress: bool) -> dict[str, Any]:
-    """Device metrics next to the exact and shot-only ones, from the same features and the same shots."""
+def backend_run_options(backend: Any, mitigation: str | None, zne_factors: str | None, max_qpu_seconds: float | None, dry_run: bool, shots: int | None):
+    """Mitigation, QPU budget and dry run (:class:`qubert.quantum.qpu_budget.DeviceRunOptions`), checked before the model loads."""
+    from qubert.quantum.qpu_budget import DeviceRunOptions
+
+    return DeviceRunOptions.from_cli(backend, mitigation=mitigation, zne_factors=zne_factors, max_qpu_seconds=max_qpu_seconds, dry_run=dry_run, shots=shots)
+
+
+def evaluate_on_backend(
+    model, features: torch.Tensor, labels, transpiled, backend: Any, *, shots: int | None, seed: int, split: str, evaluated_on: str, progress: bool,
+    mitigation: Any = None,
+) -> dict[str, Any]:
+    """Device metrics next to the exact and shot-only ones, from the same features and the same shots.
+
+    With ``mitigation`` (a :class:`~qubert.quantum.mitigation.Mitigation`), or on IBM hardware, the
+    whole split is one parameter sweep per circuit (:func:`qubert.quantum.mitigation.mitigated_logits`).
+    """
     from qubert.embeddings import encoding_pass
     from qubert.quantum import devices
 
@@ -184,12 +215,20 @@ def evaluate_on_backend(model, features: torch.Tensor, labels, transpiled, backe
     scores["shots"] = head_probabilities(model, features).argmax(-1).tolist()
     head.set_execution(backend=backend, optimization_level=transpiled.optimization_level, seed=seed)
     start, predicted = time.perf_counter(), []
-    batch = 256  # one Aer call per batch: a progress bar that moves, and bounded memory for the counts
-    with encoding_pass(model, len(features), progress=progress, description=f"On {transpiled.device}") as advance:
-        for offset in range(0, len(features), batch):
-            logits = model(features=features[offset : offset + batch].to(next(model.parameters()).device)).logits
-            predicted += logits.argmax(-1).tolist()
-            advance(min(batch, len(features) - offset))
+    if mitigation is not None or transpiled.runtime:
+        from qubert.quantum.mitigation import Mitigation, mitigated_logits
+
+        mitigation = mitigation or Mitigation()
+        head.set_execution(backend=None)
+        logits, _ = mitigated_logits(head, features.to(next(model.parameters()).device), transpiled, mitigation, shots=shots, seed=seed)
+        predicted = logits.argmax(-1).tolist()
+    else:
+        batch = 256  # one Aer call per batch: a progress bar that moves, and bounded memory for the counts
+        with encoding_pass(model, len(features), progress=progress, description=f"On {transpiled.device}") as advance:
+            for offset in range(0, len(features), batch):
+                logits = model(features=features[offset : offset + batch].to(next(model.parameters()).device)).logits
+                predicted += logits.argmax(-1).tolist()
+                advance(min(batch, len(features) - offset))
     runtime = time.perf_counter() - start
     n_classes = model.config.num_labels
     metrics: dict[str, Any] = {f"{split}_{k}": v for k, v in classification_metrics(labels, predicted).items()}
@@ -202,6 +241,8 @@ def evaluate_on_backend(model, features: torch.Tensor, labels, transpiled, backe
         "device": transpiled.summary(),
         "execution": f"{transpiled.device}, {shots} shots, " + ("through qiskit-ibm-runtime" if transpiled.runtime else "on Aer with its calibrated noise model"),
     })
+    if mitigation is not None:
+        metrics["mitigation"] = mitigation.describe()
     return metrics
 
 

@@ -145,7 +145,7 @@ def test_quantum_head_trains_under_mapped_device_noise_and_refuses_gradients_on_
 
 def test_bits_are_read_in_clbit_order() -> None:
     packed = np.array([[[0b00000110]]], dtype=np.uint8)  # clbits 1 and 2 set, clbit 0 clear
-    assert devices._bits(packed, 3).tolist() == [[[0, 1, 1]]]
+    assert devices.unpack_bits(packed, 3).tolist() == [[[0, 1, 1]]]
 
 
 def test_the_old_device_keyword_of_a_quantum_head_warns_and_still_builds() -> None:

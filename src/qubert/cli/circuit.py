@@ -477,3 +477,92 @@ def _write_analysis(folder: Path, result, diagnostics) -> None:
     for name, build in (("variance.png", diagnostics.variance_figure), ("states.png", diagnostics.states_figure)):
         figure = build(result)
         _write_atomic(folder / name, lambda tmp, figure=figure: figure.savefig(tmp, format="png", dpi=150))
+
+
+# ---------------------------------------------------------------------------- qubert circuit shots (issue 19)
+def _shot_counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CircuitSourceError(f"--shots must be comma-separated positive integers such as 16,64,256, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise CircuitSourceError(f"--shots must be comma-separated positive integers (at least 1 shot each), got {text!r}")
+    return sorted(set(values))
+
+
+@circuit_app.command("shots")
+def shots(
+    path: Path = typer.Argument(..., help="Saved model directory (or run directory) with a quantum head.", show_default=False),
+    data: str = typer.Option(..., "--data", help="The evaluation rows: a labelled .csv/.tsv/.jsonl file or a data set name (see --split).", show_default=False),
+    split: str = typer.Option("test", help="With a data set name: the split to use."),
+    data_dir: str | None = typer.Option(None, help="Folder with the benchmark data."),
+    max_eval_samples: int | None = typer.Option(None, help="With a data set name: score a stratified subset of this many rows."),
+    text_column: str = typer.Option("text", help="Column holding the text."),
+    label_column: str = typer.Option("label", help="Column holding the label (class name or id)."),
+    shots_grid: str = typer.Option("16,32,64,128,256,512,1024,2048,4096,8192", "--shots", help="Shot counts K to evaluate, comma-separated."),
+    gap: float = typer.Option(0.01, help="Report the smallest K whose expected macro-F1 is within this gap of the exact one."),
+    repeats: int = typer.Option(200, help="Monte Carlo draws of the shots per K."),
+    check_seeds: int = typer.Option(0, help="Also run the head with K shots for this many seeds and report the measured macro-F1 beside the prediction."),
+    seed: int = typer.Option(0, help="Seed of the draws (and of the subset)."),
+    batch_size: int = typer.Option(64, help="Encoding batch size."),
+    cache_dir: str | None = typer.Option(None, help="Embedding cache (frozen-mode models reuse their features)."),
+    output: Path | None = typer.Option(None, help="Also write the table as JSON to this file."),
+) -> None:
+    """Shots a trained head needs: expected macro-F1 at K shots per sample (multinomial readout model) and the K within --gap of exact.
+
+    Example: qubert circuit shots runs/trec-quantum-frozen-s42 --data trec --max-eval-samples 300 --gap 0.01 --check-seeds 3
+    """
+    import json as _json
+
+    from qubert.quantum.shot_planning import plan_head_shots, shots_for_gap
+
+    try:
+        grid = _shot_counts(shots_grid)
+        if not gap > 0:
+            raise CircuitSourceError(f"--gap must be a positive macro-F1 difference, got {gap}")
+        if repeats < 1 or check_seeds < 0:
+            raise CircuitSourceError("--repeats must be at least 1 and --check-seeds at least 0")
+        load_quantum_head(path)  # a clear error for a run without a quantum head, before the encoder loads
+        from qubert.evaluation import scored_rows, text_features
+        from qubert.inference import load_model
+        from qubert.training.metrics import classification_metrics
+
+        model_dir = _find_model_dir(Path(path).expanduser()) or path
+        model, tokenizer = load_model(model_dir, device="cpu")
+        is_file = Path(data).expanduser().is_file()
+        texts, labels, fingerprint, split, _ = scored_rows(
+            model, path, dataset=None if is_file else data, data_dir=data_dir, split=split, test_file=data if is_file else None,
+            text_column=text_column, label_column=label_column, max_eval_samples=max_eval_samples, seed=seed,
+        )
+        if not texts:
+            raise CircuitSourceError(f"{data} has no rows to evaluate")
+        features = text_features(model, tokenizer, texts, batch_size=batch_size, progress=False, cache_dir=cache_dir, fingerprint=fingerprint, split=split).float()
+        head = model.head
+        exact, predictions = plan_head_shots(head, features, labels, grid, repeats=repeats, seed=seed)
+        rows = [p.to_dict() for p in predictions]
+        for row in rows:
+            measured = []
+            for s in range(check_seeds):
+                head.set_execution(shots=row["shots"], seed=s)
+                with torch.no_grad():
+                    measured.append(classification_metrics(labels, head(features).argmax(-1).tolist())["macro_f1"])
+            head.set_execution(shots=None)
+            if measured:
+                row["measured_macro_f1"] = sum(measured) / len(measured)
+                row["measured_seeds"] = len(measured)
+        needed = shots_for_gap(predictions, exact, gap)
+        if output is not None:
+            payload = {"exact_macro_f1": exact, "gap": gap, "shots_within_gap": needed, "rows": len(labels), "repeats": repeats, "predictions": rows}
+            _write_text(output, _json.dumps(payload, indent=2) + "\n")
+    except (ValueError, OSError) as err:
+        raise _fail(str(err))
+    _out.print(f"{len(labels)} rows; exact macro-F1 {exact:.4f} (infinite shots); {repeats} draws per K", highlight=False)
+    for row in rows:
+        line = f"  K={row['shots']:>6}: expected macro-F1 {row['expected_macro_f1']:.4f} ± {row['std']:.4f} (gap {exact - row['expected_macro_f1']:+.4f})"
+        if "measured_macro_f1" in row:
+            line += f"; measured {row['measured_macro_f1']:.4f} over {row['measured_seeds']} seed(s)"
+        _out.print(line, highlight=False)
+    _out.print(
+        f"Shots within {gap:g} of exact: {needed}" if needed is not None else f"No K up to {grid[-1]} comes within {gap:g} of exact; try larger --shots",
+        highlight=False,
+    )

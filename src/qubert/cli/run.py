@@ -130,6 +130,13 @@ def evaluate(
         rich_help_panel="Quantum execution",
     ),
     optimization_level: int = typer.Option(1, help="With --device: the transpiler's optimization level (0-3).", rich_help_panel="Quantum execution"),
+    mitigation: Optional[str] = typer.Option(
+        None, help="With --device: error mitigation: none, readout (mthree / TREX), zne (gate folding, extrapolated to zero noise), twirling (Pauli twirling) or all.",
+        rich_help_panel="Quantum execution",
+    ),
+    zne_factors: Optional[str] = typer.Option(None, help="With --mitigation zne/all: increasing noise factors, e.g. 1,3,5 (the default).", rich_help_panel="Quantum execution"),
+    max_qpu_seconds: Optional[float] = typer.Option(None, help="With --device: refuse, before submitting, a job estimated to take more QPU seconds.", rich_help_panel="Quantum execution"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --device: print the circuits, parameter rows, shots, depth, 2-qubit gates and estimated QPU seconds; run nothing.", rich_help_panel="Quantum execution"),
     seed: int = typer.Option(42, help="Seed for subsets and shot sampling."),
     cache_dir: Optional[str] = typer.Option(None, help="Embedding cache (frozen-mode models reuse their training features)."),
     output: Optional[Path] = typer.Option(None, help="Also write the metrics as JSON to this file."),
@@ -140,6 +147,8 @@ def evaluate(
     Example: qubert eval runs/sms_spam-quantum-frozen-s42 --dataset sms_spam --shots 1000
 
     Example: qubert eval runs/sms_spam-quantum-frozen-s42 --device fake_manila --shots 1024 --optimization-level 1
+
+    Example: qubert eval runs/trec-quantum-frozen-s42 --device ibm_kyiv --mitigation all --max-qpu-seconds 600 --dry-run
     """
     from qubert.training import evaluate_model
 
@@ -150,7 +159,11 @@ def evaluate(
             model_dir, dataset=dataset, data_dir=data_dir, split=split, test_file=test_file, text_column=text_column,
             label_column=label_column, max_eval_samples=max_eval_samples, batch_size=batch_size, shots=shots, noise=noise,
             seed=seed, cache_dir=cache_dir, progress=progress, backend=device, optimization_level=optimization_level,
+            mitigation=mitigation, zne_factors=zne_factors, max_qpu_seconds=max_qpu_seconds, dry_run=dry_run,
         )
+        if "dry_run" in metrics:
+            console.print(metrics["dry_run_text"], highlight=False, soft_wrap=True)
+            return
         if output is not None:
             write_output(output, json.dumps(metrics, indent=2) + "\n")
     except KeyboardInterrupt:
@@ -161,7 +174,7 @@ def evaluate(
     print_metrics(metrics, title=f"Evaluation of {model_dir}")
     console.print(f"Data: {metrics['evaluated_on']}", highlight=False, soft_wrap=True)
     if "execution" in metrics:
-        console.print(f"Quantum head: {metrics['execution']}", highlight=False, soft_wrap=True)
+        console.print(f"Quantum head: {metrics['execution']}" + (f"; {metrics['mitigation']}" if "mitigation" in metrics else ""), highlight=False, soft_wrap=True)
     if "device" in metrics:
         facts = metrics["device"]
         console.print(

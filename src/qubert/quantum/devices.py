@@ -313,7 +313,7 @@ def transpile_head(circuit: Circuit, device: Any, *, optimization_level: int = 1
     result = TranspiledHead(
         circuit=circuit, device=backend_name(backend), isa=isa, columns=columns, depth=int(isa.depth()), two_qubit_gates=two_qubit,
         gate_counts=counts, layout=layout, final_layout=final, optimization_level=optimization_level, seed=seed, backend=backend,
-        runtime=runtime, active_qubits=active, compact=_compact(isa, active),
+        runtime=runtime, active_qubits=active, compact=compact_circuit(isa, active),
     )
     _TRANSPILED[key] = result
     return result
@@ -322,7 +322,7 @@ def transpile_head(circuit: Circuit, device: Any, *, optimization_level: int = 1
 _TRANSPILED: dict[tuple, TranspiledHead] = {}
 
 
-def _compact(isa, active: tuple[int, ...]):
+def compact_circuit(isa, active: tuple[int, ...]):
     """The transpiled circuit on its active qubits only (renumbered 0..k-1), clbits unchanged.
 
     Aer would otherwise carry the whole device (127 qubits, its full noise model) through every
@@ -438,35 +438,35 @@ def run_transpiled(
         backend = head.backend
         sampler = runtime_sampler(backend, seed) if head.runtime else aer_sampler(backend, seed, head.circuit.n_qubits, head.active_qubits)
     # Aer's sampler runs the compact circuit (same parameters, same clbits); hardware needs the full ISA circuit.
-    circuit = head.compact if (head.compact is not None and not head.runtime and _is_aer(sampler)) else head.isa
+    circuit = head.compact if (head.compact is not None and not head.runtime and is_aer_sampler(sampler)) else head.isa
     table = parameter_table(head, inputs, weights)
     try:
         result = sampler.run([(circuit, table)], shots=shots).result()[0]
     except MemoryError:
-        raise DeviceError(_out_of_memory(head, inputs.shape[0], shots)) from None
+        raise DeviceError(out_of_memory_message(head, inputs.shape[0], shots)) from None
     except Exception as err:
         text = " ".join(str(err).split())
         if "memory" in text.lower():
-            raise DeviceError(_out_of_memory(head, inputs.shape[0], shots)) from None
+            raise DeviceError(out_of_memory_message(head, inputs.shape[0], shots)) from None
         if type(err).__module__.startswith(("qiskit", "qiskit_aer", "qiskit_ibm_runtime")):
             raise DeviceError(f"running the head on {head.device} failed: {text[:300]}") from None
         raise
-    bits = _bits(result.data[head.isa.cregs[0].name].array, head.circuit.n_qubits)
+    bits = unpack_bits(result.data[head.isa.cregs[0].name].array, head.circuit.n_qubits)
     return measured_values_from_bits(bits, head.circuit).to(inputs.dtype)
 
 
-def _is_aer(sampler: Any) -> bool:
+def is_aer_sampler(sampler: Any) -> bool:
     return type(sampler).__module__.startswith("qiskit_aer")
 
 
-def _out_of_memory(head: TranspiledHead, batch: int, shots: int) -> str:
+def out_of_memory_message(head: TranspiledHead, batch: int, shots: int) -> str:
     return (
         f"Aer ran out of memory simulating {head.circuit.n_qubits} qubits on {head.device} for {batch} samples x {shots} shots; "
         "use fewer shots, a smaller --batch-size or --max-eval-samples, or a narrower head"
     )
 
 
-def _bits(packed: np.ndarray, n: int) -> np.ndarray:
+def unpack_bits(packed: np.ndarray, n: int) -> np.ndarray:
     """``(batch, shots, n)`` 0/1 array, column i = clbit i, from a BitArray's packed bytes (big-endian)."""
     unpacked = np.unpackbits(packed, axis=-1)  # the last bit of the last byte is clbit 0
     return unpacked[..., ::-1][..., :n]
