@@ -24,7 +24,7 @@ Targets: >= 20x for linear / MLP, >= 10x for the 4-qubit quantum head.
 
 Usage:
     python benchmarks/bench_throughput.py [--rounds 3] [--replicates 20] [--rows 2000] [--eval-rows 500]
-                                          [--heads linear,mlp,quantum4,quantum8] [--synthetic] [--threads N]
+                                          [--heads linear,mlp,mlp8,quantum4,quantum8] [--synthetic] [--threads N]
 
 Prints a Markdown table and writes the rows as JSON to ``docs/benchmarks/bench_throughput.json``.
 """
@@ -51,10 +51,11 @@ DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks" / "bench_throughput.json"
 HEADS = {
     "linear": {"head": "linear"},
     "mlp": {"head": "mlp"},  # the default MLP: one hidden layer of 256
+    "mlp8": {"head": "mlp", "hidden_sizes": [8]},  # the size of the 8-qubit head's parameter-matched MLP
     "quantum4": {"head": "quantum", "qubits": 4, "layers": 2},
     "quantum8": {"head": "quantum", "qubits": 8, "layers": 2},
 }
-TARGETS = {"linear": 20.0, "mlp": 20.0, "quantum4": 10.0}
+TARGETS = {"linear": 20.0, "mlp": 20.0, "mlp8": 20.0, "quantum4": 10.0}
 
 
 def load_features(base: dict, synthetic: bool, work: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicates", type=int, default=20, help="replicates per batched call")
     parser.add_argument("--rows", type=int, default=2000, help="SST-2 training rows")
     parser.add_argument("--eval-rows", type=int, default=500, help="validation and test rows")
-    parser.add_argument("--heads", default="linear,mlp,quantum4,quantum8", help=f"comma-separated, from {', '.join(HEADS)}")
+    parser.add_argument("--heads", default="linear,mlp,mlp8,quantum4,quantum8", help=f"comma-separated, from {', '.join(HEADS)}")
     parser.add_argument("--synthetic", action="store_true", help="random 384-d features instead of encoded SST-2 rows")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--data-dir", default=None, help="benchmark data (default $QUBERT_DATA_DIR)")

@@ -54,7 +54,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -510,14 +509,69 @@ def _can_stack(heads: list[nn.Module]) -> bool:
     return type(heads[0]) in (LinearHead, MLPHead)  # a subclass may change forward: modules then
 
 
+@dataclass
+class _Tracker:
+    """One replicate's history and early-stopping state (the Trainer's rule: a new best must be
+    strictly higher; stop after ``patience`` epochs without one)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_f1: float | None = None
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best: int = 0
+    epochs_run: int = 0
+    stopped_by: str = "epoch_cap"
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+
+    def record(self, row: dict[str, float], steps: int, snapshot, settings: LeanSettings) -> bool:
+        """Add an epoch's row; keep the weights (``snapshot()``) if it is the best; True while training goes on."""
+        self.history.append(row)
+        self.loss_sum += row["train_loss"] * steps
+        self.loss_steps += steps
+        self.epochs_run = epoch = int(row["epoch"])
+        if self.best_f1 is None or row["eval_macro_f1"] > self.best_f1:
+            self.best_f1, self.best_epoch, self.since_best, self.best_state = row["eval_macro_f1"], epoch, 0, snapshot()
+        else:
+            self.since_best += 1
+        if settings.patience is not None and self.since_best >= settings.patience and epoch < settings.max_epochs:
+            self.stopped_by = "patience"
+            return False
+        return True
+
+
+def _train_epoch(stack, rows: list[int], active: list[int], seeds: list[int], epoch: int, n: int, settings: LeanSettings, optimizer, scheduler, stacked: bool) -> list[float]:
+    """One epoch of every replicate in ``rows`` (those not in ``active`` get no update); mean step losses."""
+    device = next(stack.heads[0].parameters()).device
+    # The Trainer's seedable sampler: epoch e visits the rows in randperm(n) drawn with seed + e.
+    orders = [torch.randperm(n, generator=torch.Generator().manual_seed(seeds[r] + epoch)).to(device) for r in rows]
+    if stacked:
+        orders = torch.stack(orders)
+    steps = math.ceil(n / settings.batch_size)
+    total = torch.zeros(len(rows), dtype=torch.float64, device=device)
+    stack.train(True)
+    for step in range(steps):
+        window = slice(step * settings.batch_size, (step + 1) * settings.batch_size)
+        losses = stack.losses(rows, orders[:, window] if stacked else [order[window] for order in orders])
+        picked = losses if len(active) == len(rows) else losses[[rows.index(r) for r in active]]
+        picked.sum().backward()
+        if settings.max_grad_norm:
+            stack.clip(active, settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        total += losses.detach()
+    stack.train(False)
+    return (total / steps).tolist()
+
+
 def _train_group(config: dict[str, Any], train: list[Split], validation: list[Split], test: list[Split], seeds: list[int], settings: LeanSettings, device: torch.device, stacked: bool) -> list[LeanRun]:
     """Train the replicates ``seeds`` in lockstep (all with the same number of training rows)."""
     from transformers import get_scheduler
 
-    R, n = len(seeds), train[0][0].shape[0]
+    R, n, n_classes = len(seeds), train[0][0].shape[0], int(config["n_classes"])
     heads = _build_heads(config, seeds, device)
     stack = _StackedLayers(heads) if stacked else _ModuleStack(heads)
-    n_classes = int(config["n_classes"])
     steps_per_epoch = math.ceil(n / settings.batch_size)
     optimizer = torch.optim.AdamW(
         stack.parameter_groups(settings.learning_rate, settings.weight_decay), lr=settings.learning_rate,
@@ -527,60 +581,20 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
     train = [(x.to(device), y.to(device)) for x, y in train]
     validation = [(x.to(device), y.to(device)) for x, y in validation]
     stack.set_data(train, validation)
-
-    best_f1: list[float | None] = [None] * R
-    best_state: list[dict[str, torch.Tensor] | None] = [None] * R
-    best_epoch, since_best, epochs_run = [0] * R, [0] * R, [0] * R
-    stopped_by = ["epoch_cap"] * R
-    history: list[list[dict[str, float]]] = [[] for _ in range(R)]
-    loss_sum, loss_steps = [0.0] * R, [0] * R
+    trackers = [_Tracker() for _ in seeds]
     active = list(range(R))
-    # The Trainer reseeds the global generator (set_seed) before training; dropout draws from it.
-    torch.manual_seed(seeds[0])
+    torch.manual_seed(seeds[0])  # the Trainer reseeds the global generator (set_seed) before training; dropout draws from it
     start = time.perf_counter()
     for epoch in range(settings.max_epochs):
-        stack.train(True)
         rows = list(stack.members) if stacked else active
-        # The Trainer's seedable sampler: epoch e visits the rows in randperm(n) drawn with seed + e.
-        orders = [torch.randperm(n, generator=torch.Generator().manual_seed(seeds[r] + epoch)).to(device) for r in rows]
-        if stacked:
-            orders = torch.stack(orders)
-        epoch_loss = torch.zeros(len(rows), dtype=torch.float64, device=device)
-        for step in range(steps_per_epoch):
-            window = slice(step * settings.batch_size, (step + 1) * settings.batch_size)
-            losses = stack.losses(rows, orders[:, window] if stacked else [order[window] for order in orders])
-            picked = losses if len(active) == len(rows) else losses[[rows.index(r) for r in active]]
-            picked.sum().backward()
-            if settings.max_grad_norm:
-                stack.clip(active, settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            epoch_loss += losses.detach()
-        epoch_loss = (epoch_loss / steps_per_epoch).tolist()
-        stack.train(False)
+        epoch_loss = _train_epoch(stack, rows, active, seeds, epoch, n, settings, optimizer, scheduler, stacked)
         still = []
         with torch.no_grad():
-            positions = [position for position, r in enumerate(rows) if r in active]
-            for position, logits in zip(positions, stack.validation_logits([rows[p] for p in positions])):
-                r = rows[position]
+            for r, logits in zip(active, stack.validation_logits(active)):
                 y = validation[r][1]
-                scores = split_metrics(y, logits.argmax(-1), n_classes)
-                row = {"epoch": float(epoch + 1), "train_loss": epoch_loss[position], "eval_loss": float(nn.functional.cross_entropy(logits, y))}
-                row.update({f"eval_{k}": v for k, v in scores.items()})
-                history[r].append(row)
-                loss_sum[r] += epoch_loss[position] * steps_per_epoch
-                loss_steps[r] += steps_per_epoch
-                epochs_run[r] = epoch + 1
-                f1 = scores["macro_f1"]
-                if best_f1[r] is None or f1 > best_f1[r]:  # strictly better, as the Trainer's early stopping
-                    best_f1[r], best_epoch[r], since_best[r] = f1, epoch + 1, 0
-                    best_state[r] = stack.snapshot(r)
-                else:
-                    since_best[r] += 1
-                if settings.patience is not None and since_best[r] >= settings.patience and epoch + 1 < settings.max_epochs:
-                    stopped_by[r] = "patience"
-                else:
+                row = {"epoch": float(epoch + 1), "train_loss": epoch_loss[rows.index(r)], "eval_loss": float(nn.functional.cross_entropy(logits, y))}
+                row.update({f"eval_{k}": v for k, v in split_metrics(y, logits.argmax(-1), n_classes).items()})
+                if trackers[r].record(row, steps_per_epoch, lambda r=r: stack.snapshot(r), settings):
                     still.append(r)
         active = still
         if not active:
@@ -588,28 +602,32 @@ def _train_group(config: dict[str, Any], train: list[Split], validation: list[Sp
         if stacked and len(active) <= len(rows) // 2:  # half the stack stopped: compute only the rest from now on
             stack.keep(active, optimizer)
     runtime = (time.perf_counter() - start) / R
+    return [_finish(stack, r, seeds[r], trackers[r], validation[r], test[r] if test else None, n_classes, runtime, n, stacked, device) for r in range(R)]
 
-    runs = []
-    for r, seed in enumerate(seeds):
-        with torch.no_grad():
-            x, y = validation[r]
-            logits = stack.final_logits(r, best_state[r], x)
-            eval_metrics = {"loss": float(nn.functional.cross_entropy(logits, y)), **split_metrics(y, logits.argmax(-1), n_classes)}
-            test_metrics, probabilities = {}, None
-            if test:
-                xt, yt = (t.to(device) for t in test[r])
-                logits = stack.final_logits(r, best_state[r], xt)
-                probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-                test_metrics = {"loss": float(nn.functional.cross_entropy(logits, yt)), **split_metrics(yt, logits.argmax(-1), n_classes)}
-        state = stack.head_state(r, best_state[r]) if stacked else {k: v.cpu() for k, v in best_state[r].items()}
-        runs.append(LeanRun(
-            seed=seed, head_config=heads[r].config(), eval_metrics=eval_metrics, test_metrics=test_metrics, test_probabilities=probabilities,
-            best_epoch=best_epoch[r], epochs_run=epochs_run[r], stopped_by=stopped_by[r], history=history[r],
-            train_loss=loss_sum[r] / max(loss_steps[r], 1), train_runtime=runtime, trainable_params=int(heads[r].trainable_params),
-            train_samples=n, eval_samples=int(validation[r][0].shape[0]), test_samples=int(test[r][0].shape[0]) if test else 0,
-            state_dict={k: v.cpu() for k, v in state.items()},
-        ))
-    return runs
+
+def _finish(stack, r: int, seed: int, tracker: _Tracker, validation: Split, test: Split | None, n_classes: int, runtime: float, n: int, stacked: bool, device: torch.device) -> LeanRun:
+    """Replicate ``r``'s run: its best weights scored on validation and test."""
+
+    def score(x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        logits = stack.final_logits(r, tracker.best_state, x.to(device))
+        y = y.to(device)
+        return {"loss": float(nn.functional.cross_entropy(logits, y)), **split_metrics(y, logits.argmax(-1), n_classes)}, logits
+
+    with torch.no_grad():
+        eval_metrics, _ = score(*validation)
+        test_metrics, probabilities = {}, None
+        if test is not None:
+            test_metrics, logits = score(*test)
+            probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    state = stack.head_state(r, tracker.best_state) if stacked else tracker.best_state
+    head = stack.heads[r]
+    return LeanRun(
+        seed=seed, head_config=head.config(), eval_metrics=eval_metrics, test_metrics=test_metrics, test_probabilities=probabilities,
+        best_epoch=tracker.best_epoch, epochs_run=tracker.epochs_run, stopped_by=tracker.stopped_by, history=tracker.history,
+        train_loss=tracker.loss_sum / max(tracker.loss_steps, 1), train_runtime=runtime, trainable_params=int(head.trainable_params),
+        train_samples=n, eval_samples=int(validation[0].shape[0]), test_samples=int(test[0].shape[0]) if test is not None else 0,
+        state_dict={k: v.cpu() for k, v in state.items()},
+    )
 
 
 def train_replicates(
