@@ -59,15 +59,15 @@ def score(head, features, labels, batch: int = 256) -> tuple[float, float]:
 def f1_rows(name: str, head, features, labels, args) -> list[dict]:
     conditions = [("exact", "exact", {}), ("shots", f"{SHOTS} shots", {"shots": SHOTS}), ("abstract noise", ABSTRACT_NOISE, {"shots": SHOTS, "noise": ABSTRACT_NOISE})]
     for device in args.devices:
-        conditions.append((f"{device} Aer", device, {"shots": SHOTS, "device": device, "device_simulator": "aer"}))
-        conditions.append((f"{device} qubert mapping", device, {"shots": SHOTS, "device": device, "device_simulator": "qubert"}))
+        conditions.append((f"{device} Aer", device, {"shots": SHOTS, "backend": device, "device_simulator": "aer"}))
+        conditions.append((f"{device} qubert mapping", device, {"shots": SHOTS, "backend": device, "device_simulator": "qubert"}))
     score(head, features[:32], labels[:32])  # warm-up: lazy imports and first-call costs stay out of the timings
     rows = []
     for label, what, options in conditions:
         seeds = [0] if not options else list(range(args.eval_seeds))
         results = []
         for seed in seeds:
-            head.set_execution(shots=None, noise=None, device=None, device_simulator="aer")
+            head.set_execution(shots=None, noise=None, backend=None, device_simulator="aer")
             head.set_execution(**options, seed=seed)
             results.append(score(head, features, labels))
         f1s = [f1 for f1, _ in results]
@@ -78,7 +78,7 @@ def f1_rows(name: str, head, features, labels, args) -> list[dict]:
             "seconds_per_1000": 1000 * seconds / len(labels),
         })
         print(f"{name:9s} {label:28s} macro-F1 {rows[-1]['macro_f1']:.3f}  {rows[-1]['seconds_per_1000']:.2f} s/1000", file=sys.stderr)
-    head.set_execution(shots=None, noise=None, device=None, device_simulator="aer")
+    head.set_execution(shots=None, noise=None, backend=None, device_simulator="aer")
     return rows
 
 

@@ -44,7 +44,8 @@ from machine import close_machine, describe_machine, write_report  # noqa: E402
 
 from qubert.embeddings import EmbeddingCache, cache_key, encode_texts  # noqa: E402
 from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer  # noqa: E402
-from qubert.training import TrainingConfig, _load_bundle, run_training  # noqa: E402
+from qubert.training import TrainingConfig, run_training  # noqa: E402
+from qubert.training.datasets import load_bundle  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks" / "training.json"
@@ -132,7 +133,7 @@ def _frozen_epoch(work: Path, rows: int, eval_rows: int, repeats: int, strategie
     )
     # Fill the cache with random features under the keys run_training will look up.
     probe = TrainingConfig(**base, head="linear", output_dir=str(work / "probe"))
-    bundle = _load_bundle(probe)
+    bundle = load_bundle(probe)
     model = QubertForSequenceClassification.from_encoder("default", head=LINEAR, id2label=bundle.id2label, max_length=128)
     encoder_id = encoder_identity(model.encoder)
     cache = EmbeddingCache(work / "cache")

@@ -112,11 +112,11 @@ def write_word_splits():
 def interrupt_evaluation(monkeypatch):
     """A function ``(n) -> the real metrics function`` that makes the n-th validation of
     ``run_training`` raise ``KeyboardInterrupt`` (Ctrl-C mid-run); put the returned function back
-    with ``monkeypatch.setattr(qubert.training, "_compute_metrics", real)`` to resume normally."""
+    with ``monkeypatch.setattr(qubert.training.metrics, "compute_metrics", real)`` to resume normally."""
     import qubert.training as training
 
     def install(n: int):
-        real, calls = training._compute_metrics, [0]
+        real, calls = training.metrics.compute_metrics, [0]
 
         def interrupted(eval_pred):
             calls[0] += 1
@@ -124,7 +124,7 @@ def interrupt_evaluation(monkeypatch):
                 raise KeyboardInterrupt
             return real(eval_pred)
 
-        monkeypatch.setattr(training, "_compute_metrics", interrupted)
+        monkeypatch.setattr(training.metrics, "compute_metrics", interrupted)
         return real
 
     return install

@@ -299,7 +299,7 @@ def test_disk_full_while_writing_predictions_is_one_line(env, tmp_path, monkeypa
     import io
     import os
 
-    import qubert.cli.common
+    import qubert.files
 
     class Full(io.StringIO):
         def write(self, text):
@@ -309,7 +309,7 @@ def test_disk_full_while_writing_predictions_is_one_line(env, tmp_path, monkeypa
         os.close(fd)
         return Full()
 
-    monkeypatch.setattr(qubert.cli.common.os, "fdopen", fdopen)
+    monkeypatch.setattr(qubert.files.os, "fdopen", fdopen)
     result = runner.invoke(app, _predict(env, tmp_path, "model"), input="good film\n")
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (
@@ -363,12 +363,12 @@ def test_resume_refuses_a_booby_trapped_checkpoint_and_takes_a_real_one(env, tmp
 
 
 def test_model_name_is_refused_fast_when_the_hub_does_not_answer(env, tmp_path, monkeypatch):
-    import qubert.data
+    import qubert.data.hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     probes = []
-    monkeypatch.setattr(qubert.data, "_hub_reachable", lambda timeout=3.0: probes.append(timeout) or False)
+    monkeypatch.setattr(qubert.data.hub, "hub_reachable", lambda timeout=3.0: probes.append(timeout) or False)
     result = runner.invoke(app, _train(env, tmp_path, "--model", "nobody/no-such-encoder"))
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == "Error: nobody/no-such-encoder is not a local folder, and the Hugging Face Hub is unreachable (offline)"
@@ -408,7 +408,7 @@ def test_training_config_reads_a_scalar_hidden_sizes_as_one_layer():
 def test_position_limit_leaves_out_the_roberta_padding_offset():
     from transformers import BertConfig, RobertaConfig
 
-    from qubert.training import _position_limit
+    from qubert.training.checks import position_limit as _position_limit
 
     assert _position_limit(BertConfig(max_position_embeddings=512)) == 512
     assert _position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512

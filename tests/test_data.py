@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import qubert.data.hub
+import qubert.data.splits
 from qubert import data as qdata
 from qubert.data import (
     DataError,
@@ -214,15 +216,15 @@ def test_registry_set_missing_everywhere_says_where_and_how(tmp_path, monkeypatc
 def test_hub_failures_fall_through_to_the_error(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(qdata, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(qubert.data.hub, "hub_reachable", lambda: False)
     with pytest.raises(DataError, match=r"'imdb' not found: .*; Hub unreachable\."):
         load_dataset_bundle("imdb", data_dir=tmp_path)
 
     def boom(*args):
         raise ConnectionError("no route\nto host")
 
-    monkeypatch.setattr(qdata, "_hub_reachable", lambda: True)
-    monkeypatch.setattr(qdata, "_load_hub", boom)
+    monkeypatch.setattr(qubert.data.hub, "hub_reachable", lambda: True)
+    monkeypatch.setattr(qubert.data.hub, "load_hub", boom)
     expected = r"Hub load of 'stanfordnlp/imdb' failed: ConnectionError: no route to host"
     with pytest.raises(DataError, match=expected):
         load_dataset_bundle("imdb", data_dir=tmp_path)
@@ -351,7 +353,7 @@ def test_hub_path_with_classlabel_and_hidden_test_labels(tmp_path, monkeypatch):
     )
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(qdata, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(qubert.data.hub, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: dsd)
     bundle = load_dataset_bundle("someone/films", data_dir=tmp_path, text_column="sentence")
     assert bundle.label_names == ["bad", "good"] and bundle.source == "hub:someone/films"
@@ -387,11 +389,11 @@ def test_subsets_are_stratified_and_keep_every_class(tmp_path):
 
 
 def test_allocate_proportional_with_minimum_one():
-    assert qdata._allocate([90, 10], 10, [90, 10]) == [9, 1]
-    assert qdata._allocate([98, 1, 1], 3, [98, 1, 1]) == [1, 1, 1]
-    assert qdata._allocate([5, 5], 100, [5, 5]) == [5, 5]
+    assert qubert.data.splits.allocate([90, 10], 10, [90, 10]) == [9, 1]
+    assert qubert.data.splits.allocate([98, 1, 1], 3, [98, 1, 1]) == [1, 1, 1]
+    assert qubert.data.splits.allocate([5, 5], 100, [5, 5]) == [5, 5]
     trec = [86, 1250, 1162, 1223, 835, 896]
-    assert sum(qdata._allocate(trec, 200, trec)) == 200
+    assert sum(qubert.data.splits.allocate(trec, 200, trec)) == 200
 
 
 def test_fingerprint_is_stable_and_sensitive():

@@ -70,13 +70,13 @@ def uninterrupted(env, tmp_path_factory):
 
 def test_history_keeps_each_epochs_own_validation_scores(env, tmp_path, monkeypatch):
     calls = []
-    real = training._compute_metrics
+    real = training.metrics.compute_metrics
 
     def numbered(eval_pred):  # eval_call: which evaluation produced a logged row
         calls.append(len(calls) + 1)
         return {**real(eval_pred), "call": float(len(calls))}
 
-    monkeypatch.setattr(training, "_compute_metrics", numbered)
+    monkeypatch.setattr(training.metrics, "compute_metrics", numbered)
     run_training(_config(env, tmp_path / "run"))
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     # Calls 1-3 are the epochs; call 4 re-evaluates the best model, call 5 is the test split.
@@ -87,7 +87,7 @@ def test_train_loss_after_resume_covers_the_whole_run(env, tmp_path, monkeypatch
     real = interrupt_evaluation(2)  # Ctrl-C during the second epoch's evaluation
     with pytest.raises(KeyboardInterrupt):
         run_training(_config(env, tmp_path / "run"))
-    monkeypatch.setattr(training, "_compute_metrics", real)
+    monkeypatch.setattr(training.metrics, "compute_metrics", real)
     resumed = run_training(_config(env, tmp_path / "run", resume=True))
     assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-9)
     assert _without_runtimes(resumed) == pytest.approx(_without_runtimes(uninterrupted))

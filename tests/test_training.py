@@ -155,7 +155,7 @@ def test_run_writes_a_complete_run_directory(env, tmp_path):
     assert all("train_loss" in row and "eval_macro_f1" in row for row in history)
     # The best epoch's model is the one kept and scored.
     assert metrics["eval_macro_f1"] == pytest.approx(max(row["eval_macro_f1"] for row in history))
-    checkpoint = training._complete_checkpoints(run / "checkpoints")[-1]
+    checkpoint = training.rundir.complete_checkpoints(run / "checkpoints")[-1]
     assert (checkpoint / "model.safetensors").stat().st_size < 100_000  # frozen encoder: head-only checkpoints
     matrix = json.loads((run / "confusion_matrix.json").read_text())
     assert matrix["labels"] == ["neg", "pos"] and sum(map(sum, matrix["matrix"])) == 20
@@ -201,11 +201,11 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(env, tmp_path, monkeyp
     run = tmp_path / "run"
     assert info.value.run_dir == run
     assert not (run / "metrics.json").exists() and not (run / "model").exists()
-    assert [p.name for p in training._complete_checkpoints(run / "checkpoints")] == ["checkpoint-4"]
+    assert [p.name for p in training.rundir.complete_checkpoints(run / "checkpoints")] == ["checkpoint-4"]
     with pytest.raises(RunDirectoryError, match="unfinished run.*--resume"):
         run_training(config)
 
-    monkeypatch.setattr(training, "_compute_metrics", real)
+    monkeypatch.setattr(training.metrics, "compute_metrics", real)
     metrics = run_training(_config(env, tmp_path, head="linear", num_epochs=3, resume=True))
     assert metrics["epoch"] == 3.0
     assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1.0, 2.0, 3.0]
@@ -253,10 +253,20 @@ def test_metrics_say_why_training_stopped(env, tmp_path):
 
 
 def test_data_seed_fixes_the_subsets_while_seed_varies_the_rest(env, tmp_path):
-    from qubert.training import _load_bundle
+    from qubert.training.datasets import load_bundle as _load_bundle
 
     def train_rows(**changes):
         return _load_bundle(_config(env, tmp_path, max_train_samples=20, **changes)).train.texts
 
     assert train_rows(seed=1) != train_rows(seed=2)  # the seed picks the subset...
     assert train_rows(seed=1, data_seed=0) == train_rows(seed=2, data_seed=0)  # ...unless data_seed fixes it
+
+
+def test_the_old_device_keyword_for_a_quantum_backend_warns_and_still_works():
+    from qubert.evaluation import deprecated_backend_keyword
+
+    with pytest.warns(DeprecationWarning, match=r"evaluate_model\(device=...\) is deprecated"):
+        assert deprecated_backend_keyword(None, "fake_manila", "evaluate_model") == "fake_manila"
+    assert deprecated_backend_keyword("fake_manila", None, "evaluate_model") == "fake_manila"
+    with pytest.raises(TypeError, match="not both"):
+        deprecated_backend_keyword("fake_manila", "fake_manila", "evaluate_model")

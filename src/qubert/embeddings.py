@@ -21,13 +21,12 @@ import contextlib
 import errno
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
-from qubert.files import apply_umask, exclusive_lock
+from qubert.files import atomic_path, exclusive_lock, is_disk_full
 
 if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
@@ -130,21 +129,15 @@ class EmbeddingCache:
 
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.directory)
-        os.close(fd)
         try:
-            meta = {k: str(v) for k, v in (metadata or {}).items()}
-            save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, tmp, metadata=meta)
-            apply_umask(tmp)  # mkstemp (and safetensors) make 0600
-            os.replace(tmp, path)
+            with atomic_path(path, make_parents=False) as tmp:
+                meta = {k: str(v) for k, v in (metadata or {}).items()}
+                save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, str(tmp), metadata=meta)
         except Exception as err:
             # safetensors reports a full disk as text without a file name: name the cache folder.
-            if "No space left on device" in str(err) or getattr(err, "errno", None) == errno.ENOSPC:
+            if is_disk_full(err):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory)) from err
             raise
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
 

@@ -4,6 +4,12 @@ Every head exposes ``in_features``, ``n_classes``, ``trainable_params`` and ``co
 dict that :func:`build_head` turns back into the same head), so models, benchmarks and reports can
 treat them alike.
 
+**One registry of head types.** A head type registers itself once (:func:`register_head`): its
+class, the :class:`~qubert.training.TrainingConfig` options it reads, how they become its config,
+the CLI help panel of those options and whether it is quantum. :func:`build_head`, the config's
+validation, ``qubert train``'s options, the scikit-learn estimator and the bench read
+:data:`HEAD_REGISTRY`; nothing else lists heads.
+
 Example:
     >>> import torch
     >>> q = QuantumHead(in_features=384, n_classes=2, n_qubits=4, n_layers=2)
@@ -14,8 +20,10 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -27,7 +35,7 @@ from qubert.quantum.execution import describe as describe_execution
 from qubert.quantum.noise import DEFAULT_TRAJECTORIES, NoiseModel
 from qubert.quantum.shots import make_generator
 
-HEAD_TYPES = ("linear", "mlp", "quantum")
+HEAD_TYPES: tuple[str, ...] = ()  # names in HEAD_REGISTRY, kept up to date by register_head
 SCALINGS = ("tanh_pi_2", "tanh_pi", "pi", "none")
 
 
@@ -178,11 +186,12 @@ class QuantumHead(Head):
             such as ``"depolarizing:0.01,readout:0.02"``, ``"backprop"`` or ``"parameter_shift"``
             gradients, the seed of the shot/trajectory sampler, and the noise simulator. The
             defaults are exact simulation; see :meth:`set_execution`.
-        device, device_simulator, optimization_level: run as on an IBM device (``"fake_manila"``,
-            ``"ibm_kyiv"`` or a backend object; needs ``qubert[devices]``): ``"aer"`` evaluates the
-            transpiled circuit on Aer with the device's noise model (no gradient), ``"qubert"`` maps
-            the device's calibration to qubert's channels, so training can see it (see
-            :mod:`qubert.quantum.devices`).
+        backend, device_simulator, optimization_level: run as on an IBM quantum backend
+            (``"fake_manila"``, ``"ibm_kyiv"`` or a backend object; needs ``qubert[devices]``):
+            ``"aer"`` evaluates the transpiled circuit on Aer with the device's noise model (no
+            gradient), ``"qubert"`` maps the device's calibration to qubert's channels, so training
+            can see it (see :mod:`qubert.quantum.devices`).
+        device: deprecated name of ``backend`` (``device`` means the torch device elsewhere).
 
     Example:
         >>> head = QuantumHead(16, 2, circuit={"n_qubits": 3, "ansatz": "strongly_entangling"})
@@ -213,9 +222,10 @@ class QuantumHead(Head):
         execution_seed: int | None = None,
         noise_method: str = "auto",
         trajectories: int = DEFAULT_TRAJECTORIES,
-        device: Any = None,
+        backend: Any = None,
         device_simulator: str = "aer",
         optimization_level: int = 1,
+        device: Any = None,
     ) -> None:
         super().__init__(in_features, n_classes)
         if circuit is None:
@@ -235,12 +245,13 @@ class QuantumHead(Head):
         self.post_net = nn.Linear(circuit.n_outputs, n_classes)
         self.set_execution(
             shots=shots, noise=noise, gradient=gradient, seed=execution_seed, noise_method=noise_method, trajectories=trajectories,
-            device=device, device_simulator=device_simulator, optimization_level=optimization_level,
+            device_simulator=device_simulator, optimization_level=optimization_level,
+            **({"device": device} if device is not None and backend is None else {"backend": backend}),
         )
 
     def set_execution(self, **options: Any) -> None:
         """Change how the circuit runs: ``shots``, ``noise``, ``gradient``, ``seed``, ``noise_method``, ``trajectories``,
-        ``device``, ``device_simulator``, ``optimization_level``.
+        ``backend``, ``device_simulator``, ``optimization_level`` (``device``: the deprecated name of ``backend``).
 
         Options not given keep their current values; pass ``shots=None`` / ``noise=None`` to go back
         to exact expectation values / no noise. Every call restarts the shot/trajectory sampler from
@@ -254,10 +265,20 @@ class QuantumHead(Head):
             >>> head.shots, head.noise, head.config()["noise"]
             (256, NoiseModel(depolarizing=0.0, amplitude_damping=0.0, readout=0.02), 'readout:0.02')
         """
+        if "device" in options:
+            import warnings
+
+            if "backend" in options:
+                raise ValueError("give backend=, not both backend= and its deprecated name device=")
+            warnings.warn("QuantumHead device= is deprecated: the quantum backend is now backend= (device means the torch device)", DeprecationWarning, stacklevel=2)
+            options["backend"] = options.pop("device")
+        if "backend" in options:
+            options["device"] = options.pop("backend")  # ExecutionOptions' field for the backend
         known = {"shots", "noise", "gradient", "seed", "noise_method", "trajectories", "device", "device_simulator", "optimization_level"}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown execution option(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+            expected = sorted(known - {"device"} | {"backend"})
+            raise ValueError(f"unknown execution option(s) {', '.join(unknown)}; expected {', '.join(expected)}")
         current = getattr(self, "execution", ExecutionOptions())
         names = ("shots", "noise", "gradient", "noise_method", "trajectories", "device", "device_simulator", "optimization_level")
         fields = {name: options.get(name, getattr(current, name)) for name in names}
@@ -341,7 +362,7 @@ class QuantumHead(Head):
             "strategy": self.strategy,
             "freeze_circuit": self.freeze_circuit,
             # Execution options only when not the defaults, so configs of exact heads stay as they were.
-            **describe_execution(self.execution),
+            **{("backend" if k == "device" else k): v for k, v in describe_execution(self.execution).items()},
             **({"execution_seed": self.execution_seed} if self.execution_seed is not None else {}),
         }
 
@@ -366,28 +387,91 @@ def check_head_memory(
     from qubert.quantum import engine
 
     device = torch.device(device)
-    state_dtype, _ = engine._resolve_dtypes(torch.empty(0, dtype=dtype), None, circuit.is_real)
+    state_dtype, _ = engine.resolve_dtypes(torch.empty(0, dtype=dtype), None, circuit.is_real)
     if strategy == "auto":
         strategy = engine.choose_strategy(circuit, batch_size, state_dtype, device)
-    engine._check_memory(circuit, batch_size, strategy, state_dtype, device)
+    engine.check_memory(circuit, batch_size, strategy, state_dtype, device)
 
 
 def build_head(config: dict[str, Any], seed: int | None = None) -> Head:
-    """A head from its ``config()`` dict (``type`` is ``linear``, ``mlp`` or ``quantum``).
+    """A head from its ``config()`` dict (``type``: a name in :data:`HEAD_REGISTRY`).
 
     Example:
         >>> build_head({"type": "mlp", "in_features": 8, "n_classes": 2, "hidden_sizes": [4]}).hidden_sizes
         (4,)
     """
     config = dict(config)
-    head_type = config.pop("type", None)
-    if head_type not in HEAD_TYPES:
-        raise ValueError(f"unknown head type {head_type!r}; expected one of {', '.join(HEAD_TYPES)}")
-    if head_type == "linear":
-        return LinearHead(**config)
-    if head_type == "mlp":
-        return MLPHead(**config)
-    return QuantumHead(**config, seed=seed)
+    name = config.pop("type", None)
+    if name not in HEAD_REGISTRY:
+        raise ValueError(f"unknown head type {name!r}; expected one of {', '.join(HEAD_REGISTRY)}")
+    cls = HEAD_REGISTRY[name].cls
+    if "seed" in inspect.signature(cls).parameters:
+        config["seed"] = seed
+    return cls(**config)
+
+
+def _options_as_config(options: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    def config_from(run_config: Any) -> dict[str, Any]:
+        values = {name: getattr(run_config, name) for name in options}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    return config_from
+
+
+@dataclass(frozen=True)
+class HeadType:
+    """One kind of head, registered once with :func:`register_head`.
+
+    Attributes:
+        name: the ``head`` option's value (``--head``) and the ``type`` in the head's config.
+        cls: the :class:`Head` subclass, built as ``cls(in_features, n_classes, **config)``.
+        options: the :class:`~qubert.training.TrainingConfig` fields (``qubert train`` options)
+            the head reads; shown in the CLI help panel ``panel``.
+        panel: the ``qubert train --help`` panel of those options.
+        quantum: whether the head runs a circuit (quantum options are validated, its register's
+            memory is checked, and shots / noise / backends apply).
+        help: one line for listings.
+        config_from: a run config -> the head's config dict (without ``type``, ``in_features``,
+            ``n_classes``); default: the ``options`` by name.
+
+    Example:
+        >>> HEAD_REGISTRY["mlp"].options, HEAD_REGISTRY["quantum"].quantum
+        (('hidden_sizes', 'dropout'), True)
+    """
+
+    name: str
+    cls: type
+    options: tuple[str, ...] = ()
+    panel: str = "Classical heads"
+    quantum: bool = False
+    help: str = ""
+    config_from: Callable[[Any], dict[str, Any]] | None = field(default=None, compare=False)
+
+    def head_config(self, run_config: Any) -> dict[str, Any]:
+        """The head's config dict for :func:`build_head` from a run config (with ``type``)."""
+        read = self.config_from or _options_as_config(self.options)
+        return {"type": self.name, **read(run_config)}
+
+
+HEAD_REGISTRY: dict[str, HeadType] = {}
+
+
+def register_head(head_type: HeadType) -> HeadType:
+    """Make a head type known to :func:`build_head`, the training config, the CLI and the bench.
+
+    Example:
+        >>> class TinyHead(LinearHead):
+        ...     head_type = "tiny"
+        >>> _ = register_head(HeadType("tiny", TinyHead, options=("dropout",)))  # doctest: +SKIP
+    """
+    global HEAD_TYPES
+    HEAD_REGISTRY[head_type.name] = head_type
+    HEAD_TYPES = tuple(HEAD_REGISTRY)
+    return head_type
+
+
+def _quantum_config(run_config: Any) -> dict[str, Any]:
+    return {"circuit": run_config.circuit().to_dict(), "scaling": run_config.scaling, "strategy": run_config.strategy, "freeze_circuit": run_config.freeze_circuit}
 
 
 def _mlp_params(d: int, h: int, k: int) -> int:
@@ -415,3 +499,12 @@ def matched_mlp_head(head: Head, hidden_layers: int = 1) -> MLPHead:
     candidates = {max(1, math.floor(h_exact)), max(1, math.ceil(h_exact))}
     best = min(sorted(candidates), key=lambda h: abs(_mlp_params(d, h, k) - target))
     return MLPHead(d, k, hidden_sizes=(best,))
+
+
+register_head(HeadType("linear", LinearHead, options=("dropout",), help="one linear layer on the pooled vector"))
+register_head(HeadType("mlp", MLPHead, options=("hidden_sizes", "dropout"), help="a multi-layer perceptron"))
+register_head(HeadType(
+    "quantum", QuantumHead, quantum=True, panel="Quantum head", help="the dressed variational circuit",
+    options=("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement", "init", "reupload", "scaling", "freeze_circuit", "strategy"),
+    config_from=_quantum_config,
+))

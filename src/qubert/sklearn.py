@@ -169,7 +169,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
             ValueError: bad texts or labels (fewer than 2 classes, a class with a single row),
                 or a bad parameter (:class:`~qubert.training.TrainingConfigError`).
         """
-        from qubert.data import _stratified_holdout
+        from qubert.data import stratified_holdout
         from qubert.training import load_model, run_training
 
         texts = _as_texts(X)
@@ -187,16 +187,15 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class {classes[counts.argmin()]!r} has a single row; every class needs 2 (one may go to the validation split)")
         ids = ids.tolist()
         data_seed = self.seed if self.data_seed is None else self.data_seed
-        kept, held = _stratified_holdout(ids, self.validation_fraction, data_seed, _DATA_SALT)
+        kept, held = stratified_holdout(ids, self.validation_fraction, data_seed, _DATA_SALT)
 
-        work = Path(tempfile.mkdtemp(prefix="qubert-sklearn-"))
+        train = ([texts[i] for i in kept], [ids[i] for i in kept])
+        validation = ([texts[i] for i in held], [ids[i] for i in held])
+        work = Path(tempfile.mkdtemp(prefix="qubert-sklearn-"))  # the run directory only: the data stays in memory
         try:
-            # run_training reads files: the split texts go through the same loading and checks as
-            # `qubert train` (CSV cells stay strings, so texts such as "NA" are kept).
-            _write_split(work / "train.csv", [texts[i] for i in kept], [ids[i] for i in kept])
-            _write_split(work / "validation.csv", [texts[i] for i in held], [ids[i] for i in held])
+            # The splits go through the same checks and label encoding as `qubert train` data.
             config = self._training_config(work)
-            metrics = run_training(config)
+            metrics = run_training(config, data={"train": train, "validation": validation, "test": validation})
             model, tokenizer = load_model(metrics.run_dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -211,11 +210,11 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n_texts, n_classes)``, columns in the order of ``classes_``."""
         check_is_fitted(self, "model_")
-        from qubert.training import _head_probabilities
+        from qubert.inference import head_probabilities
 
         texts = _as_texts(X)
         features = self._features(texts)
-        return _head_probabilities(self.model_, features).numpy().astype(np.float64)
+        return head_probabilities(self.model_, features).numpy().astype(np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each text (values from ``classes_``)."""
@@ -230,7 +229,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         from qubert.modeling import quiet_transformers
-        from qubert.training import _replace_dir
+        from qubert.files import replace_dir
 
         target = Path(directory).expanduser().resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +242,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
             (folder / ESTIMATOR_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
         with quiet_transformers():
-            _replace_dir(build, target)
+            replace_dir(build, target)
         return target
 
     @classmethod
@@ -276,10 +275,7 @@ class QubertClassifier(ClassifierMixin, BaseEstimator):
         params.pop("validation_fraction")
         hidden = params["hidden_sizes"]
         params["hidden_sizes"] = [hidden] if isinstance(hidden, int) else list(hidden)
-        return TrainingConfig(
-            train_file=str(work / "train.csv"), validation_file=str(work / "validation.csv"),
-            test_file=str(work / "validation.csv"), output_dir=str(work / "run"), **params,
-        )
+        return TrainingConfig(dataset="sklearn", output_dir=str(work / "run"), **params)
 
     def _features(self, texts: list[str]):
         """Pooled features of ``texts``: from the embedding cache with a frozen encoder, else encoded."""
@@ -315,9 +311,3 @@ def _as_texts(X: Any) -> list[str]:
     if bad is not None:
         raise ValueError(f"X must hold texts (str); item {bad} is a {type(array[bad]).__name__}")
     return [str(t) for t in array]
-
-
-def _write_split(path: Path, texts: list[str], labels: list[int]) -> None:
-    import pandas as pd
-
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)

@@ -21,7 +21,7 @@ import sys
 import torch
 
 from qubert.quantum import Circuit, adjoint, estimate_memory, simulate
-from qubert.quantum.engine import _plan_for, _resolve_dtypes
+from qubert.quantum.engine import _plan_for, resolve_dtypes
 
 
 def _status(key: str) -> int:
@@ -41,7 +41,7 @@ def measure(case: dict) -> dict:
     circuit = Circuit(**case)
     x = torch.rand(batch, circuit.n_qubits, dtype=dtype, requires_grad=True)
     w = circuit.init_weights().to(dtype).requires_grad_()
-    state_dtype, _ = _resolve_dtypes(x, None, _plan_for(circuit).real)
+    state_dtype, _ = resolve_dtypes(x, None, _plan_for(circuit).real)
     # Warm up the same kernels on a smaller register, so that loading their code is not counted
     # while this circuit's own cached tables (built on its first call) are.
     warm = Circuit(**{**case, "n_qubits": max(circuit.n_qubits - 1, 2)})

@@ -125,11 +125,11 @@ def test_uniform_device_model_is_the_abstract_noise_model_without_two_qubit_corr
 
 
 def test_quantum_head_trains_under_mapped_device_noise_and_refuses_gradients_on_aer() -> None:
-    head = QuantumHead(8, 2, n_qubits=2, n_layers=1, seed=0, device="fake_manila", device_simulator="qubert")
+    head = QuantumHead(8, 2, n_qubits=2, n_layers=1, seed=0, backend="fake_manila", device_simulator="qubert")
     features = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
     head(features).sum().backward()
     assert head.q_weights.grad is not None and head.q_weights.grad.abs().sum() > 0
-    assert head.config()["device"] == "fake_manila" and head.config()["device_simulator"] == "qubert"
+    assert head.config()["backend"] == "fake_manila" and head.config()["device_simulator"] == "qubert"
     head.set_execution(device_simulator="aer", shots=256, seed=0)
     with pytest.raises(ValueError, match="no gradient"):
         head(features)
@@ -140,9 +140,20 @@ def test_quantum_head_trains_under_mapped_device_noise_and_refuses_gradients_on_
     torch.testing.assert_close(first, second)
     with pytest.raises(ValueError, match="either a noise model or a device"):
         head.set_execution(noise="readout:0.01")
-    assert head.config()["device"] == "fake_manila"  # a refused change leaves the head as it was
+    assert head.config()["backend"] == "fake_manila"  # a refused change leaves the head as it was
 
 
 def test_bits_are_read_in_clbit_order() -> None:
     packed = np.array([[[0b00000110]]], dtype=np.uint8)  # clbits 1 and 2 set, clbit 0 clear
     assert devices._bits(packed, 3).tolist() == [[[0, 1, 1]]]
+
+
+def test_the_old_device_keyword_of_a_quantum_head_warns_and_still_builds() -> None:
+    with pytest.warns(DeprecationWarning, match="backend="):
+        head = QuantumHead(8, 2, n_qubits=2, n_layers=1, seed=0, device="fake_manila", device_simulator="qubert")
+    assert head.config()["backend"] == "fake_manila"
+    with pytest.warns(DeprecationWarning):
+        head.set_execution(device=None)
+    assert "backend" not in head.config()
+    with pytest.raises(ValueError, match="not both"):
+        head.set_execution(device="fake_manila", backend="fake_manila")

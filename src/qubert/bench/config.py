@@ -47,13 +47,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qubert.heads import HEAD_REGISTRY
+
 CONTROLS = ("matched_mlp", "no_entanglement", "frozen_circuit")
-HEAD_TYPES = ("linear", "mlp", "quantum", "logreg")
-CLASSICAL_HEADS = ("linear", "mlp", "logreg")
+YARDSTICK_HEADS = ("logreg",)  # fitted by scikit-learn on frozen features (qubert.bench.yardsticks), not heads
+HEAD_TYPES = (*HEAD_REGISTRY, *YARDSTICK_HEADS)  # the registered head types (qubert.heads) and the yardsticks
+CLASSICAL_HEADS = (*(name for name, head in HEAD_REGISTRY.items() if not head.quantum), *YARDSTICK_HEADS)
 
 # TrainingConfig fields the grid itself sets: they cannot be given as plain settings.
 _GRID_KEYS = ("dataset", "mode", "seed", "head", "output_dir", "resume", "overwrite_output_dir")
-_QUANTUM_KEYS = ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement",
+QUANTUM_KEYS = ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement",
                  "init", "reupload", "scaling", "freeze_circuit")
 _TOP_LEVEL_KEYS = ("name", "description", "output_dir", "data_dir", "cache_dir", "datasets", "modes",
                    "seeds", "heads", "controls", "training", "resources", "statistics", "tuning", "keep_models")
@@ -177,6 +180,7 @@ def load_bench_config(
                               data_dir=data_dir, online=online)
 
 
+# Long: one pass over the config's keys, each checked where it is read, so every error names its key.
 def parse_bench_config(
     data: Any,
     *,
@@ -206,7 +210,7 @@ def parse_bench_config(
         online = _needs_online(data) and _is_online()
     data = _resolve_online(copy.deepcopy(data), online)
 
-    fields = _training_fields()
+    fields = training_fields()
     training = data.get("training") or {}
     if not isinstance(training, dict):
         raise fail("training", "must be a mapping of TrainingConfig settings")
@@ -228,8 +232,9 @@ def parse_bench_config(
         if not isinstance(entry["mode"], str) or not _MODE_PATTERN.match(entry["mode"]):
             raise fail(f"modes[{i}]", f"unknown mode {entry['mode']!r}; expected frozen, full or top<k>")
     for i, entry in enumerate(heads):
-        if entry["head"] not in HEAD_TYPES:
-            raise fail(f"heads[{i}].head", f"unknown head {entry['head']!r}; expected one of {', '.join(HEAD_TYPES)}")
+        head_types = (*HEAD_REGISTRY, *YARDSTICK_HEADS)  # read now: head types registered after import count
+        if entry["head"] not in head_types:
+            raise fail(f"heads[{i}].head", f"unknown head {entry['head']!r}; expected one of {', '.join(head_types)}")
 
     seeds = data.get("seeds", DEFAULT_SEEDS)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -291,7 +296,7 @@ def parse_bench_config(
     )
 
 
-def _training_fields() -> dict[str, Any]:
+def training_fields() -> dict[str, Any]:
     """TrainingConfig field name -> default value."""
     from qubert.training import TrainingConfig
 

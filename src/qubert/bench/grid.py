@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qubert.bench.config import _QUANTUM_KEYS, BenchConfig, BenchConfigError, Resources, _training_fields
+from qubert.bench.config import QUANTUM_KEYS, BenchConfig, BenchConfigError, Resources, training_fields
 
 # Settings that describe how a run is executed, not what it computes: ignored when deciding
 # whether a finished run still matches the config.
@@ -93,7 +93,7 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
     """
     from qubert.data import REGISTRY
 
-    fields = _training_fields()
+    fields = training_fields()
     base_resources = {"num_cpus": 1, "num_gpus": 0, **config.resources}
     specs: list[RunSpec] = []
     seen: dict[str, RunSpec] = {}
@@ -175,7 +175,7 @@ def _head_variants(settings: dict[str, Any], name: str | None, controls: Sequenc
     resolved = {**fields, **settings}
     if head_type != "quantum":
         # quantum settings on a classical head (or MLP settings on the yardstick) would only confuse the csv
-        for key in _QUANTUM_KEYS + (("hidden_sizes", "dropout") if head_type == "logreg" else ()):
+        for key in QUANTUM_KEYS + (("hidden_sizes", "dropout") if head_type == "logreg" else ()):
             settings.pop(key, None)
         return [(name or _classical_label(head_type, resolved, fields), head_type, "", "", settings)]
 
@@ -185,7 +185,7 @@ def _head_variants(settings: dict[str, Any], name: str | None, controls: Sequenc
     for control in controls:
         if control == "matched_mlp":
             hidden = _matched_hidden_size(resolved, circuit, n_classes)
-            mlp = {k: v for k, v in settings.items() if k not in _QUANTUM_KEYS}
+            mlp = {k: v for k, v in settings.items() if k not in QUANTUM_KEYS}
             mlp.update(head="mlp", hidden_sizes=[hidden])
             variants.append((f"matched_mlp_{label.removeprefix('quantum_')}", "mlp", control, label, mlp))
         elif control == "no_entanglement" and resolved["entanglement"] != "none" and resolved["qubits"] > 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qubert.bench.config import BenchConfig
-from qubert.bench.results import _write_text_atomic
+from qubert.files import write_text
 from qubert.bench.stats import STOP_REASONS, aggregate, compare_heads, statistics_options
 
 SUMMARY_FILE = "summary.md"
@@ -88,6 +88,7 @@ def _best_params(text: Any) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "–"
 
 
+# Long: the summary is one Markdown document written top to bottom; splitting it scatters its order.
 def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchConfig | None = None,
                   figures: Sequence[Path] = (), failed: Mapping[str, str] | None = None,
                   n_planned: int | None = None, tuning: Any = None) -> Path:
@@ -220,7 +221,7 @@ def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchCo
         lines += _tuning_section(tuning)
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{run_id}`: {error}" for run_id, error in failed.items()] + [""]
-    _write_text_atomic(path, "\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
 
 

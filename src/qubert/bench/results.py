@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qubert.bench.config import _QUANTUM_KEYS, _training_fields
+from qubert.bench.config import QUANTUM_KEYS, training_fields
 from qubert.bench.grid import RunSpec
+from qubert.files import write_json, write_text
 
 RUN_MARKER = "bench_run.json"  # written next to metrics.json once a run has finished
 RESULTS_FILE = "results.csv"
@@ -38,10 +38,10 @@ def is_finished(spec: RunSpec, output_dir: str | os.PathLike[str]) -> bool:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return _jsonable(recorded.get("settings")) == _jsonable(spec.semantic_settings())
+    return jsonable(recorded.get("settings")) == jsonable(spec.semantic_settings())
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
@@ -64,14 +64,14 @@ def collect_results(specs: Sequence[RunSpec], output_dir: str | os.PathLike[str]
 
 
 def _result_row(spec: RunSpec, metrics: Mapping[str, Any], output_dir: Path) -> dict[str, Any]:
-    settings = {**_training_fields(), **spec.settings}
+    settings = {**training_fields(), **spec.settings}
     row: dict[str, Any] = {
         "run_id": spec.run_id, "dataset": spec.dataset, "mode": spec.mode, "head": spec.head,
         "head_type": spec.head_type, "control": spec.control, "base_head": spec.base_head, "seed": spec.seed,
     }
     for key in CONFIG_COLUMNS:
         value = settings.get(key)
-        if key in _QUANTUM_KEYS and spec.head_type != "quantum":
+        if key in QUANTUM_KEYS and spec.head_type != "quantum":
             value = None
         if spec.head_type == "logreg" and key in _OPTIMISER_KEYS:  # fitted by scikit-learn, not by the Trainer
             value = None
@@ -84,30 +84,18 @@ def _result_row(spec: RunSpec, metrics: Mapping[str, Any], output_dir: Path) -> 
     return row
 
 
-def _write_results(specs: Sequence[RunSpec], output_dir: Path, path: Path) -> Any:
+def write_results(specs: Sequence[RunSpec], output_dir: Path, path: Path) -> Any:
     results = collect_results(specs, output_dir)
-    _write_text_atomic(path, results.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    write_text(path, results.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     return results
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_json_sorted(path: Path, data: Any) -> None:
+    """A bench file as JSON with sorted keys (non-JSON values as text), written atomically."""
+    write_json(path, data, sort_keys=True, default=str)
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    _write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def _yaml_dump(data: Any) -> str:
+def yaml_dump(data: Any) -> str:
     import yaml
 
-    return yaml.safe_dump(_jsonable(data), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(jsonable(data), sort_keys=False, allow_unicode=True)

@@ -28,14 +28,14 @@ from qubert.bench.config import BenchConfig, BenchConfigError
 from qubert.bench.grid import RunSpec, expand_grid
 from qubert.bench.plots import plot_figures
 from qubert.bench.report import SUMMARY_FILE, write_summary
+from qubert.files import write_text
 from qubert.bench.results import (
     RESULTS_FILE,
     RUN_MARKER,
-    _jsonable,
-    _write_json_atomic,
-    _write_results,
-    _write_text_atomic,
-    _yaml_dump,
+    jsonable,
+    write_json_sorted,
+    write_results,
+    yaml_dump,
     is_finished,
 )
 
@@ -93,11 +93,11 @@ def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[
     metrics = dict(run_fn(spec.training_config(output_dir)))
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "metrics.json").is_file():  # a run_fn that only returns its metrics
-        _write_json_atomic(run_dir / "metrics.json", metrics)
+        write_json_sorted(run_dir / "metrics.json", metrics)
     # A finished run needs no checkpoints (they only serve to resume); models are kept on request.
     for heavy in ("checkpoints",) if spec.keep_model else ("checkpoints", "model"):
         shutil.rmtree(run_dir / heavy, ignore_errors=True)
-    _write_json_atomic(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
+    write_json_sorted(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
     return metrics
 
 
@@ -107,7 +107,7 @@ def _twins(specs: Sequence[RunSpec]) -> dict[str, RunSpec]:
     first: dict[str, RunSpec] = {}
     twins: dict[str, RunSpec] = {}
     for spec in specs:
-        key = json.dumps(_jsonable(spec.semantic_settings()), sort_keys=True)
+        key = json.dumps(jsonable(spec.semantic_settings()), sort_keys=True)
         if key in first:
             twins[spec.run_id] = first[key]
         else:
@@ -129,7 +129,7 @@ def _copy_result_files(source: Path, spec: RunSpec, output_dir: Path, *, copied_
     for path in source.iterdir():
         if path.is_file() and path.name != RUN_MARKER:
             shutil.copy2(path, target / path.name)
-    _write_json_atomic(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(), "copied_from": copied_from})
+    write_json_sorted(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(), "copied_from": copied_from})
     return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -159,6 +159,7 @@ def plan_bench(config: BenchConfig, *, _specs: list[RunSpec] | None = None) -> t
     return finished, [s for s in specs if s.run_id not in ids]
 
 
+# Long: the grid's life cycle (plan, tune, run, collect, report) in the order a reader follows it.
 def run_bench(
     config: BenchConfig,
     *,
@@ -193,7 +194,7 @@ def run_bench(
     base_specs = expand_grid(config)
     output_dir = config.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(output_dir / "bench_config.yaml", _yaml_dump(config.to_dict()))
+    write_text(output_dir / "bench_config.yaml", yaml_dump(config.to_dict()))
     failed: dict[str, str] = {}
     with _ray_session(use_ray or bool(ray_address), ray_address, ray_num_cpus):
         def execute_all(pending: list[RunSpec], where: Path, on_done: Callable) -> None:
@@ -222,7 +223,7 @@ def run_bench(
             n = next(counter)
             if error is None:
                 ran.append(spec.run_id)
-                _write_results(specs, output_dir, results_csv)
+                write_results(specs, output_dir, results_csv)
                 f1 = metrics.get("test_macro_f1") if metrics else None
                 shown = f"macro-F1 {f1:.4f}" if isinstance(f1, (int, float)) else "done"
                 log(f"[{n}/{len(pending)}] {spec.run_id}: {shown} ({seconds:.1f} s)")
@@ -230,7 +231,7 @@ def run_bench(
                 failed[spec.run_id] = error
                 log(f"[{n}/{len(pending)}] {spec.run_id}: FAILED {error}")
 
-        _write_results(specs, output_dir, results_csv)  # drops rows of runs that no longer match
+        write_results(specs, output_dir, results_csv)  # drops rows of runs that no longer match
         untuned = {s.run_id for s in _untuned(config, pending)}
         for spec in pending:
             if spec.run_id in untuned:
@@ -266,7 +267,7 @@ def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None
     specs = _specs if _specs is not None else tuned_specs(config)
     output_dir = config.output_dir
     results_csv = output_dir / RESULTS_FILE
-    results = _write_results(specs, output_dir, results_csv)
+    results = write_results(specs, output_dir, results_csv)
     summary, figures = None, []
     if report and len(results):
         figures = plot_figures(results, output_dir, config=config)
@@ -362,8 +363,8 @@ def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | No
 def _record_remote_result(spec: RunSpec, output_dir: Path, metrics: Mapping[str, Any]) -> None:
     run_dir = spec.run_dir(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(run_dir / "metrics.json", dict(metrics))
-    _write_json_atomic(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
+    write_json_sorted(run_dir / "metrics.json", dict(metrics))
+    write_json_sorted(run_dir / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings()})
 
 
 # ------------------------------------------------------------------------------------ tuning
@@ -379,8 +380,9 @@ def _signature(spec: RunSpec, config: BenchConfig) -> str:
 
     tuning = config.tuning
     base = {k: v for k, v in spec.semantic_settings().items() if k not in spec.search and k != "seed"}
-    return json.dumps(_jsonable({"settings": base, "space": describe_space(_dimensions(spec, config)), "trials": tuning.trials,
-                                 "startup": tuning.startup, "sampler": SAMPLER_VERSION, "batch": tuning.batch, "seed": tuning.seed, "run_seed": tuning.run_seed}), sort_keys=True)
+    return json.dumps(jsonable({"settings": base, "space": describe_space(_dimensions(spec, config)), "trials": tuning.trials,
+                                "startup": tuning.startup, "sampler": SAMPLER_VERSION, "batch": tuning.batch, "seed": tuning.seed,
+                                "run_seed": tuning.run_seed}), sort_keys=True)
 
 
 def _dimensions(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
@@ -474,12 +476,12 @@ def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Calla
     choices = _read_choices(config.output_dir)
     for key, spec, result in zip(groups, groups.values(), results):
         if result.best_params:
-            choices[key] = {"signature": _signature(spec, config), "params": _jsonable(result.best_params),
+            choices[key] = {"signature": _signature(spec, config), "params": jsonable(result.best_params),
                             "eval_macro_f1": result.best_value, "space": describe_space(result.space),
                             "trials": len(result.trials), "failed_trials": sum(t["state"] != "complete" for t in result.trials)}
-    _write_json_atomic(config.output_dir / CHOICES_FILE, choices)
+    write_json_sorted(config.output_dir / CHOICES_FILE, choices)
     table = trials_table(results)
-    _write_text_atomic(config.output_dir / TUNING_FILE, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    write_text(config.output_dir / TUNING_FILE, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     return results
 
 
@@ -510,7 +512,7 @@ def _reuse_trials(config: BenchConfig, pending: Sequence[RunSpec]) -> list[RunSp
                 recorded = json.loads(marker.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if (trial_dir / "metrics.json").is_file() and _jsonable(recorded.get("settings")) == _jsonable(spec.semantic_settings()):
+            if (trial_dir / "metrics.json").is_file() and jsonable(recorded.get("settings")) == jsonable(spec.semantic_settings()):
                 _copy_result_files(trial_dir, spec, config.output_dir, copied_from=f"{TUNING_DIR}/{recorded.get('run_id')}")
                 reused.append(spec)
                 break

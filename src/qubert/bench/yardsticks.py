@@ -42,10 +42,12 @@ def run_logistic_regression(config: Any, *, C: float = 1.0) -> dict[str, Any]:
 
     from qubert.embeddings import EmbeddingCache, cached_features
     from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer
-    from qubert.training import _load_bundle, _write_json, _write_text, classification_metrics
+    from qubert.files import write_json, write_text
+    from qubert.training import classification_metrics
+    from qubert.training.datasets import load_bundle
 
     frozen = dataclasses.replace(config, mode="frozen", head="linear")
-    bundle = _load_bundle(frozen)
+    bundle = load_bundle(frozen)
     model = QubertForSequenceClassification.from_encoder(
         frozen.model, head={"type": "linear"}, id2label=bundle.id2label, pooling=frozen.pooling, mode="frozen",
         max_length=frozen.max_length, seed=frozen.seed, precision=frozen.resolved_precision,
@@ -73,6 +75,6 @@ def run_logistic_regression(config: Any, *, C: float = 1.0) -> dict[str, Any]:
     })
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(run_dir / "config.yaml", yaml.safe_dump({**config.to_dict(), "yardstick": "logreg", "C": float(C)}, sort_keys=False))
-    _write_json(run_dir / "metrics.json", metrics)
+    write_text(run_dir / "config.yaml", yaml.safe_dump({**config.to_dict(), "yardstick": "logreg", "C": float(C)}, sort_keys=False))
+    write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,19 +16,19 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _fail(message: str) -> typer.Exit:
+def usage_error(message: str) -> typer.Exit:
     """Print one red error line; the caller raises the returned Exit (code 2)."""
-    err_console.print(f"[bold red]Error:[/bold red] [red]{_escape(message)}[/red]", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]Error:[/bold red] [red]{escape_text(message)}[/red]", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
-def _escape(text: str) -> str:
+def escape_text(text: str) -> str:
     from rich.markup import escape
 
     return escape(" ".join(str(text).split()))
 
 
-def _message(err: BaseException) -> str:
+def error_message(err: BaseException) -> str:
     """The one line for a user error; a full disk says what was being written and what to do."""
     import errno
 
@@ -38,7 +37,7 @@ def _message(err: BaseException) -> str:
     return str(err)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
     # DataError, TrainingConfigError, ModelConfigError, RunDirectoryError are ValueErrors;
     # OSError covers unreadable/unwritable paths given by the user.
     return (ValueError, OSError)
@@ -58,9 +57,9 @@ def _load_config_file(ctx: typer.Context, param: Any, value: Optional[Path]) -> 
     try:
         data = yaml.safe_load(Path(value).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
-        raise _fail(f"cannot read config {value}: {err}")
+        raise usage_error(f"cannot read config {value}: {err}")
     if not isinstance(data, dict):
-        raise _fail(f"config {value} must be a mapping of option: value")
+        raise usage_error(f"config {value} must be a mapping of option: value")
     names = {p.name for p in ctx.command.params if p.name != "config" and getattr(p, "param_type_name", "") == "option"}
     normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(normalised) - names)
@@ -69,7 +68,7 @@ def _load_config_file(ctx: typer.Context, param: Any, value: Optional[Path]) -> 
 
         close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _fail(f"config {value}: unknown option {unknown[0]!r}{hint} for 'qubert {ctx.command.name}'")
+        raise usage_error(f"config {value}: unknown option {unknown[0]!r}{hint} for 'qubert {ctx.command.name}'")
     params = {p.name: p for p in ctx.command.params}
     for key, raw in normalised.items():
         normalised[key] = _config_value(ctx, params[key], raw, value)
@@ -84,17 +83,17 @@ def _config_value(ctx: typer.Context, param: Any, raw: Any, source: Path) -> Any
     try:
         return param.process_value(ctx, raw)
     except typer.BadParameter as err:
-        raise _fail(f"config {source}: {param.name}: {raw!r} is not valid ({err.message})") from None
+        raise usage_error(f"config {source}: {param.name}: {raw!r} is not valid ({err.message})") from None
 
 
-def _config_option() -> Any:
+def config_option() -> Any:
     return typer.Option(
         None, "--config", help="YAML file of option values (keys as option names); command-line options win.",
         is_eager=True, callback=_load_config_file, exists=False, dir_okay=False, show_default=False,
     )
 
 
-def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
+def print_metrics(metrics: dict[str, Any], *, title: str) -> None:
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -105,28 +104,16 @@ def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
     console.print(table)
 
 
-def _check_output_folder(path: Path) -> None:
+def check_output_folder(path: Path) -> None:
     folder = Path(path).expanduser().parent
     if folder and not folder.exists():
         raise ValueError(f"output folder {folder} does not exist")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    from qubert.files import apply_umask
+def write_output(path: Path, text: str) -> None:
+    """Write a command's output file atomically; its folder must exist (no folders are made)."""
+    from qubert.files import write_text
 
     path = Path(path).expanduser()
-    _check_output_folder(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        apply_umask(tmp)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        err.filename = err.filename or str(path)  # a full disk names the file, not the temporary
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    check_output_folder(path)
+    write_text(path, text, make_parents=False)

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from qubert.cli.common import _fail, _message, _user_errors, console, err_console
+from qubert.cli.common import usage_error, error_message, user_errors, console, err_console
 
 
 def devices(
@@ -25,8 +25,8 @@ def devices(
     try:
         with err_console.status("Reading the calibration snapshots"):
             rows = [info for info in list_devices() if info.n_qubits >= min_qubits]
-    except _user_errors() as err:
-        raise _fail(_message(err))
+    except user_errors() as err:
+        raise usage_error(error_message(err))
     if json_output:
         console.print_json(json.dumps([info.to_dict() for info in rows]))
         return

@@ -15,14 +15,14 @@ from rich.table import Table
 
 from qubert.cli.common import (
     EXIT_INTERRUPTED,
-    _check_output_folder,
-    _config_option,
-    _escape,
-    _fail,
-    _message,
-    _print_metrics,
-    _user_errors,
-    _write_atomic,
+    check_output_folder,
+    config_option,
+    escape_text,
+    usage_error,
+    error_message,
+    print_metrics,
+    user_errors,
+    write_output,
     console,
     err_console,
 )
@@ -32,11 +32,22 @@ from qubert.training import TrainingConfig
 # qubert train: one option per TrainingConfig field, generated so they can never drift apart
 # ------------------------------------------------------------------------------------------
 
+def _head_panels() -> dict[str, tuple[str, ...]]:
+    """Each head type's options in its help panel, in TrainingConfig's field order."""
+    from qubert.heads import HEAD_REGISTRY
+
+    order = [f.name for f in fields(TrainingConfig)]
+    panels: dict[str, set[str]] = {}
+    for head_type in HEAD_REGISTRY.values():
+        panels.setdefault(head_type.panel, set()).update(head_type.options)
+    return {panel: tuple(sorted(names, key=order.index)) for panel, names in panels.items()}
+
+
 _PANELS = {
     "Data": ("dataset", "data_dir", "train_file", "validation_file", "test_file", "text_column", "label_column", "max_train_samples", "max_eval_samples", "drop_empty"),
     "Model": ("model", "pooling", "max_length", "mode", "precision", "cache_bottom", "head"),
-    "Quantum head": ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement", "init", "reupload", "scaling", "freeze_circuit", "strategy"),
-    "Classical heads": ("hidden_sizes", "dropout"),
+    # The heads' options, in each registered head type's panel (qubert.heads.HEAD_REGISTRY).
+    **_head_panels(),
     "Optimisation": ("learning_rate", "encoder_learning_rate", "num_epochs", "batch_size", "weight_decay", "lr_scheduler_type", "early_stopping_patience", "max_steps", "group_by_length"),
     "Run": ("seed", "data_seed", "output_dir", "overwrite_output_dir", "cache_dir", "resume", "progress", "report_to"),
 }
@@ -54,7 +65,7 @@ def _cli_type(annotation: Any) -> Any:
 
 def _train_parameters() -> list[inspect.Parameter]:
     hints = typing.get_type_hints(TrainingConfig)
-    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=_config_option(), annotation=Optional[Path])]
+    params = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=config_option(), annotation=Optional[Path])]
     for f in fields(TrainingConfig):
         default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
         flag = "--" + f.name.replace("_", "-")
@@ -89,9 +100,9 @@ def train(**options: Any) -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]Interrupted[/yellow] before training started; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except _user_errors() as err:
-        raise _fail(_message(err))
-    _print_metrics(metrics, title="Test results")
+    except user_errors() as err:
+        raise usage_error(error_message(err))
+    print_metrics(metrics, title="Test results")
     console.print(f"Run directory: {metrics.run_dir}", highlight=False, soft_wrap=True)
 
 
@@ -103,7 +114,7 @@ train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[att
 # ------------------------------------------------------------------------------------------
 def evaluate(
     model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
-    config: Optional[Path] = _config_option(),
+    config: Optional[Path] = config_option(),
     dataset: Optional[str] = typer.Option(None, help="Data set to score (registry name, file or folder); default: the run's own data set.", rich_help_panel="Data"),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the benchmark data.", rich_help_panel="Data"),
     split: str = typer.Option("test", help="Split to score: train, validation or test.", rich_help_panel="Data"),
@@ -134,20 +145,20 @@ def evaluate(
 
     try:
         if output is not None:
-            _check_output_folder(output)  # before any work: a scored (and cached) split would be wasted
+            check_output_folder(output)  # before any work: a scored (and cached) split would be wasted
         metrics = evaluate_model(
             model_dir, dataset=dataset, data_dir=data_dir, split=split, test_file=test_file, text_column=text_column,
             label_column=label_column, max_eval_samples=max_eval_samples, batch_size=batch_size, shots=shots, noise=noise,
-            seed=seed, cache_dir=cache_dir, progress=progress, device=device, optimization_level=optimization_level,
+            seed=seed, cache_dir=cache_dir, progress=progress, backend=device, optimization_level=optimization_level,
         )
         if output is not None:
-            _write_atomic(output, json.dumps(metrics, indent=2) + "\n")
+            write_output(output, json.dumps(metrics, indent=2) + "\n")
     except KeyboardInterrupt:
         err_console.print("[yellow]Interrupted.[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except _user_errors() as err:
-        raise _fail(_message(err))
-    _print_metrics(metrics, title=f"Evaluation of {model_dir}")
+    except user_errors() as err:
+        raise usage_error(error_message(err))
+    print_metrics(metrics, title=f"Evaluation of {model_dir}")
     console.print(f"Data: {metrics['evaluated_on']}", highlight=False, soft_wrap=True)
     if "execution" in metrics:
         console.print(f"Quantum head: {metrics['execution']}", highlight=False, soft_wrap=True)
@@ -169,7 +180,7 @@ def evaluate(
 # ------------------------------------------------------------------------------------------
 def predict(
     model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
-    config: Optional[Path] = _config_option(),
+    config: Optional[Path] = config_option(),
     input: Optional[str] = typer.Option(None, "--input", "-i", help="Texts: a .txt file (one per line), a .csv/.tsv/.jsonl file (see --text-column) or - for stdin (default)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions here (.csv or .jsonl); default: stdout."),
     format: Optional[str] = typer.Option(None, "--format", help="Output format: csv or jsonl (default: from --output's extension, else csv)."),
@@ -180,11 +191,12 @@ def predict(
 
     Example: echo "WIN a FREE prize now" | qubert predict runs/sms_spam-quantum-frozen-s42
     """
+    from qubert.data import read_texts
     from qubert.training import predict_texts
 
     try:
         fmt = _output_format(format, output)
-        texts = _read_texts(input, text_column)
+        texts = read_texts(input, text_column)
         if not texts:
             raise ValueError("no texts to predict (empty input)")
         names, labels, probabilities = predict_texts(model_dir, texts, batch_size=batch_size)
@@ -192,12 +204,12 @@ def predict(
         if output is None:
             sys.stdout.write(text)
         else:
-            _write_atomic(output, text)
+            write_output(output, text)
     except KeyboardInterrupt:
         err_console.print("[yellow]Interrupted[/yellow]; nothing was written.")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except _user_errors() as err:
-        raise _fail(_message(err))
+    except user_errors() as err:
+        raise usage_error(error_message(err))
     if output is not None:
         err_console.print(f"Wrote {len(texts)} predictions to {output}")
 
@@ -208,32 +220,6 @@ def _output_format(fmt: str | None, output: Path | None) -> str:
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"unknown --format {fmt!r}; expected csv or jsonl")
     return fmt
-
-
-def _read_texts(source: str | None, text_column: str) -> list[str]:
-    if source in (None, "-"):
-        return [line.rstrip("\r\n") for line in sys.stdin.read().splitlines() if line.strip()]
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise ValueError(f"input file {path} not found")
-    suffixes = "".join(path.suffixes).lower()
-    if any(ext in suffixes for ext in (".csv", ".tsv", ".jsonl", ".json")):
-        import pandas as pd
-
-        from qubert.data import DataError
-
-        sep = "\t" if ".tsv" in suffixes else ","
-        try:
-            if ".json" in suffixes:
-                frame = pd.read_json(path, lines=".jsonl" in suffixes, dtype=False)
-            else:
-                frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError) as err:
-            raise DataError(f"cannot parse {path}: {' '.join(str(err).split())}") from None
-        if text_column not in frame.columns:
-            raise DataError(f"{path}: no text column {text_column!r}; columns found: {', '.join(map(str, frame.columns))} (set --text-column)")
-        return [str(t) for t in frame[text_column].tolist()]
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _format_predictions(fmt: str, texts: list[str], labels: list[str], probabilities, names: list[str]) -> str:
@@ -255,7 +241,7 @@ def _format_predictions(fmt: str, texts: list[str], labels: list[str], probabili
 # qubert datasets
 # ------------------------------------------------------------------------------------------
 def datasets(
-    config: Optional[Path] = _config_option(),
+    config: Optional[Path] = config_option(),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the benchmark data (default $QUBERT_DATA_DIR, then shared/data)."),
 ) -> None:
     """List the known data sets: classes, where each one would be loaded from, and rows per split.
@@ -267,8 +253,8 @@ def datasets(
     try:
         directory = resolve_data_dir(data_dir)
         rows = available_datasets(data_dir)
-    except _user_errors() as err:
-        raise _fail(_message(err))
+    except user_errors() as err:
+        raise usage_error(error_message(err))
     table = Table(title=f"Data sets (data directory: {directory or 'none found'})", header_style="bold")
     for column in ("name", "classes", "labels", "available", "rows"):
         table.add_column(column, overflow="fold")
@@ -276,5 +262,5 @@ def datasets(
         available = row["available"]
         style = "green" if available not in ("hub", "missing") else ("yellow" if available == "hub" else "red")
         counts = ", ".join(f"{split} {n:,}" for split, n in (row.get("rows") or {}).items() if n is not None) or "-"
-        table.add_row(row["name"], str(row["n_classes"]), ", ".join(row["label_names"]), f"[{style}]{_escape(available)}[/{style}]", counts)
+        table.add_row(row["name"], str(row["n_classes"]), ", ".join(row["label_names"]), f"[{style}]{escape_text(available)}[/{style}]", counts)
     console.print(table)

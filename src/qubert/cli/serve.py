@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from qubert.cli.common import _config_option, _fail, _message, _user_errors, err_console
+from qubert.cli.common import config_option, usage_error, error_message, user_errors, err_console
 
 _SERVE_EXTRA = 'qubert serve needs FastAPI and uvicorn: pip install "qubert[serve]"'
 _RAY_EXTRA = 'qubert serve --ray-address needs Ray Serve: pip install "ray[serve]"'
@@ -15,7 +15,7 @@ _RAY_EXTRA = 'qubert serve --ray-address needs Ray Serve: pip install "ray[serve
 
 def serve(
     model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
-    config: Optional[Path] = _config_option(),
+    config: Optional[Path] = config_option(),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on."),
     max_batch_size: int = typer.Option(64, help="Micro-batching: most texts run in one model call (1: no batching).", rich_help_panel="Batching"),
@@ -39,7 +39,7 @@ def serve(
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise _fail(_SERVE_EXTRA) from None
+        raise usage_error(_SERVE_EXTRA) from None
     from qubert.serving.app import ServeSettings
 
     try:
@@ -70,8 +70,8 @@ def serve(
         sock = bind_socket(host, port)
     except KeyboardInterrupt:
         raise typer.Exit(130)
-    except _user_errors() as err:
-        raise _fail(_message(err))
+    except user_errors() as err:
+        raise usage_error(error_message(err))
     shown = f"[{host}]" if ":" in host else host
     bound = sock.getsockname()[1]
     head = classifier.describe()["head"].get("type", "?")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from qubert.quantum.analytic import _pair_selection, rotation_structure
+from qubert.quantum.analytic import pair_selection, rotation_structure
 from qubert.quantum.basis import cnot_permutation_and_inverse, half_expectations, half_signs, kron_index, product_index
 from qubert.quantum.circuit import Circuit
 
@@ -172,7 +172,7 @@ def _tables(circuit: Circuit, device: torch.device, dtype: torch.dtype, block_qu
         blocks=blocks,
         block_index=torch.cat(index).to(device) if index else torch.zeros(0, dtype=torch.long, device=device),
         block_index_t=torch.cat(index_t).to(device) if index else torch.zeros(0, dtype=torch.long, device=device),
-        selections=[_pair_selection(k).to(device=device, dtype=dtype) for _, k in blocks],
+        selections=[pair_selection(k).to(device=device, dtype=dtype) for _, k in blocks],
         permutations=[permutation(pairs) for pairs in structure.layers],
         trailing=permutation(structure.trailing),
         signs=tuple(signs),

@@ -150,7 +150,7 @@ class _Tables:
     trailing: tuple[torch.Tensor, torch.Tensor] | None  # CNOTs after the last layer: perm, inverse
     derivative_index: torch.Tensor | None  # one block: ((layers + 1) * n * D,) into the stacked states (see _derivative_pairs)
     derivative_sign: torch.Tensor | None  # one block: the matching signs
-    selection: torch.Tensor | None  # two blocks: (d1^2 + d2^2, n) pair selection (see _pair_selection)
+    selection: torch.Tensor | None  # two blocks: (d1^2 + d2^2, n) pair selection (see pair_selection)
 
     @property
     def one_block(self) -> bool:
@@ -172,7 +172,7 @@ def _derivative_pairs(k: int, permutation: tuple[torch.Tensor, torch.Tensor] | N
     return source, torch.where((i & mask) != 0, 0.5, -0.5).double()
 
 
-def _pair_selection(k: int) -> torch.Tensor:
+def pair_selection(k: int) -> torch.Tensor:
     """(d * d, k) matrix W with ``(S.view(-1) @ W)[q] = <h, J_q chi> / 2`` for ``S[i, j] = chi[i] h[j]``
     (summed over any batch)."""
     source, sign = _derivative_pairs(k)
@@ -204,7 +204,7 @@ def _tables(circuit: Circuit, device: torch.device, dtype: torch.dtype) -> _Tabl
         permutations = []
     else:
         factor_index = torch.cat([kron_index(k, transpose=True) + 4 * start for k, start in zip(blocks, starts)])
-        selection = torch.block_diag(*[_pair_selection(k) for k in blocks])
+        selection = torch.block_diag(*[pair_selection(k) for k in blocks])
         derivative_index = derivative_sign = None
         permutations = layer_perms
     product = torch.cat([product_index(k) + 2 * start for k, start in zip(blocks, starts)])

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from qubert.quantum.circuit import Circuit
-from qubert.quantum.noise import _apply_superoperator, _check_memory, _diagonal_index, _dtypes, _gate_matrices, _qudit_cnot_permutation
+from qubert.quantum.noise import apply_superoperator, check_density_memory, diagonal_index, density_dtypes, gate_matrices, qudit_cnot_permutation
 
 # Largest register the device fast path simulates (its density matrix has 4**n entries per sample).
 DEVICE_NOISE_MAX_QUBITS = 10
@@ -149,8 +149,8 @@ def device_noise_probabilities(circuit: Circuit, angles: torch.Tensor, model: De
         raise ValueError(f"the device noise model has {model.n_qubits} wires but the circuit has {n} qubits")
     if n > DEVICE_NOISE_MAX_QUBITS:
         raise ValueError(f"the device-noise density matrix is limited to {DEVICE_NOISE_MAX_QUBITS} qubits, the circuit has {n}; use device_simulator='aer'")
-    dtype, real_dtype = _dtypes(circuit, angles)
-    _check_memory(16 * rows * 4**n * 6, f"a {n}-qubit device-noise density matrix for batch {rows}", device)
+    dtype, real_dtype = density_dtypes(circuit, angles)
+    check_density_memory(16 * rows * 4**n * 6, f"a {n}-qubit device-noise density matrix for batch {rows}", device)
     angles = angles.to(real_dtype)
 
     def superop(noise: Relaxation, times: int = 1) -> torch.Tensor:
@@ -165,30 +165,30 @@ def device_noise_probabilities(circuit: Circuit, angles: torch.Tensor, model: De
     for op in circuit.operations():
         if op.name != "CNOT":
             k, wire = len(op.params), op.wires[0]
-            u = _gate_matrices(op, angles[:, column : column + k], dtype)
+            u = gate_matrices(op, angles[:, column : column + k], dtype)
             column += k
             sup = torch.einsum("nij,nab->niajb", u, u.conj()).reshape(-1, 4, 4)
-            vec = _apply_superoperator(vec, sup, wire, n)
+            vec = apply_superoperator(vec, sup, wire, n)
             open_run.add(wire)
             continue
         control, target = op.wires
         for wire in (control, target):
             if wire in open_run:
-                vec = _apply_superoperator(vec, run_noise[wire], wire, n)
+                vec = apply_superoperator(vec, run_noise[wire], wire, n)
                 open_run.discard(wire)
-        vec = vec.index_select(1, _qudit_cnot_permutation(n, control, target, device))
+        vec = vec.index_select(1, qudit_cnot_permutation(n, control, target, device))
         pair = model.pair(control, target)
-        vec = _apply_superoperator(vec, superop(pair.control), control, n)
-        vec = _apply_superoperator(vec, superop(pair.target), target, n)
+        vec = apply_superoperator(vec, superop(pair.control), control, n)
+        vec = apply_superoperator(vec, superop(pair.target), target, n)
         vec = _two_qubit_depolarize(vec, pair.depolarizing, control, target, n)
     for wire in sorted(open_run):
-        vec = _apply_superoperator(vec, run_noise[wire], wire, n)
-    diagonal = vec.index_select(1, _diagonal_index(n, device))
+        vec = apply_superoperator(vec, run_noise[wire], wire, n)
+    diagonal = vec.index_select(1, diagonal_index(n, device))
     probs = diagonal.real if diagonal.is_complex() else diagonal
-    return _apply_readout(probs, model.readout)
+    return apply_readout(probs, model.readout)
 
 
-def _apply_readout(probs: torch.Tensor, readout: tuple[float, ...]) -> torch.Tensor:
+def apply_readout(probs: torch.Tensor, readout: tuple[float, ...]) -> torch.Tensor:
     rows, n = probs.shape[0], len(readout)
     for wire, p in enumerate(readout):
         if p == 0:

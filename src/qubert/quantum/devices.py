@@ -619,6 +619,6 @@ def aer_expectations(head: TranspiledHead, inputs: torch.Tensor, weights: torch.
     for p in physical:
         error = model._local_readout_errors.get((p,))  # Aer keeps no public getter for one qubit's readout error
         readout.append(float(error.probabilities[0][1]) if error is not None else 0.0)
-    from qubert.quantum.device_noise import _apply_readout
+    from qubert.quantum.device_noise import apply_readout
 
-    return expectations_from_probabilities(_apply_readout(probs, tuple(readout)), circuit)
+    return expectations_from_probabilities(apply_readout(probs, tuple(readout)), circuit)

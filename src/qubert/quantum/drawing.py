@@ -59,6 +59,7 @@ def _angle_texts(op: Operation, weights: list[float] | None, inputs: list[float]
     return [text(p) for p in op.params]
 
 
+# Long: one matplotlib figure drawn gate by gate; the layout constants are shared across the steps.
 def draw_figure(
     circuit: Circuit,
     weights: torch.Tensor | None = None,

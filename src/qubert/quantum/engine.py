@@ -500,17 +500,21 @@ def _measurement_table_bytes(circuit: Circuit, real_itemsize: int) -> int:
     return dim * (16 * circuit.n_qubits + real_itemsize * circuit.n_outputs)
 
 
-def _check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtype, device: torch.device) -> None:
+def require_memory(need: int, what: str, device: torch.device | str, *, advice: str = "use fewer qubits or a smaller batch") -> None:
+    """Raise :class:`RegisterTooLargeError` (one line naming ``what`` and ``advice``) when ``need``
+    bytes exceed what ``device`` has free: the one memory check of every simulator here."""
+    have = available_memory(torch.device(device))
+    if need > have:
+        raise RegisterTooLargeError(f"{what} needs about {need / 2**30:.3g} GiB but only {have / 2**30:.3g} GiB is available on {device}; {advice}")
+
+
+def check_memory(circuit: Circuit, batch: int, strategy: str, dtype: torch.dtype, device: torch.device | str) -> None:
+    """Refuse a state-vector simulation of ``circuit`` on ``batch`` samples that cannot fit on ``device``
+    (``strategy`` resolved, ``dtype`` the state dtype of :func:`resolve_dtypes`); see ``check_head_memory``."""
     need = estimate_memory(circuit, batch, strategy, dtype)
     if need < _SMALL_BYTES:
         return
-    have = available_memory(device)
-    if need > have:
-        raise RegisterTooLargeError(
-            f"simulating {circuit.n_qubits} qubits with batch {batch} ({strategy} strategy, {dtype}) "
-            f"needs about {need / 2**30:.3g} GiB but only {have / 2**30:.3g} GiB is available on {device}; "
-            "use fewer qubits or a smaller batch"
-        )
+    require_memory(need, f"simulating {circuit.n_qubits} qubits with batch {batch} ({strategy} strategy, {dtype})", device)
 
 
 def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torch.complex64, device: torch.device | str = "cpu") -> str:
@@ -539,8 +543,14 @@ def choose_strategy(circuit: Circuit, batch_size: int, dtype: torch.dtype = torc
 
 
 # ---------------------------------------------------------------------------- public API
-def _resolve_dtypes(inputs: torch.Tensor, dtype: torch.dtype | None, real: bool) -> tuple[torch.dtype, torch.dtype]:
-    """(state dtype, real dtype) for this call."""
+def resolve_dtypes(inputs: torch.Tensor, dtype: torch.dtype | None, real: bool) -> tuple[torch.dtype, torch.dtype]:
+    """``(state dtype, real dtype)`` a simulation of ``inputs`` runs in (float64 inputs: double
+    precision unless ``dtype`` says otherwise; ``real``: the circuit keeps the state real).
+
+    Example:
+        >>> resolve_dtypes(torch.zeros(2, dtype=torch.float64), None, real=False)
+        (torch.complex128, torch.float64)
+    """
     if dtype is None:
         dtype = torch.complex128 if inputs.dtype == torch.float64 else torch.complex64
     if dtype not in (torch.complex64, torch.complex128, torch.float32, torch.float64):
@@ -598,10 +608,10 @@ def _prepare(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor, stra
         inputs = inputs.unsqueeze(0)
     _validate(circuit, inputs, weights, strategy)
     plan = _plan_for(circuit)
-    state_dtype, real_dtype = _resolve_dtypes(inputs, dtype, plan.real)
+    state_dtype, real_dtype = resolve_dtypes(inputs, dtype, plan.real)
     if strategy == "auto":
         strategy = choose_strategy(circuit, inputs.shape[0], state_dtype, inputs.device)
-    _check_memory(circuit, inputs.shape[0], strategy, state_dtype, inputs.device)
+    check_memory(circuit, inputs.shape[0], strategy, state_dtype, inputs.device)
     return single, inputs, plan, strategy, state_dtype, real_dtype
 
 

@@ -48,7 +48,7 @@ import torch
 from qubert.quantum import gates
 from qubert.quantum.basis import cnot_permutation
 from qubert.quantum.circuit import Circuit, Operation, Param
-from qubert.quantum.engine import RegisterTooLargeError, available_memory
+from qubert.quantum.engine import require_memory
 
 CHANNELS = ("depolarizing", "amplitude_damping", "readout")
 NOISE_METHODS = ("auto", "density_matrix", "trajectories")
@@ -181,14 +181,14 @@ def gate_angles(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -
 
 
 # ---------------------------------------------------------------------------- shared kernels
-def _dtypes(circuit: Circuit, angles: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+def density_dtypes(circuit: Circuit, angles: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
     """(state dtype, real dtype): real arithmetic for circuits of real gates, else complex."""
     real = torch.float64 if angles.dtype == torch.float64 else torch.float32
     complex_ = torch.complex128 if real == torch.float64 else torch.complex64
     return (real if circuit.is_real else complex_), real
 
 
-def _gate_matrices(op: Operation, angles: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def gate_matrices(op: Operation, angles: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(rows, 2, 2) matrices of a single-qubit gate, one per row of ``angles`` (rows, n_params)."""
     if op.name == "H":
         return gates.hadamard((1,), dtype, angles.device)
@@ -241,7 +241,7 @@ def _superoperator(kraus: list[torch.Tensor]) -> torch.Tensor:
     return sum(torch.kron(k, k.conj()) for k in kraus)
 
 
-def _apply_superoperator(vec: torch.Tensor, sup: torch.Tensor, wire: int, n_qubits: int) -> torch.Tensor:
+def apply_superoperator(vec: torch.Tensor, sup: torch.Tensor, wire: int, n_qubits: int) -> torch.Tensor:
     """Apply a (4, 4) or (rows, 4, 4) superoperator to qudit ``wire`` of ``vec`` (rows, 4**n)."""
     rows = vec.shape[0]
     view = vec.reshape(rows, 4**wire, 4, 4 ** (n_qubits - wire - 1))
@@ -253,7 +253,7 @@ def _apply_superoperator(vec: torch.Tensor, sup: torch.Tensor, wire: int, n_qubi
 
 
 @functools.lru_cache(maxsize=512)
-def _qudit_cnot_permutation(n_qubits: int, control: int, target: int, device: torch.device) -> torch.Tensor:
+def qudit_cnot_permutation(n_qubits: int, control: int, target: int, device: torch.device) -> torch.Tensor:
     """Index ``p`` with ``vec(CNOT rho CNOT)[x] = vec(rho)[p[x]]`` in the qudit layout."""
     index = torch.arange(4**n_qubits, device=device)
     c_shift, t_shift = 2 * (n_qubits - 1 - control), 2 * (n_qubits - 1 - target)
@@ -261,13 +261,9 @@ def _qudit_cnot_permutation(n_qubits: int, control: int, target: int, device: to
     return index ^ (((index >> c_shift) & 3) << t_shift)
 
 
-def _check_memory(need: int, what: str, device: torch.device) -> None:
-    have = available_memory(device)
-    if need > have:
-        raise RegisterTooLargeError(
-            f"{what} needs about {need / 2**30:.3g} GiB but only {have / 2**30:.3g} GiB is available on {device}; "
-            "use fewer qubits, a smaller batch, or noise_method='trajectories' with fewer trajectories"
-        )
+def check_density_memory(need: int, what: str, device: torch.device) -> None:
+    """Refuse a density-matrix simulation needing ``need`` bytes that ``device`` does not have free."""
+    require_memory(need, what, device, advice="use fewer qubits, a smaller batch, or noise_method='trajectories' with fewer trajectories")
 
 
 def estimate_density_matrix_memory(circuit: Circuit, batch_size: int, dtype: torch.dtype = torch.complex64) -> int:
@@ -293,12 +289,12 @@ def density_matrix_probabilities(circuit: Circuit, angles: torch.Tensor, noise: 
         noise: the noise model; float64 angles give complex128 (or float64) arithmetic.
     """
     vec = _evolve_density(circuit, angles, noise)
-    diagonal = vec.index_select(1, _diagonal_index(circuit.n_qubits, vec.device))
+    diagonal = vec.index_select(1, diagonal_index(circuit.n_qubits, vec.device))
     return diagonal.real if diagonal.is_complex() else diagonal
 
 
 @functools.lru_cache(maxsize=64)
-def _diagonal_index(n_qubits: int, device: torch.device) -> torch.Tensor:
+def diagonal_index(n_qubits: int, device: torch.device) -> torch.Tensor:
     """Positions of rho[r, r] in the qudit layout: qudit value 3 (binary 11) where bit q of r is 1."""
     n = n_qubits
     bits = (torch.arange(2**n, device=device)[:, None] >> torch.arange(n - 1, -1, -1, device=device)) & 1
@@ -325,8 +321,8 @@ def density_matrix(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor
 
 def _evolve_density(circuit: Circuit, angles: torch.Tensor, noise: NoiseModel) -> torch.Tensor:
     n, rows, device = circuit.n_qubits, angles.shape[0], angles.device
-    dtype, real_dtype = _dtypes(circuit, angles)
-    _check_memory(estimate_density_matrix_memory(circuit, rows, dtype), f"a {n}-qubit density matrix for batch {rows}", device)
+    dtype, real_dtype = density_dtypes(circuit, angles)
+    check_density_memory(estimate_density_matrix_memory(circuit, rows, dtype), f"a {n}-qubit density matrix for batch {rows}", device)
     angles = angles.to(real_dtype)
     channel = None
     if noise.has_gate_noise:
@@ -353,7 +349,7 @@ def _evolve_density(circuit: Circuit, angles: torch.Tensor, noise: NoiseModel) -
     for op in circuit.operations():
         if op.name != "CNOT":
             k = len(op.params)
-            u = _gate_matrices(op, angles[:, column : column + k], dtype)
+            u = gate_matrices(op, angles[:, column : column + k], dtype)
             column += k
             sup = torch.einsum("nij,nab->niajb", u, u.conj()).reshape(-1, 4, 4)
             if channel is not None:
@@ -371,8 +367,8 @@ def _evolve_density(circuit: Circuit, angles: torch.Tensor, noise: NoiseModel) -
                 vec = flush_perm()
             for wire in op.wires:
                 if wire in pending:
-                    vec = _apply_superoperator(vec, pending.pop(wire), wire, n)
-        step = _qudit_cnot_permutation(n, *op.wires, device)
+                    vec = apply_superoperator(vec, pending.pop(wire), wire, n)
+        step = qudit_cnot_permutation(n, *op.wires, device)
         perm = step if perm is None else perm[step]  # (CNOT_2 CNOT_1 v)[x] = v[p1[p2[x]]]
         perm_wires.update(op.wires)
         if channel is not None:
@@ -382,7 +378,7 @@ def _evolve_density(circuit: Circuit, angles: torch.Tensor, noise: NoiseModel) -
         return _product_density(pending, n, rows, dtype, device)
     vec = flush_perm()
     for wire, sup in sorted(pending.items()):
-        vec = _apply_superoperator(vec, sup, wire, n)
+        vec = apply_superoperator(vec, sup, wire, n)
     return vec
 
 
@@ -430,10 +426,10 @@ def trajectory_probabilities(
     if isinstance(trajectories, bool) or not isinstance(trajectories, int) or trajectories < 1:
         raise ValueError(f"trajectories must be a positive integer, got {trajectories!r}")
     n, batch, device = circuit.n_qubits, angles.shape[0], angles.device
-    dtype, real_dtype = _dtypes(circuit, angles)
+    dtype, real_dtype = density_dtypes(circuit, angles)
     per_sample = trajectories if noise.has_gate_noise else 1
     rows = batch * per_sample
-    _check_memory(
+    check_density_memory(
         estimate_trajectory_memory(circuit, batch, per_sample, dtype),
         f"{per_sample} trajectories of {n} qubits for batch {batch}",
         device,
@@ -449,7 +445,7 @@ def trajectory_probabilities(
     column = 0
     for op in ops[:first_cnot]:
         k, wire = len(op.params), op.wires[0]
-        wires[wire] = _apply_one_qubit(wires[wire], _gate_matrices(op, angles[:, column : column + k], dtype), 0, 1)
+        wires[wire] = _apply_one_qubit(wires[wire], gate_matrices(op, angles[:, column : column + k], dtype), 0, 1)
         column += k
         if noise.has_gate_noise:
             wires[wire] = _sample_channels(wires[wire], 0, 1, noise, kraus, generator)
@@ -461,7 +457,7 @@ def trajectory_probabilities(
             state = state.index_select(1, _cnot_permutation(n, *op.wires, device))
         else:
             k = len(op.params)
-            state = _apply_one_qubit(state, _gate_matrices(op, angles[:, column : column + k], dtype), op.wires[0], n)
+            state = _apply_one_qubit(state, gate_matrices(op, angles[:, column : column + k], dtype), op.wires[0], n)
             column += k
         for wire in op.wires if noise.has_gate_noise else ():
             state = _sample_channels(state, wire, n, noise, kraus, generator)

@@ -87,7 +87,7 @@ class TextClassifier:
     """A loaded model + tokenizer that classifies raw texts (see the module docstring).
 
     Args:
-        model, tokenizer: from :func:`qubert.training.load_model`.
+        model, tokenizer: from :func:`qubert.inference.load_model`.
         source: the run or model folder it came from (shown by ``GET /v1/model``).
         max_batch_tokens: most padded tokens (texts x longest) in one encoder chunk of a call.
         batch_size: most texts in one encoder chunk.
@@ -120,7 +120,7 @@ class TextClassifier:
             PrecisionError: a precision this machine cannot run.
         """
         from qubert.precision import resolve_precision
-        from qubert.training import load_model
+        from qubert.inference import load_model
 
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
@@ -135,6 +135,7 @@ class TextClassifier:
         """Probabilities for ``texts``: tokenise once, length-sorted chunks within the token budget
         (:func:`token_budget_chunks`), encoder, head."""
         from qubert.embeddings import encoding_pass
+        from qubert.inference import head_probabilities
 
         texts = list(texts)
         if not texts:
@@ -148,8 +149,7 @@ class TextClassifier:
                 batch = self.tokenizer.pad({k: [encodings[k][i] for i in idx] for k in keys}, return_tensors="pt")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 features = self.model.encode(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
-                logits = self.model(features=features).logits
-                probabilities[torch.tensor(idx)] = torch.softmax(logits.float(), dim=-1).cpu()
+                probabilities[torch.tensor(idx)] = head_probabilities(self.model, features)
         return ClassifiedTexts(probabilities, truncated)
 
     def _tokenize(self, texts: list[str]):
