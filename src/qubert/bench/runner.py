@@ -385,7 +385,8 @@ def _signature(spec: RunSpec, config: BenchConfig) -> str:
     tuning = config.tuning
     base = {k: v for k, v in spec.semantic_settings().items() if k not in spec.search and k != "seed"}
     return json.dumps(jsonable({"settings": base, "space": describe_space(_dimensions(spec, config)), "trials": tuning.trials,
-                                 "startup": tuning.startup, "sampler": SAMPLER_VERSION, "batch": tuning.batch, "seed": tuning.seed, "run_seed": tuning.run_seed}), sort_keys=True)
+                                "startup": tuning.startup, "sampler": SAMPLER_VERSION, "batch": tuning.batch, "seed": tuning.seed,
+                                "run_seed": tuning.run_seed}), sort_keys=True)
 
 
 def _dimensions(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
