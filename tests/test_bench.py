@@ -3,9 +3,7 @@ resuming, and the Ray path giving the same results.csv as the sequential one."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +13,6 @@ from typer.testing import CliRunner
 
 from qubert import bench
 from qubert.bench import BenchConfigError, expand_grid, parse_bench_config
-from qubert.bench.results import RUN_MARKER
-from qubert.bench.runner import _twins
 from qubert.heads import QuantumHead, matched_mlp_head
 from qubert.quantum import Circuit
 
@@ -25,7 +21,9 @@ TINY = REPO / "configs" / "tiny.yaml"
 
 
 def grid(**overrides):
-    data = {"datasets": ["sms_spam"], "heads": ["linear"], "seeds": [0], "tuning": {"trials": 0}, **overrides}  # labels as given
+    data = {"datasets": ["sms_spam"], "heads": ["linear"], "tuning": {"trials": 0}, **overrides}  # labels as given
+    if "replicates" not in data:
+        data.setdefault("seeds", [0, 1])
     return parse_bench_config(data, online=False, output_dir="/tmp/qubert-bench-unused")
 
 
@@ -46,6 +44,24 @@ def grid(**overrides):
         ({"heads": []}, "heads"),
         ({"seeds": []}, "seeds"),
         ({"seeds": [0, 0]}, "seeds"),
+        ({"seeds": [-3]}, "seeds"),
+        ({"seeds": 1_000_000_000}, "seeds"),
+        ({"replicates": 1}, "replicates"),
+        ({"replicates": 4, "looks": [2, 2, 4]}, "looks"),
+        ({"replicates": 4, "looks": [3, 2, 4]}, "looks"),
+        ({"replicates": 4, "looks": [2, 3]}, "looks"),
+        ({"statistics": {"margin": 0}}, "statistics.margin"),
+        ({"statistics": {"margin": -0.01}}, "statistics.margin"),
+        ({"statistics": {"method": "bonferroni_spending"}}, "statistics.method"),
+        ({"confirmatory": ["matched_mlp", "vibes"]}, "confirmatory"),
+        ({"pool": {"train": 0}}, "pool.train"),
+        ({"draws": {"tests": 10}}, "draws.tests"),
+        ({"name": "../escape"}, "name"),
+        ({"training": {"num_epochs": float("inf")}}, "training.num_epochs"),
+        ({"datasets": [{"name": "mine", "train_file": "/nonexistent/train.csv", "test_file": "/nonexistent/test.csv"}]},
+         "datasets[0].train_file"),
+        ({"datasets": [{"train_file": "/nonexistent/train.csv", "test_file": "/nonexistent/test.csv"}]}, "datasets[0].name"),
+        ({"datasets": [{"name": "../up", "dataset": "sms_spam"}]}, "datasets[0].name"),
         ({"controls": ["matched_mlp", "placebo"]}, "controls"),
         ({"modes": ["thawed"]}, "modes[0]"),
         ({"training": {"learning_rat": 0.1}}, "training.learning_rat"),
@@ -59,6 +75,33 @@ def grid(**overrides):
 def test_bad_config_names_the_key(overrides, key):
     with pytest.raises(BenchConfigError, match=rf"(^|: ){__import__('re').escape(key)}: "):
         expand_grid(grid(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"modes": ["top99"]}, r"modes|top99.*encoder has 6"),
+        ({"training": {"max_length": 100000}}, r"max_length 100000 exceeds the encoder's limit of 512"),
+        ({"tuning": {"trials": 2, "space": {"common": {"learning_rate": ["abc"]}}}}, r"learning_rate"),
+    ],
+)
+def test_run_settings_are_checked_as_qubert_train_checks_them_before_any_run(overrides, pattern):
+    with pytest.raises(BenchConfigError, match=pattern):
+        expand_grid(grid(**overrides))
+
+
+def test_a_data_set_missing_from_the_data_dir_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(BenchConfigError, match=r"datasets\[0\]: data set 'sms_spam' is not in"):
+        parse_bench_config({"datasets": ["sms_spam"], "heads": ["linear"], "data_dir": str(tmp_path / "data")}, online=False)
+
+
+def test_an_entry_whose_column_is_missing_is_refused_before_any_run(tmp_path, write_word_splits):
+    folder = write_word_splits(tmp_path, {"train": 20, "test": 10})
+    config = grid(datasets=[{"name": "words", "train_file": str(folder / "train.csv"), "test_file": str(folder / "test.csv"),
+                             "text_column": "sentence"}])
+    with pytest.raises(BenchConfigError, match=r"datasets: words: .*sentence"):
+        expand_grid(config)
 
 
 def test_option_errors_found_by_training_config_fail_before_any_run():
@@ -119,16 +162,8 @@ def test_a_head_entry_can_choose_its_own_controls():
         {"head": "quantum", "qubits": 4, "controls": ["matched_mlp"]},
         {"head": "quantum", "qubits": 6, "controls": []},
     ])
-    heads = [s.head for s in expand_grid(config)]
+    heads = list(dict.fromkeys(s.head for s in expand_grid(config)))
     assert heads == ["quantum_q2_l2", "quantum_q2_l2_frozen", "quantum_q4_l2", "matched_mlp_q4_l2", "quantum_q6_l2"]
-
-
-def test_identical_runs_are_trained_once():
-    # Two depths, one matched MLP width: the second matched MLP is a twin of the first.
-    config = grid(controls=["matched_mlp"], heads=[{"head": "quantum", "qubits": 4, "layers": [1, 2]}])
-    specs = expand_grid(config)
-    twins = _twins(specs)
-    assert {k: v.run_id for k, v in twins.items()} == {"sms_spam/frozen/matched_mlp_q4_l2/seed0": "sms_spam/frozen/matched_mlp_q4_l1/seed0"}
 
 
 def test_two_different_heads_may_not_share_a_label():
@@ -154,14 +189,17 @@ def test_offline_switch_selects_the_offline_alternative(monkeypatch):
 
 
 def test_shipped_configs_are_valid():
-    for name, runs in (("paper", 2500), ("quick", 280), ("finetune", 150), ("tiny", 12)):
-        config = bench.load_bench_config(REPO / "configs" / f"{name}.yaml", online=False)
+    from conftest import shared_data_path
+
+    for name, runs in (("paper", 2500), ("quick", 2800), ("finetune", 150), ("tiny", 32)):
+        config = bench.load_bench_config(REPO / "configs" / f"{name}.yaml", online=False, data_dir=shared_data_path())
         assert len(expand_grid(config)) == runs, name
         assert config.tuning.enabled and all(s.search for s in expand_grid(config)), name  # every head is tuned
-    quick = bench.load_bench_config(REPO / "configs" / "quick.yaml", online=False)
-    assert quick.modes == [{"mode": "frozen"}] and quick.seeds == [0, 1, 2, 3, 4]
+    quick = bench.load_bench_config(REPO / "configs" / "quick.yaml", online=False, data_dir=shared_data_path())
+    assert quick.modes == [{"mode": "frozen"}] and quick.seeds == list(range(50)) and quick.looks == [10, 20, 30, 40, 50]
+    assert quick.confirmatory == ["matched_mlp", "no_entanglement", "best_classical"]
     assert {"trec", "ag_news", "twitter3", "tweet_eval_sentiment"} <= {d["dataset"] for d in quick.datasets}  # multiclass
-    finetune = bench.load_bench_config(REPO / "configs" / "finetune.yaml", online=False)
+    finetune = bench.load_bench_config(REPO / "configs" / "finetune.yaml", online=False, data_dir=shared_data_path())
     assert finetune.modes == [{"mode": "top2"}]
     assert {d["dataset"] for d in finetune.datasets} == {"imdb", "sms_spam", "sst2", "yelp", "twitter"}
 
@@ -235,7 +273,7 @@ def test_cli_dry_run_lists_the_grid(tmp_path, shared_data_dir):
                                             str(shared_data_dir), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "sms_spam/frozen/quantum_q2_l1/seed1" in result.output
-    assert "0 finished, 12 to run" in result.output
+    assert "0 finished, 32 to run" in result.output
     assert not (tmp_path / "results.csv").exists()
 
 
@@ -265,83 +303,24 @@ def comparable(csv_path: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_tiny_grid_writes_results_summary_and_figures(tiny_run):
+def test_tiny_grid_tunes_then_runs_replicates_in_looks(tiny_run):
     config, result = tiny_run
     assert result.failed == {}
     results = pd.read_csv(config.output_dir / "results.csv")
-    assert len(results) == 12 and list(results.columns) == list(bench.RESULT_COLUMNS)
-    assert set(results["head"]) == {"linear", "mlp_32", "quantum_q2_l1"}
+    assert 16 <= len(results) <= 32 and list(results.columns) == list(bench.RESULT_COLUMNS)
+    assert set(results["head"]) == {"linear", "mlp_32", "quantum_q2_l1", "matched_mlp_q2_l1"}
     assert results["test_macro_f1"].between(0, 1).all()
-    assert (results["trainable_params"] > 0).all()
     # A quantum head with 2 qubits and 1 layer: 384*2+2 in, 2 circuit weights, 2*2+2 out.
     assert set(results.loc[results["head"] == "quantum_q2_l1", "trainable_params"]) == {770 + 2 + 6}
-    summary = (config.output_dir / "summary.md").read_text()
-    for heading in ("## sms_spam (frozen)", "## yelp (frozen)", "Low power", "Best classical head"):
-        assert heading in summary
-    # Tuning: every head got the same number of trials, scored on validation, and its choice ran on every seed.
+    assert (config.output_dir / "summary.md").is_file() and (config.output_dir / "decisions.csv").is_file()
+    # Tuning: every head got the same number of trials, scored on validation, and its choice ran on every replicate.
     trials = pd.read_csv(config.output_dir / "tuning.csv")
-    assert trials.groupby(["dataset", "head"]).size().tolist() == [2] * 6
-    assert trials["eval_macro_f1"].between(0, 1).all() and trials.groupby(["dataset", "head"])["chosen"].any().all()
+    assert trials.groupby(["dataset", "head"]).size().tolist() == [2] * 8
     chosen = trials[trials["chosen"]].drop_duplicates(["dataset", "head"]).set_index(["dataset", "head"])
     for row in results.itertuples():
-        params = __import__("json").loads(chosen.loc[(row.dataset, row.head), "params"])
+        params = json.loads(chosen.loc[(row.dataset, row.head), "params"])
         assert row.learning_rate == pytest.approx(params["learning_rate"], rel=1e-5)
-    figures = sorted(p.name for p in (config.output_dir / "figures").iterdir())
-    assert figures == ["delta_vs_best_classical.png", "macro_f1_by_head.png", "macro_f1_vs_qubits.png",
-                       "training_curves.png"]
-    # Models are not kept by default; the small result files are.
+    # Only small result files are kept: metrics and the test draw's predictions.
     run_dir = config.output_dir / results["run_dir"][0]
-    assert (run_dir / "metrics.json").is_file() and (run_dir / "history.json").is_file()
-    assert not (run_dir / "model").exists() and not (run_dir / "checkpoints").exists()
-
-
-@pytest.mark.slow
-def test_resuming_reruns_only_unfinished_runs(tiny_run, tmp_path):
-    from qubert.training import run_training
-
-    config, _ = tiny_run
-    output = tmp_path / "resumed"
-    shutil.copytree(config.output_dir, output)
-    resumed = tiny_config(output, Path(config.training["data_dir"]), Path(config.training["cache_dir"]))
-    specs = expand_grid(resumed)
-    lost = specs[3].run_dir(output)  # never started
-    shutil.rmtree(lost)
-    interrupted = specs[9].run_dir(output)  # in flight when the grid was stopped (seed 1: not a tuning trial's copy)
-    (interrupted / "metrics.json").unlink()
-    (interrupted / RUN_MARKER).unlink()
-    trials = sorted((output / "tuning").rglob("metrics.json"))
-    trial_mtimes = [p.stat().st_mtime_ns for p in trials]
-    mtimes = {s.run_id: (s.run_dir(output) / "metrics.json").stat().st_mtime_ns for s in specs if s not in (specs[3], specs[9])}
-
-    calls = []
-
-    def counting_run(cfg):
-        calls.append(cfg.output_dir)
-        return run_training(cfg)
-
-    result = bench.run_bench(resumed, run_fn=counting_run)
-    assert sorted(calls) == sorted([str(specs[3].run_dir(output)), str(specs[9].run_dir(output))])  # no trial again
-    assert sorted(result.ran) == sorted([specs[3].run_id, specs[9].run_id])
-    assert [p.stat().st_mtime_ns for p in trials] == trial_mtimes
-    assert len(result.skipped) == 10
-    for spec in specs:
-        if spec.run_id in mtimes:
-            assert (spec.run_dir(output) / "metrics.json").stat().st_mtime_ns == mtimes[spec.run_id]
-    assert len(pd.read_csv(output / "results.csv")) == 12
-    # Same seeds, same data: the re-run runs reproduce their metrics.
-    pd.testing.assert_frame_equal(comparable(output / "results.csv"), comparable(config.output_dir / "results.csv"))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (pip install 'qubert[ray]')")
-def test_ray_gives_the_same_results_as_sequential(tiny_run, tmp_path):
-    config, _ = tiny_run
-    one_data_set = tiny_config(tmp_path / "ray", Path(config.training["data_dir"]), Path(config.training["cache_dir"]),
-                               datasets=["sms_spam"])
-    result = bench.run_bench(one_data_set, use_ray=True, ray_num_cpus=2)
-    assert result.failed == {}
-    ray_rows = comparable(one_data_set.output_dir / "results.csv")
-    sequential = comparable(config.output_dir / "results.csv")
-    sequential = sequential[sequential["dataset"] == "sms_spam"].reset_index(drop=True)
-    assert len(ray_rows) == 6
-    pd.testing.assert_frame_equal(ray_rows, sequential)
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "predictions.npz").is_file()
+    assert not (run_dir / "model").exists()

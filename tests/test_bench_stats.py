@@ -396,3 +396,77 @@ def test_aggregate_counts_how_runs_stopped():
     assert table.loc["mlp", "eval_f1_mean"] == pytest.approx(0.84)
     old = aggregate(_results(), n_resamples=100)  # results.csv without the new columns
     assert old["stopped_by_cap"].isna().all() and old["eval_f1_mean"].isna().all()
+
+
+# ---------------------------------------------------------------------------------------------
+# joint bootstrap over replicates and test rows (v3)
+# ---------------------------------------------------------------------------------------------
+
+from sklearn.metrics import f1_score  # noqa: E402
+
+from qubert.bench.stats import joint_bootstrap  # noqa: E402
+
+
+def _predictions(replicates: int, rows: int, shared: bool, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 3, rows)
+    labels = [first if shared else rng.integers(0, 3, rows) for _ in range(replicates)]
+    noisy = [lambda y, acc: np.where(rng.random(rows) < acc, y, rng.integers(0, 3, rows))][0]
+    a = [noisy(y, 0.8) for y in labels]
+    b = [noisy(y, 0.75) for y in labels]
+    return labels, a, b
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_joint_bootstrap_point_estimates_are_sklearns(shared):
+    labels, a, b = _predictions(6, 80, shared)
+    boot = joint_bootstrap(labels, [np.eye(3)[p].astype(np.float16) for p in a], b, n_resamples=500,
+                           row_ids=[np.arange(80)] * 6 if shared else None)
+    diffs = [f1_score(y, p, average="macro") - f1_score(y, q, average="macro") for y, p, q in zip(labels, a, b)]
+    assert boot.delta == pytest.approx(np.mean(diffs))
+    assert boot.prob_improvement == pytest.approx((np.sum(np.array(diffs) > 0) + 0.5 * np.sum(np.array(diffs) == 0)) / 6)
+    assert boot.rows == ("shared" if shared else "per_replicate") and boot.n_replicates == 6
+    assert boot.ci_low < boot.delta < boot.ci_high and boot.smallest_margin <= max(abs(boot.ci_low), abs(boot.ci_high))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_joint_bootstrap_matches_a_naive_resampling_loop(shared):
+    """The vectorised resampling (multinomial counts) against the textbook loop with sklearn's
+    macro-F1: resample replicates, then rows (once for all replicates when the test set is shared)."""
+    labels, a, b = _predictions(5, 40, shared, seed=3)
+    rng = np.random.default_rng(11)
+
+    def macro_f1(y, p):  # the textbook formula on a confusion matrix (sklearn agrees: test above)
+        confusion = np.bincount(y * 3 + p, minlength=9).reshape(3, 3)
+        tp, support, predicted = np.diag(confusion), confusion.sum(1), confusion.sum(0)
+        present = (support + predicted) > 0
+        return np.mean(2 * tp[present] / (support + predicted)[present])
+
+    naive = []
+    for _ in range(1500):
+        picks = rng.integers(0, 5, 5)
+        rows = rng.integers(0, 40, 40)
+        total = 0.0
+        for r in picks:
+            idx = rows if shared else rng.integers(0, 40, 40)
+            total += macro_f1(labels[r][idx], a[r][idx]) - macro_f1(labels[r][idx], b[r][idx])
+        naive.append(total / 5)
+    boot = joint_bootstrap(labels, a, b, n_resamples=4000, seed=5, row_ids=[np.arange(40)] * 5 if shared else None)
+    low, high = np.quantile(naive, [0.025, 0.975])
+    spread = high - low
+    assert boot.ci_low == pytest.approx(low, abs=0.08 * spread)
+    assert boot.ci_high == pytest.approx(high, abs=0.08 * spread)
+
+
+def test_joint_bootstrap_shared_rows_are_wider_than_independent_ones_and_bad_input():
+    # Deterministic heads on one test set: the replicates agree, and only the test rows vary. Shared
+    # resampling keeps that noise whole; resampling each replicate on its own averages it away (~1/sqrt(20)).
+    labels, a, b = _predictions(1, 100, shared=True, seed=4)
+    labels, a, b = labels * 20, a * 20, b * 20
+    shared = joint_bootstrap(labels, a, b, n_resamples=2000, row_ids=[np.arange(100)] * 20)
+    independent = joint_bootstrap(labels, a, b, n_resamples=2000)
+    assert shared.ci_high - shared.ci_low > 3 * (independent.ci_high - independent.ci_low)
+    with pytest.raises(ValueError, match="same non-zero number of replicates"):
+        joint_bootstrap(labels, a[:3], b)
+    with pytest.raises(ValueError, match="replicate 0"):
+        joint_bootstrap([labels[0][:5]], [a[0]], [b[0]])

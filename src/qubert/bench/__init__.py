@@ -1,20 +1,26 @@
-"""Experiment grids: data sets x modes x heads (with controls) x seeds, run, aggregated and reported.
+"""Experiment grids: data sets x modes x heads (with controls) x replicates, run in looks, decided and reported.
 
 A bench config (YAML) names the grid; :func:`expand_grid` turns it into one :class:`RunSpec` per
-training run, :func:`run_bench` runs what is not finished yet (in process, or as Ray tasks), keeps
-``results.csv`` up to date after every finished run and finally writes ``summary.md`` and figures.
+training run (one per replicate: a fresh paired draw of training, validation and test rows and seed
+r), :func:`run_bench` tunes every head, then runs the replicates look by look, testing every open
+comparison after each look and stopping heads whose comparisons are decided (in process, or as Ray
+tasks); it keeps ``results.csv`` and ``decisions.csv`` up to date and finally writes ``summary.md``
+and figures. Data sets may be registry names, folders or explicit files (:mod:`qubert.bench.data`).
 
 The config format is described in :mod:`qubert.bench.config`. One module per concept: ``config``
-(format and checks), ``grid`` (expansion into runs), ``runner`` (execution, Ray), ``results``
+(format and checks), ``grid`` (expansion into runs), ``data`` (data entries, pools), ``replicates`` (paired draws),
+``frozen`` (heads on cached features), ``looks`` (sequential looks, comparisons), ``predictions``
+(per-example outputs), ``runner`` (execution, Ray), ``results``
 (``results.csv``), ``stats`` (bootstrap, paired tests), ``report`` (``summary.md``), ``plots``.
 
 Layout of an output directory::
 
     <output_dir>/bench_config.yaml        the resolved config (provenance)
     <output_dir>/results.csv              one row per finished run (rewritten atomically)
+    <output_dir>/decisions.csv            one row per comparison: verdict, delta, CI, look
     <output_dir>/summary.md               mean +- std, bootstrap CIs, paired tests
     <output_dir>/figures/*.png
-    <output_dir>/runs/<dataset>/<mode>/<head>/seed<seed>/   one run_training output each
+    <output_dir>/runs/<dataset>/<mode>/<head>/seed<r>/   replicate r: metrics.json, predictions.npz
 
 Example:
     >>> from qubert.bench import load_bench_config, expand_grid

@@ -13,9 +13,17 @@ Config format (YAML; every key but ``datasets`` and ``heads`` is optional)::
     name: quick                        # default: the file name
     output_dir: runs/bench/quick       # default: runs/bench/<name>
     data_dir: ../shared/data           # relative to the working directory
-    datasets: [sms_spam, {dataset: imdb, max_length: 128}]   # registry names (+ settings)
+    datasets:                          # see qubert.bench.data
+      - sms_spam                       # a registry name
+      - mydata                         # a folder <data_dir>/mydata/ with train[/validation]/test files
+      - {dataset: imdb, max_length: 128}                       # + settings for this data set
+      - {name: tickets, train_file: t/train.csv.gz, test_file: t/test.csv.gz, text_column: body, label_column: queue}
     modes: [frozen, {mode: full, num_epochs: 3, resources: {num_gpus: 1}}]
-    seeds: 5                           # or a list: [0, 1, 2]; default 5 seeds
+    replicates: 40                     # replicate r: fresh paired data draws + seed r (`seeds:` is the old name)
+    looks: [10, 20, 30, 40]            # test after these many replicates; default: one look at the end
+    pool: {train: 4000, test: 2000, seed: 0}          # stratified caps of the training / test pools (null: all)
+    draws: {train: 2000, validation: 500, test: 1000}  # rows per replicate (test: all = the whole test pool)
+    confirmatory: [matched_mlp, no_entanglement, best_classical]   # Holm; other comparisons: BH
     heads:
       - linear
       - logreg                         # scikit-learn logistic regression on the frozen features
@@ -25,7 +33,8 @@ Config format (YAML; every key but ``datasets`` and ``heads`` is optional)::
     controls: [matched_mlp, no_entanglement, frozen_circuit]
     training: {learning_rate: 0.01, model: {online: bert-base-uncased, offline: default}}
     resources: {num_cpus: 1, num_gpus: 0}        # per run, for Ray
-    statistics: {n_resamples: 10000, confidence: 0.95, seed: 0, margin: 0.01, alpha: 0.05, correction: holm}
+    statistics: {n_resamples: 10000, confidence: 0.95, seed: 0, margin: 0.01, alpha: 0.05, correction: holm,
+                 method: obrien_fleming}       # sequential rule across looks (or pocock)
     tuning: {trials: 8, batch: 2, seed: 0, space: {...}}   # see qubert.bench.tuning; trials: 0 = off
     keep_models: false                 # keep each run's model/ folder
 
@@ -40,9 +49,10 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +69,19 @@ _GRID_KEYS = ("dataset", "mode", "seed", "head", "output_dir", "resume", "overwr
 QUANTUM_KEYS = ("qubits", "layers", "encoding", "ansatz", "entanglement", "rotation", "measurement",
                  "init", "reupload", "scaling", "freeze_circuit")
 _TOP_LEVEL_KEYS = ("name", "description", "output_dir", "data_dir", "cache_dir", "datasets", "modes",
-                   "seeds", "heads", "controls", "training", "resources", "statistics", "tuning", "keep_models")
-_STATISTICS_KEYS = ("n_resamples", "confidence", "seed", "margin", "alpha", "correction")
+                   "seeds", "replicates", "looks", "pool", "draws", "confirmatory", "heads", "controls", "training",
+                   "resources", "statistics", "tuning", "keep_models")
+_STATISTICS_KEYS = ("n_resamples", "confidence", "seed", "margin", "alpha", "correction", "method")
 _CORRECTIONS = ("holm", "bh", "none")
+# Comparisons a quantum head can be confirmed against (the rest of its comparisons are exploratory).
+COMPARISON_KINDS = ("matched_mlp", "no_entanglement", "best_classical", "frozen_circuit")
+DEFAULT_CONFIRMATORY = ("matched_mlp", "no_entanglement", "best_classical")
 DEFAULT_SEEDS = 5
+# More replicates than this is a typo (or a config that would never finish): refuse before building any list.
+MAX_REPLICATES = 10_000
+_POOL_KEYS = ("train", "test", "seed")
+_DRAW_KEYS = ("train", "validation", "test")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _MODE_PATTERN = re.compile(r"^(frozen|full|top[1-9][0-9]*)$")
 
@@ -120,6 +139,10 @@ class BenchConfig:
     description: str = ""
     keep_models: bool = False
     online: bool = False
+    looks: list[int] = field(default_factory=list)
+    pool: dict[str, Any] = field(default_factory=dict)
+    draws: dict[str, Any] = field(default_factory=dict)
+    confirmatory: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIRMATORY))
     source: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +154,11 @@ class BenchConfig:
             "online": self.online,
             "datasets": self.datasets,
             "modes": self.modes,
-            "seeds": self.seeds,
+            "replicates": len(self.seeds),
+            "looks": self.looks,
+            "pool": self.pool,
+            "draws": self.draws,
+            "confirmatory": self.confirmatory,
             "heads": self.heads,
             "controls": self.controls,
             "training": self.training,
@@ -224,10 +251,9 @@ def parse_bench_config(
                 raise fail("data_dir", f"directory {value} does not exist")
             training[key] = str(resolved)
 
-    datasets = _axis_entries(data, "datasets", "dataset", fields, fail)
+    datasets = _dataset_entries(data, fields, training.get("data_dir"), fail)
     modes = _axis_entries(data, "modes", "mode", fields, fail, default=[{"mode": "frozen"}])
     heads = _axis_entries(data, "heads", "head", fields, fail)
-    _check_datasets(datasets, fail)
     for i, entry in enumerate(modes):
         if not isinstance(entry["mode"], str) or not _MODE_PATTERN.match(entry["mode"]):
             raise fail(f"modes[{i}]", f"unknown mode {entry['mode']!r}; expected frozen, full or top<k>")
@@ -236,17 +262,15 @@ def parse_bench_config(
         if entry["head"] not in head_types:
             raise fail(f"heads[{i}].head", f"unknown head {entry['head']!r}; expected one of {', '.join(head_types)}")
 
-    seeds = data.get("seeds", DEFAULT_SEEDS)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise fail("seeds", f"the number of seeds must be >= 1, got {seeds}")
-        seeds = list(range(seeds))
-    if not isinstance(seeds, list) or not seeds:
-        raise fail("seeds", "must be a non-empty list of integers (or a count)")
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise fail("seeds", f"every seed must be an integer, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise fail("seeds", f"seeds repeat: {seeds!r}")
+    seeds = _replicates(data, fail)
+    looks = _looks(data.get("looks"), len(seeds), fail)
+    pool = _sizes(data.get("pool"), "pool", _POOL_KEYS, {"train": None, "test": None, "seed": 0}, fail)
+    draws = _sizes(data.get("draws"), "draws", _DRAW_KEYS,
+                   {"train": training.get("max_train_samples") or 2000,
+                    "validation": training.get("max_eval_samples") or 500, "test": "all"}, fail)
+    confirmatory = data.get("confirmatory", list(DEFAULT_CONFIRMATORY))
+    if not isinstance(confirmatory, list) or any(kind not in COMPARISON_KINDS for kind in confirmatory):
+        raise fail("confirmatory", f"must be a list drawn from {', '.join(COMPARISON_KINDS)}, got {confirmatory!r}")
 
     controls = data.get("controls") or []
     _check_controls(controls, "controls", fail)
@@ -255,7 +279,7 @@ def parse_bench_config(
     if not isinstance(data.get("statistics") or {}, dict):
         raise fail("statistics", "must be a mapping with n_resamples, confidence, seed, margin, alpha and/or correction")
     statistics = {"n_resamples": 10_000, "confidence": 0.95, "seed": 0, "margin": 0.01, "alpha": 0.05, "correction": "holm",
-                  **(data.get("statistics") or {})}
+                  "method": "obrien_fleming", **(data.get("statistics") or {})}
     _check_keys(statistics, _STATISTICS_KEYS, "statistics", fail)
     if not isinstance(statistics["n_resamples"], int) or statistics["n_resamples"] < 100:
         raise fail("statistics.n_resamples", f"must be an integer >= 100, got {statistics['n_resamples']!r}")
@@ -267,10 +291,18 @@ def parse_bench_config(
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
         raise fail("statistics.margin", f"the equivalence margin must be a number in (0, 1) (macro-F1), got {margin!r}")
     alpha = statistics["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 0.5:
-        raise fail("statistics.alpha", f"must be a number in (0, 0.5], got {alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
+        raise fail("statistics.alpha", f"must be a number in (0, 0.5), got {alpha!r}")
     if statistics["correction"] not in _CORRECTIONS:
         raise fail("statistics.correction", f"unknown correction {statistics['correction']!r}; expected one of {', '.join(_CORRECTIONS)}")
+    from qubert.bench.sequential import METHODS, SequentialDesign, SequentialDesignError
+
+    if statistics["method"] not in METHODS:
+        raise fail("statistics.method", f"unknown sequential method {statistics['method']!r}; expected one of {', '.join(METHODS)}")
+    try:
+        SequentialDesign(looks=tuple(looks), alpha=alpha, margin=margin, method=statistics["method"])
+    except SequentialDesignError as err:
+        raise fail(err.key if err.key == "looks" else f"statistics.{err.key}", str(err).split(": ", 1)[-1]) from None
 
     from qubert.bench.tuning import TuningError, parse_tuning
 
@@ -283,6 +315,8 @@ def parse_bench_config(
     if not isinstance(keep_models, bool):
         raise fail("keep_models", f"must be true or false, got {keep_models!r}")
     config_name = str(data.get("name") or name)
+    if not _NAME_PATTERN.match(config_name):
+        raise fail("name", f"must be letters, digits and _ . + - (no path), got {config_name!r}")
     out = Path(output_dir if output_dir is not None else data.get("output_dir") or Path("runs") / "bench" / config_name).expanduser()
     blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
@@ -290,7 +324,7 @@ def parse_bench_config(
         raise BenchConfigError(f"{origin} {out}: {blocking} is a file, not a folder; choose another output directory")
     return BenchConfig(
         name=config_name, output_dir=out.resolve(), datasets=datasets, modes=modes,
-        heads=heads, seeds=seeds, controls=controls, training=training, resources=resources,
+        heads=heads, seeds=seeds, looks=looks, pool=pool, draws=draws, confirmatory=confirmatory, controls=controls, training=training, resources=resources,
         statistics=statistics, tuning=tuning, description=str(data.get("description") or ""), keep_models=keep_models, online=online,
         source=source,
     )
@@ -337,8 +371,8 @@ def _check_settings(settings: Mapping[str, Any], fields: Mapping[str, Any], pref
         if key in ("max_train_samples", "max_eval_samples", "max_length", "batch_size") and value is not None \
                 and not _is_int(value, 1):
             raise fail(f"{prefix}.{key}", f"must be a positive integer, got {value!r}")
-        if key == "num_epochs" and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
-            raise fail(f"{prefix}.num_epochs", f"must be a positive number, got {value!r}")
+        if key == "num_epochs" and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf):
+            raise fail(f"{prefix}.num_epochs", f"must be a positive, finite number, got {value!r}")
         if key == "hidden_sizes" and not (isinstance(value, list) and value and all(_is_int(h, 1) for h in value)):
             raise fail(f"{prefix}.hidden_sizes", f"must be a non-empty list of positive integers, got {value!r}")
 
@@ -426,18 +460,93 @@ def _axis_entries(data: Mapping[str, Any], key: str, name_key: str, fields: Mapp
     return entries
 
 
-def _check_datasets(datasets: list[dict[str, Any]], fail: Callable) -> None:
-    from qubert.data import REGISTRY
+def _dataset_entries(data: Mapping[str, Any], fields: Mapping[str, Any], data_dir: str | None,
+                     fail: Callable) -> list[dict[str, Any]]:
+    """``datasets``: each entry becomes ``{dataset: <name>, data: <how to load it>, **settings}``.
 
-    for i, entry in enumerate(datasets):
-        name = entry["dataset"]
-        if name not in REGISTRY:
-            near = difflib.get_close_matches(str(name), list(REGISTRY), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(REGISTRY)}"
-            raise fail(f"datasets[{i}]", f"unknown data set {name!r}{hint}")
-    names = [e["dataset"] for e in datasets]
+    An entry is a registry name, a folder under ``data_dir``, or a mapping: ``{dataset: <name or
+    folder>, **settings}`` or ``{name, train_file, test_file, validation_file?, text_column?,
+    label_column?, **settings}`` (see :mod:`qubert.bench.data`).
+    """
+    from qubert.bench.data import DataEntryError, parse_data_entry
+
+    raw = data.get("datasets")
+    if raw is None:
+        raise fail("datasets", "is missing; the grid needs at least one entry")
+    if not isinstance(raw, list):
+        raise fail("datasets", f"must be a list, got {type(raw).__name__}")
+    if not raw:
+        raise fail("datasets", "is empty; the grid needs at least one entry")
+    entries = []
+    for i, item in enumerate(raw):
+        where = f"datasets[{i}]"
+        try:
+            entry, settings = parse_data_entry(item, data_dir=data_dir)
+        except DataEntryError as err:
+            raise fail(f"{where}{err.key}", str(err)) from None
+        resources = settings.pop("resources", None)
+        _check_settings(settings, fields, where, fail)
+        entry_dict = {"dataset": entry.name, "data": entry.to_dict(), **settings}
+        if resources is not None:
+            entry_dict["resources"] = _check_resources(resources, f"{where}.resources", fail)
+        entries.append(entry_dict)
+    names = [e["dataset"] for e in entries]
     if len(set(names)) != len(names):
         raise fail("datasets", f"a data set is listed twice: {names!r}")
+    return entries
+
+
+def _replicates(data: Mapping[str, Any], fail: Callable) -> list[int]:
+    """``replicates`` (a count) or the older ``seeds`` (a count or a list of replicate indices)."""
+    if "replicates" in data and "seeds" in data:
+        raise fail("replicates", "give replicates or seeds, not both")
+    key = "replicates" if "replicates" in data else "seeds"
+    value = data.get(key, DEFAULT_SEEDS)
+    if _is_int(value, -math.inf):  # a count: checked before any list is built
+        if not 2 <= value <= MAX_REPLICATES:
+            raise fail(key, f"the number of replicates must be in [2, {MAX_REPLICATES}], got {value}")
+        return list(range(value))
+    if not isinstance(value, list) or not value:
+        raise fail(key, "must be a count (>= 2) or a non-empty list of replicate indices")
+    if any(not _is_int(s, 0) for s in value):
+        raise fail(key, f"every replicate index must be an integer >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise fail(key, f"replicate indices repeat: {value!r}")
+    if len(value) < 2:
+        raise fail(key, f"a paired comparison needs at least 2 replicates, got {len(value)}")
+    if len(value) > MAX_REPLICATES:
+        raise fail(key, f"at most {MAX_REPLICATES} replicates, got {len(value)}")
+    return list(value)
+
+
+def _looks(value: Any, n_replicates: int, fail: Callable) -> list[int]:
+    """Replicate counts at which the comparisons are tested; the last one is every replicate."""
+    if value is None:
+        return [n_replicates]
+    if not isinstance(value, list) or not value or any(not _is_int(n, 2) for n in value):
+        raise fail("looks", f"must be a non-empty list of replicate counts >= 2, got {value!r}")
+    if any(b <= a for a, b in zip(value, value[1:])):
+        raise fail("looks", f"must be strictly increasing, got {value!r}")
+    if value[-1] != n_replicates:
+        raise fail("looks", f"the last look must use every replicate ({n_replicates}), got {value[-1]}")
+    return list(value)
+
+
+def _sizes(value: Any, key: str, allowed: Sequence[str], defaults: Mapping[str, Any], fail: Callable) -> dict[str, Any]:
+    """``pool`` / ``draws``: row counts (``null`` or ``all``: every row), plus ``pool.seed``."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise fail(key, f"must be a mapping with {', '.join(allowed)}")
+    _check_keys(value, allowed, key, fail)
+    out = {**defaults, **value}
+    for name, size in out.items():
+        if name == "seed":
+            if not _is_int(size, 0):
+                raise fail(f"{key}.seed", f"must be an integer >= 0, got {size!r}")
+        elif size is not None and size != "all" and not _is_int(size, 1):
+            raise fail(f"{key}.{name}", f"must be a positive number of rows (or all), got {size!r}")
+    return {k: (None if v == "all" else v) for k, v in out.items()}
 
 
 def _needs_online(data: Any) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qubert.bench.config import QUANTUM_KEYS, BenchConfig, BenchConfigError, Resources, training_fields
+from qubert.bench.data import DataEntry
 
 # Settings that describe how a run is executed, not what it computes: ignored when deciding
 # whether a finished run still matches the config.
@@ -52,6 +53,17 @@ class RunSpec:
     resources: Resources
     keep_model: bool = False
     search: tuple[str, ...] = ()
+    sampling: str = ""
+
+    @property
+    def replicate(self) -> int:
+        """The replicate index ``r`` (also the run's initialisation and batch-order seed)."""
+        return self.seed
+
+    @property
+    def group(self) -> str:
+        """``<dataset>/<mode>/<head>``: the replicates of one head."""
+        return f"{self.dataset}/{self.mode}/{self.head}"
 
     def training_config(self, output_dir: str | os.PathLike[str]) -> Any:
         """The :class:`qubert.training.TrainingConfig` of this run, writing to ``output_dir/runs/<run_id>``
@@ -64,8 +76,12 @@ class RunSpec:
         return Path(output_dir) / "runs" / self.run_id
 
     def semantic_settings(self) -> dict[str, Any]:
-        """The settings that determine the result (compared to decide whether a run is finished)."""
-        return {k: v for k, v in self.settings.items() if k not in _NON_SEMANTIC_KEYS}
+        """The settings that determine the result (compared to decide whether a run is finished),
+        with the pools and draws the replicate's rows come from."""
+        out = {k: v for k, v in self.settings.items() if k not in _NON_SEMANTIC_KEYS}
+        if self.sampling:
+            out["sampling"] = self.sampling
+        return out
 
 
 def _training_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,20 +107,27 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
         >>> expand_grid(c)[2].search  # the quantum head: its depth is tuned, so its label has none
         ('learning_rate', 'weight_decay', 'layers', 'scaling')
     """
-    from qubert.data import REGISTRY
+    import json
 
     fields = training_fields()
+    sampling = json.dumps({"pool": config.pool, "draws": config.draws}, sort_keys=True)
     base_resources = {"num_cpus": 1, "num_gpus": 0, **config.resources}
     specs: list[RunSpec] = []
     seen: dict[str, RunSpec] = {}
     for dataset_entry in config.datasets:
         dataset = dataset_entry["dataset"]
-        n_classes = REGISTRY[dataset].n_classes
+        entry = DataEntry(**dataset_entry["data"])
+        n_classes = _n_classes(entry)
         for mode_entry in config.modes:
             mode = mode_entry["mode"]
             for i, head_entry in enumerate(config.heads):
-                settings = {**config.training, **_settings(dataset_entry), **_settings(mode_entry),
-                            **_settings(head_entry), "dataset": dataset, "mode": mode, "head": head_entry["head"]}
+                settings = {**config.training, **entry.load_settings(), **_settings(dataset_entry), **_settings(mode_entry),
+                            **_settings(head_entry), "mode": mode, "head": head_entry["head"]}
+                if entry.dataset is None:
+                    settings.pop("dataset", None)
+                # Runs outside the replicate draws (tuning trials) read subsets of the draws' sizes.
+                settings.setdefault("max_train_samples", config.draws["train"])
+                settings.setdefault("max_eval_samples", config.draws["validation"])
                 resources = {**base_resources, **dataset_entry.get("resources", {}),
                              **mode_entry.get("resources", {}), **head_entry.get("resources", {})}
                 # What a data set, mode or head entry sets itself is fixed; the tuning searches the rest.
@@ -114,7 +137,9 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
                     settings, head_entry.get("name"), head_entry.get("controls", config.controls), fields, n_classes,
                     f"heads[{i}]", depth_tuned="layers" in search("quantum", ""),
                 ):
-                    _validate_settings(head_settings, config.seeds[0], f"{dataset}/{mode}/{head} (heads[{i}])")
+                    where = f"{dataset}/{mode}/{head} (heads[{i}])"
+                    _validate_settings(head_settings, config.seeds[0], where)
+                    _validate_search(head_settings, config, mode, search(head_type, control), control, where)
                     for seed in config.seeds:
                         full = {**head_settings, "seed": seed}
                         full.setdefault("progress", False)
@@ -122,7 +147,7 @@ def expand_grid(config: BenchConfig) -> list[RunSpec]:
                             run_id=f"{dataset}/{mode}/{head}/seed{seed}", dataset=dataset, mode=mode, head=head,
                             head_type=head_type, control=control, base_head=base_head, seed=seed,
                             settings=full, resources=Resources(**resources), keep_model=config.keep_models,
-                            search=search(head_type, control),
+                            search=search(head_type, control), sampling=sampling,
                         )
                         previous = seen.get(spec.run_id)
                         if previous is not None:
@@ -144,9 +169,26 @@ def _validate_settings(settings: Mapping[str, Any], seed: int, where: str) -> No
     from qubert.training import TrainingConfig
 
     try:
-        TrainingConfig(**_training_settings(settings), seed=seed)
+        config = TrainingConfig(**_training_settings(settings), seed=seed)
     except (TypeError, ValueError) as err:
         raise BenchConfigError(f"{where}: {' '.join(str(err).split())}") from None
+    _check_encoder_limits(config, where)
+
+
+def _check_encoder_limits(config: Any, where: str) -> None:
+    """What only the encoder knows: ``top<k>`` needs k layers, ``max_length`` its position limit."""
+    from qubert.modeling import parse_mode
+
+    encoder = _encoder_config(config.model)
+    if encoder is None:
+        return
+    layers = getattr(encoder, "num_hidden_layers", None)
+    k = parse_mode(config.mode)
+    if isinstance(k, int) and k > 0 and isinstance(layers, int) and k > layers:
+        raise BenchConfigError(f"{where}: mode {config.mode} trains the top {k} layers, but the encoder has {layers}")
+    limit = getattr(encoder, "max_position_embeddings", None)
+    if isinstance(limit, int) and config.max_length > limit:
+        raise BenchConfigError(f"{where}: max_length {config.max_length} exceeds the encoder's limit of {limit} tokens")
 
 
 def _searcher(config: BenchConfig, mode: str, fixed: set[str]):
@@ -164,7 +206,39 @@ def _searcher(config: BenchConfig, mode: str, fixed: set[str]):
 
 
 def _settings(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in ("dataset", "mode", "head", "name", "resources", "controls")}
+    return {k: v for k, v in entry.items() if k not in ("dataset", "data", "mode", "head", "name", "resources", "controls")}
+
+
+def _n_classes(entry: DataEntry) -> int:
+    from qubert.data import REGISTRY
+
+    if entry.dataset in REGISTRY and entry.train_file is None:
+        return REGISTRY[entry.dataset].n_classes
+    from qubert.bench.data import DataEntryError, check_entry
+
+    try:
+        return check_entry(entry).n_classes
+    except DataEntryError as err:
+        raise BenchConfigError(f"datasets: {entry.name}: {err}") from None
+
+
+def _validate_search(settings: Mapping[str, Any], config: BenchConfig, mode: str, names: Sequence[str], control: str,
+                     where: str) -> None:
+    """Every value the tuning may pick must be a setting ``qubert train`` accepts (checked now, not mid-grid)."""
+    if not names:
+        return
+    from qubert.bench.tuning import space_for
+
+    dimensions = space_for(config.tuning.space, settings["head"], mode, control=control)
+    for name in names:
+        dimension = dimensions.get(name)
+        if dimension is None or name == "C":
+            continue
+        values = list(dimension.choices) if dimension.choices else [dimension.low, dimension.high]
+        for value in values:
+            if dimension.integer and not dimension.choices:
+                value = int(value)
+            _validate_settings({**settings, name: value}, config.seeds[0], f"{where}, tuning.space {name}={value!r}")
 
 
 def _head_variants(settings: dict[str, Any], name: str | None, controls: Sequence[str],
@@ -240,6 +314,19 @@ def _matched_hidden_size(resolved: Mapping[str, Any], circuit: Any, n_classes: i
 
 
 _HIDDEN_SIZES: dict[str, int] = {}
+_ENCODER_CONFIGS: dict[str, Any] = {}
+
+
+def _encoder_config(model: str) -> Any:
+    """The encoder's transformers config, or None when it cannot be read here (checked later by the run)."""
+    if model not in _ENCODER_CONFIGS:
+        from transformers import AutoConfig
+
+        try:
+            _ENCODER_CONFIGS[model] = AutoConfig.from_pretrained(_model_location(model))
+        except (OSError, ValueError, AttributeError, ImportError):
+            _ENCODER_CONFIGS[model] = None
+    return _ENCODER_CONFIGS[model]
 
 
 def encoder_hidden_size(model: str) -> int:

@@ -28,10 +28,23 @@ def _classical(block: Any) -> Any:
     return block[[is_classical(t, c) for t, c in zip(block["head_type"], block["control"])]]
 
 
-def plot_figures(results: Any, output_dir: str | os.PathLike[str], *, config: BenchConfig | None = None) -> list[Path]:
+def _xerr(centre: Any, low: Any, high: Any) -> np.ndarray:
+    """Error bar lengths ``[[centre - low], [high - centre]]``, never negative: a mean of bit-identical
+    scores can land 1 ulp outside its own interval, and matplotlib refuses a negative error bar."""
+    centre, low, high = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (centre, low, high))
+    return np.maximum(np.stack([centre - low, high - centre]), 0.0)
+
+
+def plot_figures(results: Any, output_dir: str | os.PathLike[str], *, config: BenchConfig | None = None,
+                 decisions: Any = None, margin: float | None = None) -> list[Path]:
     """Write ``figures/macro_f1_by_head.png``, ``macro_f1_vs_qubits.png`` and
     ``delta_vs_best_classical.png`` (when there are quantum heads), and ``training_curves.png``
     (when runs left a ``history.json``). Returns the paths.
+
+    With ``decisions`` (the sequential decisions, see :func:`qubert.bench.report.write_summary`) the
+    forest plot is ``delta_by_comparison.png`` instead: every comparison's Δ with its repeated CI (and
+    the joint-bootstrap interval when present), coloured by verdict, against the ±``margin`` band
+    (default: the config's margin).
 
     Example:
         >>> plot_figures(pd.read_csv("runs/bench/quick/results.csv"), "runs/bench/quick")  # doctest: +SKIP
@@ -44,10 +57,14 @@ def plot_figures(results: Any, output_dir: str | os.PathLike[str], *, config: Be
     paths = [_plot_by_head(results, table, figures_dir / "macro_f1_by_head.png", stats_opts["confidence"])]
     if (results["head_type"] == "quantum").any():
         paths.append(_plot_vs_qubits(table, figures_dir / "macro_f1_vs_qubits.png", stats_opts["confidence"]))
-        forest = _plot_delta_vs_best(compare_heads(results, **stats_opts), figures_dir / "delta_vs_best_classical.png",
-                                     stats_opts)
-        if forest is not None:
-            paths.append(forest)
+        if decisions is None:
+            forest = _plot_delta_vs_best(compare_heads(results, **stats_opts), figures_dir / "delta_vs_best_classical.png",
+                                         stats_opts)
+            if forest is not None:
+                paths.append(forest)
+    if decisions is not None and len(decisions) and decisions["delta"].notna().any():
+        paths.append(_plot_decisions(decisions, figures_dir / "delta_by_comparison.png",
+                                     float(stats_opts["margin"] if margin is None else margin)))
     curves = _plot_training_curves(results, output_dir, figures_dir / "training_curves.png")
     if curves is not None:
         paths.append(curves)
@@ -80,7 +97,7 @@ def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Pa
         for y, row in zip(ys, block.itertuples()):
             colour = _head_colour(row.head_type, row.control)
             # A dot plot, not bars: the axis does not start at 0, and a bar would say it does.
-            ax.errorbar(row.f1_mean, y, xerr=[[row.f1_mean - row.f1_ci_low], [row.f1_ci_high - row.f1_mean]],
+            ax.errorbar(row.f1_mean, y, xerr=_xerr(row.f1_mean, row.f1_ci_low, row.f1_ci_high),
                         fmt="D", ms=7, color=colour, ecolor=colour, capsize=3, lw=1.5, zorder=2)
             seeds = results[(results["dataset"] == dataset) & (results["mode"] == mode) & (results["head"] == row.head)]
             ax.scatter(seeds["test_macro_f1"], np.full(len(seeds), y), s=12, color="black", alpha=0.6, zorder=3)
@@ -91,12 +108,13 @@ def _plot_by_head(results: Any, table: Any, path: Path, confidence: float) -> Pa
             ax.axvline(classical.loc[classical[key].idxmax(), "f1_mean"], color="black", ls="--", lw=0.8)
         ax.set_yticks(ys, block["head"], fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-        low = max(0.0, min(block["f1_ci_low"].min(), results.loc[results["dataset"] == dataset, "test_macro_f1"].min()) - 0.05)
-        ax.set_xlim(low, 1.0)
+        scores = results.loc[results["dataset"] == dataset, "test_macro_f1"]
+        low = max(0.0, min(block["f1_ci_low"].min(), scores.min()) - 0.05)
+        ax.set_xlim(low, min(1.0, max(block["f1_ci_high"].max(), scores.max()) + 0.05))
         ax.set_xlabel("test macro-F1")
         ax.set_title(f"{dataset} ({mode})", fontsize=11)
     fig.suptitle(f"Test macro-F1 by head: diamond = mean over seeds with {round(confidence * 100)}% bootstrap CI, "
-                 "dots = seeds, dashed = best classical head (chosen on validation)", fontsize=11)
+                 "dots = seeds (replicates), dashed = best classical head (chosen on validation)", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
 
@@ -129,7 +147,7 @@ def _plot_vs_qubits(table: Any, path: Path, confidence: float) -> Path:
                     style, colour = "--D", "#4b2a7b"
                 offset = 0.08 * (k - (len(series) - 1) / 2)  # side by side, so the error bars stay readable
                 ax.errorbar(group["qubits"].astype(int) + offset, group["f1_mean"],
-                            yerr=[group["f1_mean"] - group["f1_ci_low"], group["f1_ci_high"] - group["f1_mean"]],
+                            yerr=_xerr(group["f1_mean"], group["f1_ci_low"], group["f1_ci_high"]),
                             fmt=style, capsize=3, ms=4, color=colour,
                             label=name + (f" ({design})" if design else ""))
         for row in _classical(block).itertuples():
@@ -181,7 +199,7 @@ def _plot_delta_vs_best(comparisons: Any, path: Path, opts: dict[str, Any]) -> P
         ax.axvline(0, color="black", lw=0.8)
         for y, row in zip(ys, block.itertuples()):
             colour, marker = _VERDICT_STYLES.get(row.verdict, ("#333333", "o"))
-            ax.errorbar(row.mean_diff, y, xerr=[[row.mean_diff - row.ci_low], [row.ci_high - row.mean_diff]],
+            ax.errorbar(row.mean_diff, y, xerr=_xerr(row.mean_diff, row.ci_low, row.ci_high),
                         fmt=marker, ms=7, color=colour, ecolor=colour, capsize=3, lw=1.5, label=row.verdict)
         ax.set_yticks(ys, block["head"], fontsize=9)
         ax.set_ylim(-0.7, len(block) - 0.3)
@@ -202,6 +220,62 @@ def _plot_delta_vs_best(comparisons: Any, path: Path, opts: dict[str, Any]) -> P
                  f"(α = {opts['alpha']:g}), not from the CI", fontsize=11)
     fig.savefig(path, dpi=110)
     return path
+
+
+def _plot_decisions(decisions: Any, path: Path, margin: float) -> Path:
+    """The forest plot of the sequential decisions: one row per comparison, one panel per data set."""
+    rows = decisions[decisions["delta"].notna()].copy()
+    rows["panel"] = [f"{d} ({m})" if isinstance(m, str) and m and m != "frozen" else str(d)
+                     for d, m in zip(rows["dataset"], rows["mode"] if "mode" in rows else [""] * len(rows))]
+    panels = list(dict.fromkeys(rows["panel"]))
+    n_rows = rows.groupby("panel").size().max()
+    has_boot = "boot_ci_low" in rows and rows["boot_ci_low"].notna().any()
+    fig, axes = _new_figure(len(panels), 5.6, 1.6 + 0.42 * n_rows, ncols=min(2, len(panels)))
+    ends = rows[["ci_low", "ci_high", "delta"] + (["boot_ci_low", "boot_ci_high"] if has_boot else [])].to_numpy(float)
+    limit = 1.1 * max(2 * margin, float(np.nanmax(np.abs(ends[np.isfinite(ends)])))) if np.isfinite(ends).any() else 2 * margin
+    for ax, panel in zip(axes, panels):
+        block = rows[rows["panel"] == panel].reset_index(drop=True)
+        ys = np.arange(len(block))[::-1]
+        ax.axvspan(-margin, margin, color="#1f77b4", alpha=0.12, lw=0)
+        ax.axvline(0, color="black", lw=0.8)
+        for y, row in zip(ys, block.itertuples(index=False)):
+            colour, marker = _VERDICT_STYLES.get(row.verdict, ("#333333", "o"))
+            hollow = row.family != "confirmatory"
+            ax.errorbar(row.delta, y, xerr=_xerr(row.delta, row.ci_low, row.ci_high), fmt=marker, ms=7, color=colour,
+                        ecolor=colour, capsize=3, lw=1.5, mfc="white" if hollow else colour)
+            if has_boot and np.isfinite(row.boot_ci_low):
+                ax.plot([row.boot_ci_low, row.boot_ci_high], [y - 0.22, y - 0.22], color=colour, lw=3, alpha=0.45,
+                        solid_capstyle="butt")
+        labels = [f"{r.head} vs {r.reference}\n({_KIND_NAMES.get(r.kind, r.kind)}, n={int(r.n)})"
+                  for r in block.itertuples(index=False)]
+        ax.set_yticks(ys, labels, fontsize=8)
+        ax.set_ylim(-0.7, len(block) - 0.3)
+        ax.set_xlim(-limit, limit)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("Δ macro-F1 (head − reference)", fontsize=10)
+        ax.set_title(panel, fontsize=11)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    # Proxy artists: the legend must show filled verdict markers and a neutral bootstrap bar whatever
+    # the first plotted row happened to be.
+    shown = set(rows["verdict"])
+    proxies = [(Patch(color="#1f77b4", alpha=0.12, lw=0), f"equivalence band ±{margin:g}")]
+    proxies += [(Line2D([], [], color=c, marker=m, ms=7, lw=1.5), v) for v, (c, m) in _VERDICT_STYLES.items() if v in shown]
+    if has_boot:
+        proxies.append((Line2D([], [], color="#555555", lw=3, alpha=0.45), "joint bootstrap interval"))
+    fig.legend([h for h, _ in proxies], [label for _, label in proxies], loc="outside lower center",
+               ncols=min(len(proxies), 6), fontsize=10, frameon=False)
+    fig.suptitle("Δ macro-F1 per comparison at the look that decided it (or the last): repeated CI of the sequential "
+                 "test;\nmarker = verdict after the family correction (filled: confirmatory, hollow: exploratory)",
+                 fontsize=11)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+_KIND_NAMES = {"best_classical": "best classical", "matched_mlp": "matched MLP", "no_entanglement": "no entanglement",
+               "frozen_circuit": "frozen circuit"}
 
 
 def _figure_legend(fig: Any, axes: Any) -> None:

@@ -1,4 +1,10 @@
-"""``summary.md``: the tables and verdicts of a finished grid."""
+"""``summary.md``: the tables and verdicts of a finished grid.
+
+Two forms: with ``decisions`` (bench v3: the sequential decisions of
+:func:`qubert.bench.sequential.decide_look`, optionally with the joint bootstrap of
+:func:`qubert.bench.stats.bootstrap_decisions`) the verdicts are the sequential ones; without, the
+fixed-seed comparisons of :func:`qubert.bench.stats.compare_heads` (bench v2) are reported.
+"""
 
 from __future__ import annotations
 
@@ -91,12 +97,22 @@ def _best_params(text: Any) -> str:
 # Long: the summary is one Markdown document written top to bottom; splitting it scatters its order.
 def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchConfig | None = None,
                   figures: Sequence[Path] = (), failed: Mapping[str, str] | None = None,
-                  n_planned: int | None = None, tuning: Any = None) -> Path:
+                  n_planned: int | None = None, tuning: Any = None, decisions: Any = None,
+                  design: Any = None, test_draws: Mapping[str, int | None] | None = None) -> Path:
     """Write ``summary.md``: a grid-wide tally of verdicts, the protocol in words, then per data set
     and mode each head's macro-F1 over seeds (mean +- std, bootstrap CI), how its runs stopped, its
     comparison with the best classical head (paired t-test and TOST, corrected for multiplicity,
     see :func:`~qubert.bench.stats.compare_heads`) and each quantum head against its controls;
     finally what tuning searched and chose (``tuning``: one row per tuned head) when given.
+
+    With ``decisions`` (one row per comparison: ``dataset`` [, ``mode``], ``head``, ``reference``,
+    ``kind``, ``family`` and the :class:`~qubert.bench.sequential.Decision` fields, plus the
+    :data:`~qubert.bench.stats.BOOTSTRAP_COLUMNS` when the joint bootstrap ran) the summary is the
+    sequential one instead: "N of M confirmatory comparisons decided", each comparison's Δ, CI,
+    replicates, P(A > B), verdict and (inconclusive) smallest certifiable margin, what a verdict
+    generalises to (``test_draws``: data set -> test rows per replicate, None for the whole test pool),
+    the decision rule in words and the summary across data sets. ``design`` is the
+    :class:`~qubert.bench.sequential.SequentialDesign` (default: from ``config``).
 
     Example:
         >>> write_summary(pd.read_csv("results.csv"), "summary.md")  # doctest: +SKIP
@@ -105,6 +121,10 @@ def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchCo
     conf = round(opts["confidence"] * 100)
     margin, alpha = float(opts["margin"]), float(opts["alpha"])
     path = Path(path)
+    if decisions is not None:
+        return _write_sequential_summary(results, path, config=config, figures=figures, failed=failed,
+                                         n_planned=n_planned, tuning=tuning, decisions=decisions,
+                                         design=design or design_from_config(config), test_draws=test_draws)
     table = aggregate(results, **opts)
     comparisons = compare_heads(results, **opts)
     seeds = sorted(int(s) for s in results["seed"].unique())
@@ -281,3 +301,195 @@ def _tuning_section(tuning: Any) -> list[str]:
                      f"| {_count(row.get('trials'))} | {_count(row.get('failed_trials'))} | {space.replace('|', '/')} "
                      f"| {_best_params(row.get('best_params'))} | {_fmt(row.get('best_eval_macro_f1'))} |")
     return lines + [""]
+
+
+# ------------------------------------------------------------------------------------------- bench v3
+
+_FAMILY_RULES = {
+    "confirmatory": "Holm's step-down over the family's difference and equivalence p-values together, counting "
+                    "at each step the comparisons that still have an open hypothesis (a comparison's two nulls, "
+                    "Δ = 0 and |Δ| ≥ δ, cannot both be true; Shaffer 1986): the chance of *any* false verdict in "
+                    "the family is at most α",
+    "exploratory": "Benjamini-Hochberg over the family's difference and equivalence p-values together: the "
+                   "expected share of false verdicts among the decided ones is at most α",
+}
+_METHOD_NAMES = {"obrien_fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type"}
+
+
+def design_from_config(config: Any) -> Any:
+    """The :class:`~qubert.bench.sequential.SequentialDesign` a bench config states (its ``looks`` and
+    ``statistics``), with the defaults of :mod:`qubert.bench.sequential` where it is silent."""
+    from qubert.bench.sequential import DEFAULT_LOOKS, SequentialDesign
+
+    opts = statistics_options(config)
+    return SequentialDesign(looks=tuple(getattr(config, "looks", None) or DEFAULT_LOOKS), alpha=float(opts["alpha"]),
+                            margin=float(opts["margin"]), method=opts.get("method", "obrien_fleming"))
+
+
+def decided_sentence(decisions: Any) -> str:
+    """``"N of M confirmatory comparisons decided"`` (the words the issue asks for).
+
+    Example:
+        >>> import pandas as pd
+        >>> decided_sentence(pd.DataFrame({"family": ["confirmatory"] * 3 + ["exploratory"],
+        ...                                "decided": [True, False, True, True]}))
+        '2 of 3 confirmatory comparisons decided'
+    """
+    confirmatory = decisions[decisions["family"] == "confirmatory"]
+    return f"{int(confirmatory['decided'].astype(bool).sum())} of {len(confirmatory)} confirmatory comparisons decided"
+
+
+def _cell(row: Any) -> str:
+    mode = getattr(row, "mode", None)
+    return f"{row.dataset} ({mode})" if isinstance(mode, str) and mode and mode != "frozen" else str(row.dataset)
+
+
+def _interval(low: Any, high: Any) -> str:
+    if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
+        return "–"
+    return f"[{_signed(float(low))}, {_signed(float(high))}]"
+
+
+def _generalisation_lines(decisions: Any, test_draws: Mapping[str, int | None] | None) -> list[str]:
+    lines = ["## What a verdict generalises to", ""]
+    datasets = list(dict.fromkeys(decisions["dataset"]))
+    for dataset in datasets:
+        if test_draws is None or dataset not in test_draws:
+            lines.append(f"- **{dataset}**: not stated by the bench (test draws unknown).")
+        elif test_draws[dataset] is None:
+            lines.append(
+                f"- **{dataset}**: every replicate is scored on the *whole test pool*, so Δ and its sequential CI "
+                "generalise to fresh training draws from the training pool and fresh initialisations, scored on "
+                "these test rows; the joint bootstrap resamples the test rows too (one resample shared by all "
+                "replicates), and its interval is the one that speaks for fresh test rows from the same source.")
+        else:
+            lines.append(
+                f"- **{dataset}**: every replicate is scored on a *fresh stratified draw of {int(test_draws[dataset]):,} "
+                "test rows* from the test pool, so Δ and its sequential CI generalise to fresh training draws, "
+                "initialisations and test draws from these pools (the joint bootstrap's row resampling then counts "
+                "the test-row noise twice: its interval is conservative).")
+    lines += ["", "Nothing here speaks for data from another source than these pools.", ""]
+    return lines
+
+
+def _write_sequential_summary(results: Any, path: Path, *, config: Any, figures: Sequence[Path],
+                              failed: Mapping[str, str] | None, n_planned: int | None, tuning: Any, decisions: Any,
+                              design: Any, test_draws: Mapping[str, int | None] | None) -> Path:
+    from qubert.bench.stats import cross_dataset_summary
+
+    opts = statistics_options(config)
+    conf = round(opts["confidence"] * 100)
+    margin, alpha = design.margin, design.alpha
+    ci_level = round((1 - alpha) * 100)
+    has_boot = "boot_ci_low" in decisions and decisions["boot_ci_low"].notna().any()
+    lines = [f"# Bench summary: {config.name if config else path.parent.name}", ""]
+    if config is not None and getattr(config, "description", ""):
+        lines += [config.description.strip(), ""]
+    replicates = sorted(int(s) for s in results["seed"].unique()) if "seed" in results and len(results) else []
+    n_exploratory = int((decisions["family"] == "exploratory").sum())
+    lines += [
+        f"**{decided_sentence(decisions)}** (better, worse, or equivalent within ±{margin:g} macro-F1)"
+        + (f"; {n_exploratory} exploratory comparison{'s' if n_exploratory != 1 else ''} besides." if n_exploratory else "."),
+        "",
+        f"- runs: {len(results)} finished" + (f" of {n_planned} planned" if n_planned else "")
+        + (f", {len(failed)} failed" if failed else ""),
+        f"- data sets: {', '.join(dict.fromkeys(results['dataset']))}" if len(results) else "- data sets: none",
+        f"- replicates: up to {design.looks[-1]} per head, in looks after {', '.join(map(str, design.looks))}"
+        + (f"; {len(replicates)} distinct replicates ran" if replicates else ""),
+        f"- decisions: {_METHOD_NAMES[design.method]} alpha spending, α = {alpha:g} per test, equivalence margin "
+        f"δ = ±{margin:g} macro-F1; confirmatory family: Holm, exploratory: Benjamini-Hochberg",
+        "",
+    ]
+    lines += ["## Verdicts", "", "| family | comparison | better | worse | equivalent | inconclusive | decided |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for (family, kind), group in decisions.groupby(["family", "kind"], sort=False):
+        counts = group["verdict"].value_counts()
+        lines.append(f"| {family} | vs {_KIND_LABELS.get(kind, kind)} | {counts.get('better', 0)} | {counts.get('worse', 0)} "
+                     f"| {counts.get('equivalent', 0)} | {counts.get('inconclusive', 0)} "
+                     f"| {int(group['decided'].astype(bool).sum())} of {len(group)} |")
+    lines += ["", "## Comparisons", "",
+              f"Δ = head − reference, macro-F1 on the test rows of each replicate. **CI**: the repeated {ci_level}% "
+              "confidence interval at the look the values are from (valid whatever look stopped)"
+              + (f"; **joint bootstrap**: {conf}% percentile interval resampling replicates and test rows"
+                 if has_boot else "") + ". **P(A > B)**: share of replicates where the head beats the reference. "
+              "**p adj.**: the repeated p-values after the family's correction. **smallest δ**: for an "
+              "inconclusive comparison, the smallest margin its data would certify as equivalent at the level the "
+              "family's correction grants it whatever the other comparisons show (α/M for Holm over M confirmatory "
+              "comparisons, α/2M for Benjamini-Hochberg over M exploratory ones); the CI is not adjusted.",
+              "",
+              "| data set | head | reference | family | replicates | Δ | CI |" + (" joint bootstrap |" if has_boot else "")
+              + " P(A > B) | p adj. difference | p adj. equivalence | verdict | smallest δ |",
+              "|---|---|---|---|---:|---:|---|" + ("---|" if has_boot else "") + "---:|---:|---:|---|---:|"]
+    for row in decisions.itertuples(index=False):
+        verdict = row.verdict + (f" (look {int(row.look)})" if row.decided else "")
+        smallest = _fmt(row.smallest_margin) if row.verdict == "inconclusive" else "–"
+        boot = f" {_interval(row.boot_ci_low, row.boot_ci_high)} |" if has_boot else ""
+        lines.append(
+            f"| {_cell(row)} | {row.head} | {row.reference} ({_KIND_LABELS.get(row.kind, row.kind)}) | {row.family} "
+            f"| {_count(row.n)} | {_signed(float(row.delta))} | {_interval(row.ci_low, row.ci_high)} |{boot} "
+            f"{_fmt(row.prob_improvement, 2)} | {_fmt_p(row.p_difference_adjusted)} | {_fmt_p(row.p_equivalence_adjusted)} "
+            f"| {verdict} | {smallest} |")
+    lines.append("")
+    lines += _generalisation_lines(decisions, test_draws)
+    lines += [
+        "## How the decisions were made",
+        "",
+        f"- Replicate r trains every head on the same fresh training draw with initialisation seed r and scores "
+        f"it on the same test rows, so Δ_r is paired. After each look ({', '.join(map(str, design.looks))} "
+        "replicates) every open comparison is tested twice: for a difference (Δ = 0, two-sided, paired t) and for "
+        f"equivalence (TOST: Δ ≤ −{margin:g} and Δ ≥ +{margin:g} rejected, each one-sided).",
+        f"- **Across looks** each one-sided test spends its level with the Lan-DeMets {_METHOD_NAMES[design.method]} "
+        "spending function; the boundaries account for the correlation of nested looks (numerical integration). "
+        "A test's *repeated p-value* is the smallest level at which it would have rejected by this look; it is "
+        "valid however many looks are taken. A comparison is decided at the first look where a corrected p-value "
+        f"is ≤ α = {alpha:g}; it is then frozen (its numbers are those of that look), and a head whose "
+        "comparisons are all decided trains no more replicates.",
+        f"- **Confirmatory** comparisons: {_FAMILY_RULES['confirmatory']}. **Exploratory**: "
+        f"{_FAMILY_RULES['exploratory']}. Applying a correction at every look is sound because repeated p-values "
+        "only fall and a frozen one is never below the value it would have reached.",
+        f"- `equivalent` wins over a significant difference smaller than δ. `inconclusive` means *not shown either "
+        "way*, not that the heads are equal: the smallest δ says what equivalence the data can vouch for.",
+        "",
+    ]
+    cross = cross_dataset_summary(decisions, margin, seed=int(opts["seed"]))
+    if len(cross):
+        lines += ["## Across data sets", "",
+                  "Each data set counts once (its Δ at the deciding or last look). **Wilcoxon p**: two-sided "
+                  "signed-rank test of the per-data-set Δ against 0 (`scipy.stats.wilcoxon`, exact). "
+                  f"**P(head better) / P(within ±{margin:g}) / P(reference better)**: the Bayesian signed-rank test "
+                  f"with a region of practical equivalence ±{margin:g} (Benavoli et al. 2014, `baycomp`). "
+                  f"Method: {cross['method'].iloc[0]}.",
+                  "",
+                  "| head | against | data sets | better | worse | equivalent | inconclusive | median Δ | Wilcoxon p "
+                  f"| P(head better) | P(within ±{margin:g}) | P(reference better) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in cross.itertuples(index=False):
+            lines.append(f"| {row.head} | {_KIND_LABELS.get(row.kind, row.kind)} | {row.datasets} | {row.better} "
+                         f"| {row.worse} | {row.equivalent} | {row.inconclusive} | {_signed(row.median_delta)} "
+                         f"| {_fmt_p(row.wilcoxon_p)} | {_fmt(row.p_head_better, 2)} | {_fmt(row.p_rope, 2)} "
+                         f"| {_fmt(row.p_reference_better, 2)} |")
+        lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}]({p.relative_to(path.parent).as_posix()})" for p in figures]
+        lines.append("")
+    if len(results):
+        table = aggregate(results, **opts)
+        lines += ["## Heads", "",
+                  f"Macro-F1 over each head's replicates (mean ± std, percentile bootstrap {conf}% CI of the mean).",
+                  "",
+                  f"| data set | head | control of | params | replicates | macro-F1 mean ± std | {conf}% CI | val. F1 "
+                  "| stopped by | train s |",
+                  "|---|---|---|---:|---:|---|---|---:|---|---:|"]
+        for row in table.itertuples(index=False):
+            lines.append(
+                f"| {_cell(row)} | {row.head} | {row.base_head or ''} | {_params(row.trainable_params)} | {row.n_seeds} "
+                f"| {_fmt(row.f1_mean)} ± {_fmt(row.f1_std)} | [{_fmt(row.f1_ci_low)}, {_fmt(row.f1_ci_high)}] "
+                f"| {_fmt(row.eval_f1_mean)} | {_stops(row)} | {_fmt(row.train_runtime_mean, 1)} |")
+        lines.append("")
+    if tuning is not None and len(tuning):
+        lines += _tuning_section(tuning)
+    if failed:
+        lines += ["## Failed runs", ""] + [f"- `{run_id}`: {error}" for run_id, error in failed.items()] + [""]
+    write_text(path, "\n".join(lines))
+    return path

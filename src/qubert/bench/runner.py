@@ -1,5 +1,5 @@
-"""Running a grid: tuning every head with the same budget, then every seed, in process or as Ray
-tasks, resuming where it stopped, then reporting.
+"""Running a grid: tuning every head with the same budget, then the replicates look by look
+(:mod:`qubert.bench.looks`), in process or as Ray tasks, resuming where it stopped, then reporting.
 
 Layout added by tuning (see :mod:`qubert.bench.tuning`)::
 
@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from qubert.bench.config import BenchConfig, BenchConfigError
 from qubert.bench.grid import RunSpec, expand_grid
+from qubert.bench.looks import DECISIONS_FILE, LookRunner, read_test_draws, sequential_design
 from qubert.bench.plots import plot_figures
 from qubert.bench.report import SUMMARY_FILE, write_summary
 from qubert.files import write_text
@@ -69,11 +70,13 @@ class BenchResult:
     figures: list[Path]
 
 
-def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[str, Any]] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train one run into a clean run directory and mark it finished.
 
     Anything left in the run directory by an unfinished or outdated run is removed first.
-    Returns the run's metrics.
+    ``overrides`` replace TrainingConfig settings of this execution only (e.g. a replicate's data
+    files); the run is marked finished with the spec's own settings. Returns the run's metrics.
     """
     if run_fn is None and spec.head_type == "logreg":
         from qubert.bench.yardsticks import run_logistic_regression
@@ -90,7 +93,10 @@ def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
-    metrics = dict(run_fn(spec.training_config(output_dir)))
+    config = spec.training_config(output_dir)
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    metrics = dict(run_fn(config))
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "metrics.json").is_file():  # a run_fn that only returns its metrics
         write_json_sorted(run_dir / "metrics.json", metrics)
@@ -101,44 +107,12 @@ def execute_run(spec: RunSpec, output_dir: str, run_fn: Callable[[Any], Mapping[
     return metrics
 
 
-def _twins(specs: Sequence[RunSpec]) -> dict[str, RunSpec]:
-    """Runs whose settings equal an earlier run's (e.g. the matched MLP of two quantum heads that
-    differ only in depth): run id -> that earlier run. They are copied, not trained again."""
-    first: dict[str, RunSpec] = {}
-    twins: dict[str, RunSpec] = {}
-    for spec in specs:
-        key = json.dumps(jsonable(spec.semantic_settings()), sort_keys=True)
-        if key in first:
-            twins[spec.run_id] = first[key]
-        else:
-            first[key] = spec
-    return twins
-
-
-def _copy_twin(original: RunSpec, twin: RunSpec, output_dir: Path) -> dict[str, Any]:
-    """Give ``twin`` the small result files of its identical, finished ``original`` (not the model)."""
-    return _copy_result_files(original.run_dir(output_dir), twin, output_dir, copied_from=original.run_id)
-
-
-def _copy_result_files(source: Path, spec: RunSpec, output_dir: Path, *, copied_from: str) -> dict[str, Any]:
-    """Fill ``spec``'s run directory with the small result files of the finished run in ``source``."""
-    target = spec.run_dir(output_dir)
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for path in source.iterdir():
-        if path.is_file() and path.name != RUN_MARKER:
-            shutil.copy2(path, target / path.name)
-    write_json_sorted(target / RUN_MARKER, {"run_id": spec.run_id, "settings": spec.semantic_settings(), "copied_from": copied_from})
-    return json.loads((target / "metrics.json").read_text(encoding="utf-8"))
-
-
-def _ray_task(spec: RunSpec, output_dir: str, run_fn: Callable | None
+def _ray_task(spec: RunSpec, output_dir: str, run_fn: Callable | None, overrides: Mapping[str, Any] | None = None
               ) -> tuple[str, dict[str, Any] | None, str | None, float]:
     """Body of a Ray task: never raises, so one failed run cannot take the grid down."""
     start = time.perf_counter()
     try:
-        return spec.run_id, execute_run(spec, output_dir, run_fn), None, time.perf_counter() - start
+        return spec.run_id, execute_run(spec, output_dir, run_fn, overrides), None, time.perf_counter() - start
     except Exception as err:  # noqa: BLE001 - reported per run
         return spec.run_id, None, _one_line(err), time.perf_counter() - start
 
@@ -197,21 +171,25 @@ def run_bench(
     write_text(output_dir / "bench_config.yaml", yaml_dump(config.to_dict()))
     failed: dict[str, str] = {}
     with _ray_session(use_ray or bool(ray_address), ray_address, ray_num_cpus):
-        def execute_all(pending: list[RunSpec], where: Path, on_done: Callable) -> None:
+        def execute_all(pending: list[RunSpec], where: Path, on_done: Callable,
+                        overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
             if pending and (use_ray or ray_address):
-                _execute_ray(pending, where, run_fn, on_done)
+                _execute_ray(pending, where, run_fn, on_done, overrides)
                 return
             for spec in pending:
                 start = time.perf_counter()
                 try:
-                    metrics = execute_run(spec, str(where), run_fn)
+                    metrics = execute_run(spec, str(where), run_fn, (overrides or {}).get(spec.run_id))
                 except Exception as err:  # noqa: BLE001 - one bad run must not stop the grid
                     on_done(spec, None, _one_line(err), time.perf_counter() - start)
                 else:
                     on_done(spec, metrics, None, time.perf_counter() - start)
 
+        lean = run_fn is None
+        data_runner = LookRunner(config, base_specs, execute_all=execute_all, on_done=lambda *a: None, log=log, lean=lean)
         if config.tuning is not None and config.tuning.enabled and any(s.search for s in base_specs):
-            tune_bench(config, base_specs, execute_all, log=log, failed=failed)
+            tune_bench(config, base_specs, execute_all, log=log, failed=failed,
+                       cross_validate=data_runner.cross_validate if lean else None)
         specs = tuned_specs(config, base_specs)
         done, pending = plan_bench(config, _specs=specs)
         log(f"{config.name}: {len(specs)} runs, {len(done)} already finished, {len(pending)} to run")
@@ -236,20 +214,11 @@ def run_bench(
         for spec in pending:
             if spec.run_id in untuned:
                 on_done(spec, None, "its tuning chose nothing (every trial failed; see tuning.csv)", 0.0)
-        pending = [s for s in pending if s.run_id not in untuned]
-        twins = _twins(specs)
-        reused = _reuse_trials(config, [s for s in pending if s.run_id not in twins])
-        for spec in reused:
-            on_done(spec, json.loads((spec.run_dir(output_dir) / "metrics.json").read_text(encoding="utf-8")), None, 0.0)
-        reused_ids = {s.run_id for s in reused}
-        execute_all([s for s in pending if s.run_id not in twins and s.run_id not in reused_ids], output_dir, on_done)
-        for spec in pending:
-            if spec.run_id in twins:
-                original = twins[spec.run_id]
-                if is_finished(original, output_dir):
-                    on_done(spec, _copy_twin(original, spec, output_dir), None, 0.0)
-                else:
-                    on_done(spec, None, f"its identical run {original.run_id} did not finish", 0.0)
+        runnable = [s for s in specs if s.run_id not in untuned]
+        looks = LookRunner(config, runnable, execute_all=execute_all, on_done=on_done, use_ray=bool(use_ray or ray_address),
+                           log=log, tuned_eval=_tuned_eval(config), lean=lean)
+        looks.share_data(data_runner)
+        looks.run()
     result = report_bench(config, failed=failed, report=report, log=log, _specs=specs)
     result.ran, result.skipped = ran, [s.run_id for s in done]
     return result
@@ -270,13 +239,47 @@ def report_bench(config: BenchConfig, *, failed: Mapping[str, str] | None = None
     results = write_results(specs, output_dir, results_csv)
     summary, figures = None, []
     if report and len(results):
-        figures = plot_figures(results, output_dir, config=config)
+        decisions = _decisions_with_bootstrap(config, log)
+        if decisions is None:  # no comparison was tested: the per-head tables of the fixed-sample report
+            config = dataclasses.replace(config, statistics={k: v for k, v in config.statistics.items() if k != "method"})
+        figures = plot_figures(results, output_dir, config=config, decisions=decisions, margin=config.statistics["margin"])
         tuning = tuning_summary(config) if config.tuning is not None and config.tuning.enabled else None
         summary = write_summary(results, output_dir / SUMMARY_FILE, config=config, figures=figures, tuning=tuning,
-                                failed=failed, n_planned=len(specs))
+                                failed=failed, n_planned=len(specs), decisions=decisions,
+                                design=sequential_design(config) if decisions is not None else None,
+                                test_draws=read_test_draws(output_dir))
         log(f"wrote {results_csv}, {summary} and {len(figures)} figure(s)")
     return BenchResult(results=results, ran=[], skipped=[], failed=dict(failed or {}),
                        results_csv=results_csv, summary=summary, figures=figures)
+
+
+def _decisions_with_bootstrap(config: BenchConfig, log: Callable[[str], None]) -> Any:
+    """``decisions.csv`` with the joint bootstrap over replicates and test rows of every comparison
+    (from the stored predictions); None when no comparison was tested."""
+    import pandas as pd
+
+    from qubert.bench.predictions import PREDICTIONS_FILE, read_predictions
+    from qubert.bench.stats import bootstrap_decisions
+
+    try:
+        decisions = pd.read_csv(config.output_dir / DECISIONS_FILE)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+    if not len(decisions):
+        return None
+
+    def predictions(row: Any, head: str, r: int) -> Any:
+        if r >= len(config.seeds):
+            return None
+        run_dir = config.output_dir / "runs" / row.dataset / row.mode / head / f"seed{config.seeds[r]}"
+        return read_predictions(run_dir) if (run_dir / PREDICTIONS_FILE).is_file() else None
+
+    stats = config.statistics
+    start = time.perf_counter()
+    out = bootstrap_decisions(decisions, predictions, looks=config.looks, n_resamples=stats["n_resamples"],
+                              confidence=stats["confidence"], alpha=stats["alpha"], seed=stats["seed"])
+    log(f"joint bootstrap over replicates and test rows: {len(out)} comparison(s) ({time.perf_counter() - start:.1f} s)")
+    return out
 
 
 def _encoding_key(spec: RunSpec) -> tuple | None:
@@ -316,7 +319,8 @@ def _ray_session(use_ray: bool, address: str | None, num_cpus: int | None) -> It
             ray.shutdown()
 
 
-def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, on_done: Callable) -> None:
+def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | None, on_done: Callable,
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Run specs as Ray tasks (Ray is running: :func:`_ray_session`); the first run of each
     embedding-cache group goes alone, so the other runs of that group find the cache filled
     instead of all encoding the same texts."""
@@ -339,7 +343,7 @@ def _execute_ray(pending: list[RunSpec], output_dir: Path, run_fn: Callable | No
     in_flight: dict[Any, RunSpec] = {}
 
     def submit(spec: RunSpec) -> None:
-        ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn)
+        ref = task.options(**spec.resources.ray_options()).remote(spec, str(output_dir), run_fn, (overrides or {}).get(spec.run_id))
         in_flight[ref] = spec
 
     for spec in ready:
@@ -376,12 +380,13 @@ def _group_key(spec: RunSpec) -> str:
 
 def _signature(spec: RunSpec, config: BenchConfig) -> str:
     """What a head's choice depends on: its base settings, the space searched and the budget."""
-    from qubert.bench.tuning import describe_space
+    from qubert.bench.tuning import SAMPLER_VERSION, describe_space
 
     tuning = config.tuning
     base = {k: v for k, v in spec.semantic_settings().items() if k not in spec.search and k != "seed"}
     return json.dumps(jsonable({"settings": base, "space": describe_space(_dimensions(spec, config)), "trials": tuning.trials,
-                                 "batch": tuning.batch, "seed": tuning.seed, "run_seed": tuning.run_seed}), sort_keys=True)
+                                "startup": tuning.startup, "sampler": SAMPLER_VERSION, "batch": tuning.batch, "seed": tuning.seed,
+                                "run_seed": tuning.run_seed}), sort_keys=True)
 
 
 def _dimensions(spec: RunSpec, config: BenchConfig) -> dict[str, Any]:
@@ -439,9 +444,14 @@ def _trial_spec(spec: RunSpec, k: int, params: Mapping[str, Any], run_seed: int)
 
 
 def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Callable, *,
-               log: Callable[[str], None], failed: dict[str, str]) -> list[Any]:
+               log: Callable[[str], None], failed: dict[str, str],
+               cross_validate: Callable[[RunSpec], Mapping[str, Any]] | None = None) -> list[Any]:
     """Search every tuned head's settings with the same number of trials; write ``tuning.csv`` and
-    ``tuning_choices.json``. Finished trials are read back, not trained again."""
+    ``tuning_choices.json``. Finished trials are read back, not trained again.
+
+    ``cross_validate`` scores a frozen trial in process (k-fold on the training pool, lean trainer);
+    without it, and for other modes, a trial is a ``run_training`` run on validation.
+    """
     from qubert.bench.tuning import describe_space, trials_table, tune_grid
 
     tuning = config.tuning
@@ -468,6 +478,19 @@ def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Calla
                 failed[f"{TUNING_DIR}/{trial.run_id}"] = error
                 log(f"tuning {trial.run_id}: FAILED {error}")
 
+        if cross_validate is not None:
+            for trial in [t for t in todo if t.mode == "frozen"]:
+                start = time.perf_counter()
+                try:
+                    result = dict(cross_validate(trial))
+                except Exception as err:  # noqa: BLE001 - a failed trial is recorded, the search goes on
+                    on_done(trial, None, _one_line(err), time.perf_counter() - start)
+                    continue
+                run_dir = trial.run_dir(where)
+                write_json_sorted(run_dir / "metrics.json", result)
+                write_json_sorted(run_dir / RUN_MARKER, {"run_id": trial.run_id, "settings": trial.semantic_settings()})
+                on_done(trial, result, None, time.perf_counter() - start)
+            todo = [t for t in todo if t.mode != "frozen"]
         execute_all(todo, where, on_done)
         return [metrics.get(trial.run_id) for trial in trial_specs]
 
@@ -484,6 +507,16 @@ def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Calla
     return results
 
 
+def _tuned_eval(config: BenchConfig) -> dict[tuple[str, str, str], float]:
+    """(dataset, mode, head) -> best validation macro-F1 of its finished tuning."""
+    out = {}
+    for key, choice in _read_choices(config.output_dir).items():
+        dataset, mode, head = key.split("/", 2)
+        if isinstance(choice.get("eval_macro_f1"), (int, float)):
+            out[(dataset, mode, head)] = float(choice["eval_macro_f1"])
+    return out
+
+
 def tuning_summary(config: BenchConfig) -> Any:
     """One row per tuned head (what ``summary.md`` shows): trials, space, chosen values, best validation F1."""
     import pandas as pd
@@ -493,26 +526,3 @@ def tuning_summary(config: BenchConfig) -> Any:
              "best_eval_macro_f1": c.get("eval_macro_f1"), "failed_trials": c.get("failed_trials")}
             for key, c in _read_choices(config.output_dir).items()]
     return pd.DataFrame(rows, columns=["dataset", "mode", "head", "trials", "space", "best_params", "best_eval_macro_f1", "failed_trials"])
-
-
-def _reuse_trials(config: BenchConfig, pending: Sequence[RunSpec]) -> list[RunSpec]:
-    """Final runs on the tuning seed whose settings equal their head's best trial: copy that trial's
-    result files instead of training the same run again."""
-    if config.tuning is None or not config.tuning.enabled:
-        return []
-    where = config.output_dir / TUNING_DIR
-    reused = []
-    for spec in pending:
-        if not spec.search or spec.seed != config.tuning.run_seed:
-            continue
-        for trial_dir in sorted((where / "runs" / _group_key(spec)).glob("trial*")):
-            marker = trial_dir / RUN_MARKER
-            try:
-                recorded = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if (trial_dir / "metrics.json").is_file() and jsonable(recorded.get("settings")) == jsonable(spec.semantic_settings()):
-                _copy_result_files(trial_dir, spec, config.output_dir, copied_from=f"{TUNING_DIR}/{recorded.get('run_id')}")
-                reused.append(spec)
-                break
-    return reused

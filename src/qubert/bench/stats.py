@@ -1,8 +1,14 @@
-"""Statistics over seeds: bootstrap CIs, paired tests, per-head aggregates and head comparisons."""
+"""Statistics over seeds and replicates: bootstrap CIs, paired tests, per-head aggregates, head
+comparisons, the joint bootstrap over replicates and test rows, and the summary across data sets.
+
+The sequential decisions themselves (looks, alpha spending, families) live in
+:mod:`qubert.bench.sequential`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -257,6 +263,8 @@ def aggregate(results: Any, *, n_resamples: int = 10_000, confidence: float = 0.
     for (dataset, mode, head), group in results.groupby(["dataset", "mode", "head"], sort=False):
         f1 = group["test_macro_f1"].astype(float).to_numpy()
         low, high = bootstrap_ci(f1, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        # The mean of equal floats can be 1 ulp off them: the interval must still hold the mean.
+        low, high = min(low, float(f1.mean())), max(high, float(f1.mean()))
         first = group.iloc[0]
         rows.append({
             "dataset": dataset, "mode": mode, "head": head, "head_type": first["head_type"],
@@ -368,3 +376,265 @@ def _best_classical(block: Any) -> tuple[str | None, str]:
     if metric not in classical or not classical.groupby("head", sort=False)[metric].count().gt(0).all():
         metric = "test_macro_f1"
     return str(classical.groupby("head", sort=False)[metric].mean().idxmax()), metric
+
+
+# ------------------------------------------------------------------------------- joint bootstrap (v3)
+
+
+@dataclass(frozen=True)
+class JointBootstrap:
+    """A paired comparison of two heads from their per-example predictions (Δ = A − B, macro-F1).
+
+    Attributes:
+        delta: mean over replicates of macro-F1(A) − macro-F1(B) on the stored test rows.
+        ci_low, ci_high: percentile interval of Δ from the joint bootstrap (replicates, then test rows).
+        prob_improvement: P(A > B), the share of replicates where A's macro-F1 beats B's (ties half;
+            Bouthillier et al. 2021); pi_ci_low, pi_ci_high: its joint-bootstrap interval.
+        smallest_margin: the smallest margin m whose equivalence the bootstrap would certify: the
+            largest |end| of the ``1 - 2 alpha`` interval (the TOST duality).
+        n_replicates: replicates; n_rows: test rows per replicate (median); rows: ``shared`` (one test
+            set, resampled once per bootstrap draw for every replicate: the multi-bootstrap of Sellam et
+            al. 2022) or ``per_replicate`` (each replicate's own test draw resampled on its own).
+    """
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    prob_improvement: float
+    pi_ci_low: float
+    pi_ci_high: float
+    smallest_margin: float
+    n_replicates: int
+    n_rows: int
+    rows: str
+
+
+def _predicted(scores: Any) -> np.ndarray:
+    """Class predictions from probabilities (n, C) or predictions (n,)."""
+    s = np.asarray(scores)
+    return s.argmax(axis=1) if s.ndim == 2 else s.astype(np.int64)
+
+
+def _macro_f1_from_counts(tp: np.ndarray, predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Macro-F1 over the last axis (classes) from per-class counts, averaged over the classes present
+    in the labels or the predictions (``sklearn.metrics.f1_score(average="macro")``'s default)."""
+    present = (predicted + true) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(present, 2.0 * tp / np.where(present, predicted + true, 1.0), 0.0)
+    return f1.sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _row_weights(n_resamples: int, n_rows: int, seed: int) -> np.ndarray:
+    """How often each row is drawn in each resample of a shared test set (cached: every comparison on a
+    data set resamples the same rows, which keeps them paired across comparisons and saves the draw)."""
+    rng = np.random.default_rng([seed, n_rows])
+    weights = rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=n_resamples).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
+
+
+def joint_bootstrap(labels: Sequence[Any], scores_a: Sequence[Any], scores_b: Sequence[Any], *,
+                    row_ids: Sequence[Any] | None = None, n_resamples: int = 10_000, confidence: float = 0.95,
+                    alpha: float = 0.05, seed: int = 0) -> JointBootstrap:
+    """The joint bootstrap of Δ macro-F1 over replicates and test rows, and P(A > B).
+
+    Each bootstrap draw resamples the replicates with replacement, then the test rows: with one test set
+    shared by every replicate (``row_ids`` equal across replicates) one row resample serves all of them
+    (the test rows' error is common to all replicates); otherwise each chosen replicate's rows are
+    resampled on their own. Δ of the draw is the mean over its replicates of macro-F1(A) − macro-F1(B).
+    With fresh test draws per replicate the replicate resampling already carries the test-draw noise,
+    so the row resampling counts it twice: the interval is conservative there.
+
+    Vectorised: the macro-F1 of a resample depends only on how often each (label, prediction A,
+    prediction B) combination is drawn, which is multinomial; a shared resample is a (draws x rows)
+    weight matrix applied to per-class indicators with one matrix product per replicate.
+
+    Args:
+        labels: per replicate, the true labels (n_r,).
+        scores_a, scores_b: per replicate, class probabilities (n_r, C) (float16 is fine) or labels (n_r,).
+        row_ids: per replicate, the test rows' indices into the test pool (to detect a shared test set).
+        n_resamples, confidence, seed: the bootstrap.
+        alpha: level for :attr:`JointBootstrap.smallest_margin`.
+
+    Example:
+        >>> y = [np.array([0, 1, 1, 0])] * 3
+        >>> b = joint_bootstrap(y, y, [np.array([0, 1, 0, 0])] * 3, n_resamples=200)
+        >>> round(b.delta, 3), b.prob_improvement, b.rows
+        (0.267, 1.0, 'per_replicate')
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    y = [np.asarray(v, dtype=np.int64) for v in labels]
+    pa, pb = [_predicted(v) for v in scores_a], [_predicted(v) for v in scores_b]
+    n_rep = len(y)
+    if n_rep == 0 or len(pa) != n_rep or len(pb) != n_rep:
+        raise ValueError(f"need the same non-zero number of replicates for labels and both heads, got "
+                         f"{len(y)}, {len(pa)} and {len(pb)}")
+    for r, (yr, ar, br) in enumerate(zip(y, pa, pb)):
+        if not (yr.shape == ar.shape == br.shape) or yr.ndim != 1 or yr.size == 0:
+            raise ValueError(f"replicate {r}: labels and predictions must be 1-d of one length, got "
+                             f"{yr.shape}, {ar.shape} and {br.shape}")
+    n_classes = int(max(max(v.max() for v in y), max(v.max() for v in pa), max(v.max() for v in pb))) + 1
+    eye = np.eye(n_classes)
+
+    def f1_pair(yr: np.ndarray, ar: np.ndarray, br: np.ndarray) -> tuple[float, float]:
+        true = eye[yr].sum(0)
+        return tuple(float(_macro_f1_from_counts(eye[yr][p == yr].sum(0), eye[p].sum(0), true)) for p in (ar, br))
+
+    point = np.array([f1_pair(*v) for v in zip(y, pa, pb)])
+    diffs = point[:, 0] - point[:, 1]
+    shared = row_ids is not None and len(row_ids) == n_rep and all(
+        np.array_equal(np.asarray(row_ids[0]), np.asarray(ids)) for ids in row_ids[1:]) and all(
+        v.size == y[0].size for v in y)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n_rep, size=(n_resamples, n_rep))
+    fa = np.empty((n_resamples, n_rep))
+    fb = np.empty((n_resamples, n_rep))
+    if shared:
+        weights = _row_weights(n_resamples, y[0].size, seed)
+        # One matrix product for every replicate and head (a product per replicate would re-read the
+        # (draws x rows) weights 4R times): columns = [true | (tp, predicted) of A, of B per replicate].
+        onehot = [eye[p] for p in (*pa, *pb)]
+        columns = np.concatenate([eye[y[0]], *[np.concatenate([o * (p == y[0])[:, None], o], axis=1)
+                                                for o, p in zip(onehot, (*pa, *pb))]], axis=1)
+        counts = (weights @ columns.astype(np.float32)).astype(np.float64)
+        true = counts[:, :n_classes]
+        per_head = counts[:, n_classes:].reshape(n_resamples, 2 * n_rep, 2, n_classes)
+        scores = _macro_f1_from_counts(per_head[:, :, 0], per_head[:, :, 1], true[:, None, :])
+        fa = np.take_along_axis(scores[:, :n_rep], picks, axis=1)
+        fb = np.take_along_axis(scores[:, n_rep:], picks, axis=1)
+    else:
+        for r in range(n_rep):
+            where = np.nonzero(picks == r)
+            if not where[0].size:
+                continue
+            code = (y[r] * n_classes + pa[r]) * n_classes + pb[r]
+            codes, counts = np.unique(code, return_counts=True)
+            hist = rng.multinomial(y[r].size, counts / counts.sum(), size=where[0].size)
+            cy, rest = np.divmod(codes, n_classes * n_classes)
+            ca, cb = np.divmod(rest, n_classes)
+            true = hist @ eye[cy]
+            fa[where] = _macro_f1_from_counts(hist @ (eye[ca] * (ca == cy)[:, None]), hist @ eye[ca], true)
+            fb[where] = _macro_f1_from_counts(hist @ (eye[cb] * (cb == cy)[:, None]), hist @ eye[cb], true)
+    delta = (fa - fb).mean(axis=1)
+    wins = ((fa > fb) + 0.5 * (fa == fb)).mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(delta, [tail, 1 - tail])
+    pi_low, pi_high = np.quantile(wins, [tail, 1 - tail])
+    m_low, m_high = np.quantile(delta, [alpha, 1 - alpha])
+    return JointBootstrap(
+        delta=float(diffs.mean()), ci_low=float(low), ci_high=float(high),
+        prob_improvement=float(((diffs > 0) + 0.5 * (diffs == 0)).mean()),
+        pi_ci_low=float(pi_low), pi_ci_high=float(pi_high),
+        smallest_margin=float(max(abs(m_low), abs(m_high))), n_replicates=n_rep,
+        n_rows=int(np.median([v.size for v in y])), rows="shared" if shared else "per_replicate",
+    )
+
+
+# ------------------------------------------------------------------------------- across data sets (v3)
+
+CROSS_DATASET_COLUMNS = ("head", "kind", "datasets", "better", "worse", "equivalent", "inconclusive",
+                         "median_delta", "wilcoxon_p", "p_head_better", "p_rope", "p_reference_better", "method")
+
+
+def cross_dataset_summary(decisions: Any, margin: float, *, seed: int = 0, n_samples: int = 20_000) -> Any:
+    """One line per comparison type (head, kind) over the data sets it was run on.
+
+    - verdict counts and the median Δ across data sets;
+    - ``wilcoxon_p``: the two-sided Wilcoxon signed-rank test of the per-data-set Δ against 0
+      (``scipy.stats.wilcoxon``, exact for few data sets; NaN below 2 data sets or when every Δ is 0);
+    - ``p_head_better``, ``p_rope``, ``p_reference_better``: the Bayesian signed-rank test of Benavoli
+      et al. (2014, 2017) with a region of practical equivalence ±margin (``baycomp.SignedRankTest``):
+      the posterior probability that the head is better by more than the margin, within it, or worse.
+      NaN, with ``method`` saying so, when baycomp (extra ``qubert[stats]``) is not installed.
+      ``n_samples`` posterior draws (20,000: probabilities to about ±0.005, ~1 s per line).
+
+    Each data set counts once (its Δ at the look that decided it, or its last look), so the tests see
+    independent units.
+
+    Example:
+        >>> cross_dataset_summary(decide_look(...), margin=0.01)  # doctest: +SKIP
+    """
+    import pandas as pd
+    from scipy import stats
+
+    try:
+        import baycomp
+    except ImportError:
+        baycomp = None
+    rows = []
+    usable = decisions[decisions["delta"].notna()] if len(decisions) else decisions
+    for (head, kind), group in usable.groupby(["head", "kind"], sort=False):
+        delta = group["delta"].astype(float).to_numpy()
+        counts = group["verdict"].value_counts()
+        wilcoxon_p = math.nan
+        if delta.size >= 2 and np.any(delta != 0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wilcoxon_p = float(stats.wilcoxon(delta).pvalue)
+        p_better = p_rope = p_worse = math.nan
+        method = "Wilcoxon signed-rank (scipy)"
+        if baycomp is not None and delta.size >= 2:
+            # baycomp orders its probabilities (left, rope, right) with "left" = its first argument better.
+            p_better, p_rope, p_worse = baycomp.SignedRankTest.probs(delta, np.zeros_like(delta), rope=margin,
+                                                                     nsamples=n_samples, random_state=seed)
+            method += f" + Bayesian signed-rank, ROPE ±{margin:g} (baycomp)"
+        elif baycomp is None:
+            method += "; Bayesian signed-rank skipped: pip install 'qubert[stats]'"
+        rows.append({"head": head, "kind": kind, "datasets": int(delta.size),
+                     **{v: int(counts.get(v, 0)) for v in VERDICTS}, "median_delta": float(np.median(delta)),
+                     "wilcoxon_p": wilcoxon_p, "p_head_better": float(p_better), "p_rope": float(p_rope),
+                     "p_reference_better": float(p_worse), "method": method})
+    return pd.DataFrame(rows, columns=list(CROSS_DATASET_COLUMNS))
+
+
+BOOTSTRAP_COLUMNS = ("boot_delta", "boot_ci_low", "boot_ci_high", "boot_prob_improvement", "boot_pi_ci_low",
+                     "boot_pi_ci_high", "boot_smallest_margin", "boot_replicates", "boot_rows")
+
+
+def bootstrap_decisions(decisions: Any, predictions: Any, looks: Sequence[int], *, n_resamples: int = 10_000,
+                        confidence: float = 0.95, alpha: float = 0.05, seed: int = 0) -> Any:
+    """``decisions`` (one row per comparison, as :func:`qubert.bench.sequential.decide_look` gives)
+    with the :func:`joint_bootstrap` of each comparison added as :data:`BOOTSTRAP_COLUMNS`.
+
+    A comparison uses the replicates its decision used (index below the deciding look's count) for
+    which both heads have predictions. ``predictions(row, head, replicate)`` gets the comparison's row
+    of ``decisions`` (a named tuple: ``row.dataset``, ``row.mode`` when there is that column, ...), a
+    head name and a replicate index, and returns a mapping with ``labels``, ``probabilities`` and
+    ``test_index`` (a run's ``predictions.npz``), or None when missing. Comparisons without two such
+    replicates get NaN.
+
+    Example:
+        >>> bootstrap_decisions(decisions, lambda row, head, r: read_predictions(run_dir(row.dataset, head, r)),
+        ...                     looks=(10, 20, 30, 40))  # doctest: +SKIP
+    """
+    out = decisions.copy()
+    values: dict[str, list[Any]] = {c: [] for c in BOOTSTRAP_COLUMNS}
+    for row in decisions.itertuples(index=False):
+        look = int(row.look) if isinstance(row.look, (int, np.integer, float)) and row.look == row.look else 0
+        limit = looks[min(look, len(looks)) - 1] if look >= 1 else 0
+        labels, a, b, ids = [], [], [], []
+        for r in range(limit):
+            pa, pb = predictions(row, row.head, r), predictions(row, row.reference, r)
+            if pa is None or pb is None:
+                continue
+            if not np.array_equal(pa["labels"], pb["labels"]):
+                raise ValueError(f"{row.dataset}: {row.head} and {row.reference} were scored on different test rows "
+                                 f"in replicate {r}")
+            labels.append(pa["labels"])
+            a.append(np.asarray(pa["probabilities"], dtype=np.float32))
+            b.append(np.asarray(pb["probabilities"], dtype=np.float32))
+            ids.append(pa.get("test_index"))
+        if len(labels) >= 2:
+            boot = joint_bootstrap(labels, a, b, row_ids=None if any(i is None for i in ids) else ids,
+                                   n_resamples=n_resamples, confidence=confidence, alpha=alpha, seed=seed)
+            found = [boot.delta, boot.ci_low, boot.ci_high, boot.prob_improvement, boot.pi_ci_low, boot.pi_ci_high,
+                     boot.smallest_margin, boot.n_replicates, boot.rows]
+        else:
+            found = [math.nan] * 7 + [len(labels), ""]
+        for column, value in zip(BOOTSTRAP_COLUMNS, found):
+            values[column].append(value)
+    for column in BOOTSTRAP_COLUMNS:
+        out[column] = values[column]
+    return out

@@ -42,13 +42,14 @@ def bench(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid's runs (finished / to run) and exit."),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild results.csv, summary.md and figures from finished runs; train nothing."),
 ) -> None:
-    """Tune every head with the same budget, then run a grid of data sets x modes x heads (with
-    controls) x seeds; resume where it stopped.
+    """Tune every head with the same budget, then run data sets x modes x heads (with controls) in
+    replicates (fresh paired data draws and seeds) that arrive in looks; after each look every open
+    comparison is tested sequentially and decided heads stop. Resumes where it stopped.
 
-    Writes tuning.csv (every trial), results.csv (one row per run), summary.md (mean +- std,
-    bootstrap CIs, paired tests and equivalence tests against the best classical head and each
-    control, corrected for multiplicity, one verdict each) and figures under the output directory.
-    Exit code 0 when every run finished, 1 when some runs failed, 2 for a bad config.
+    Writes tuning.csv (every trial), results.csv (one row per replicate run), decisions.csv (one
+    verdict per comparison: better, worse, equivalent within the margin, or inconclusive),
+    summary.md and figures under the output directory, then prints the verdicts. Exit code 0 when
+    every run finished, 1 when some runs failed, 2 for a bad config.
     """
     from qubert import bench as bench_lib
 
@@ -61,7 +62,8 @@ def bench(
 
             specs = tuned_specs(cfg)
             done, pending = bench_lib.plan_bench(cfg, _specs=specs)
-            _console.print(f"{cfg.name}: {len(specs)} runs -> {cfg.output_dir}")
+            _console.print(f"{cfg.name}: at most {len(specs)} runs ({len(cfg.seeds)} replicates in looks "
+                           f"{', '.join(map(str, cfg.looks))}; decided heads stop early) -> {cfg.output_dir}")
             finished = {s.run_id for s in done}
             for spec in specs:
                 state = "[green]done[/green]" if spec.run_id in finished else "todo"
@@ -85,9 +87,38 @@ def bench(
         raise _fail("interrupted: finished runs are kept; rerun the same command to resume", code=130) from None
     if not len(result.results):
         _console.print("no finished runs yet")
+    else:
+        _print_verdicts(cfg)
     if result.failed:
-        raise _fail(f"{len(result.failed)} run(s) failed (listed in {cfg.output_dir / 'summary.md'}); "
-                    "rerun to retry them", code=1)
+        where = f"listed in {result.summary}" if result.summary is not None else "listed above; no run finished, so no summary was written"
+        raise _fail(f"{len(result.failed)} run(s) failed ({where}); rerun to retry them", code=1)
+
+
+def _print_verdicts(cfg) -> None:
+    """The decisions table (``decisions.csv``) as the command's last words."""
+    import pandas as pd
+    from qubert.bench.looks import DECISIONS_FILE
+
+    path = cfg.output_dir / DECISIONS_FILE
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        _console.print("no comparisons were tested (no quantum head, or no look finished)")
+        return
+    shown = pd.DataFrame({
+        "dataset": table["dataset"], "head": table["head"], "reference": table["reference"], "kind": table["kind"],
+        "family": table["family"],
+        "delta": ["–" if pd.isna(v) else f"{v:+.3f}" for v in table["delta"]],
+        "CI": ["–" if pd.isna(lo) else f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "n": table["n"],
+        "verdict": [f"{v}" + ("" if d or f else " (open)") for v, d, f in zip(table["verdict"], table["decided"], table["final"])],
+    })
+    # Plain text, never cut to the terminal's width (a table of names must stay readable in a log).
+    _console.print(f"Verdicts (delta = head - reference, test macro-F1, margin ±{cfg.statistics['margin']:g}):")
+    _console.print(escape(shown.to_string(index=False)), soft_wrap=True)
+    confirmatory = table[table["family"] == "confirmatory"]
+    _console.print(f"{int(confirmatory['decided'].sum())} of {len(confirmatory)} confirmatory comparisons decided; "
+                   f"details in {path}")
 
 
 bench_app = typer.Typer(
