@@ -372,6 +372,7 @@ def _generalisation_lines(decisions: Any, test_draws: Mapping[str, int | None] |
     return lines
 
 
+# Long: summary.md is written section by section in reading order; each section is a few lines.
 def _write_sequential_summary(results: Any, path: Path, *, config: Any, figures: Sequence[Path],
                               failed: Mapping[str, str] | None, n_planned: int | None, tuning: Any, decisions: Any,
                               design: Any, test_draws: Mapping[str, int | None] | None) -> Path:

@@ -508,6 +508,7 @@ DECISION_COLUMNS = ("dataset", "head", "reference", "kind", "family", *(f.name f
                     "p_difference_adjusted", "p_equivalence_adjusted", "open", "replicates_available")
 
 
+# Long: the docstring carries the argument for correcting at every look with frozen decisions.
 def decide_look(results: Any, comparisons: Sequence[ComparisonSpec | tuple], design: SequentialDesign, *,
                 looks_done: int | None = None, metric: str = "test_macro_f1") -> Any:
     """Every comparison's state after the looks done so far, with the family corrections applied.

@@ -434,6 +434,7 @@ def _row_weights(n_resamples: int, n_rows: int, seed: int) -> np.ndarray:
     return weights
 
 
+# Long: the docstring states the resampling scheme; the body is one vectorised pass per case.
 def joint_bootstrap(labels: Sequence[Any], scores_a: Sequence[Any], scores_b: Sequence[Any], *,
                     row_ids: Sequence[Any] | None = None, n_resamples: int = 10_000, confidence: float = 0.95,
                     alpha: float = 0.05, seed: int = 0) -> JointBootstrap:

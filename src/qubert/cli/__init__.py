@@ -11,7 +11,7 @@ Example:
     $ echo "what a film" | qubert predict runs/sst2-quantum-frozen-s42
     $ qubert datasets
     $ qubert eval runs/sst2-quantum-frozen-s42 --device fake_manila
-    $ qubert predict runs/sst2-quantum-frozen-s42 --backend openvino < texts.txt
+    $ qubert predict runs/sst2-quantum-frozen-s42 --runtime openvino < texts.txt
     $ qubert export runs/sst2-quantum-frozen-s42 --format onnx
 """
 

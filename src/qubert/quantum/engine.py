@@ -445,13 +445,9 @@ def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", 
     (:func:`~qubert.quantum.adjoint.estimate_adjoint_memory`); its ``probs`` readout adds the
     ``(batch, 2**n)`` probabilities and their gradient.
 
-    What the bound holds for: the live tensors of a pass after a warm-up call (the one-time index
-    and sign tables are counted, but a cold first call can peak 2-40 % higher while they are
-    built and the allocator settles), as torch hands them out (``torch.cuda.max_memory_allocated``,
-    or the RSS when glibc returns freed blocks at once, as ``tests/quantum/memory_probe.py`` sets
-    it up). It does not bound what an allocator caches on top (``torch.cuda.memory_reserved``, a
-    CPU allocator keeping freed pages). ``tests/quantum/test_memory_estimate.py`` checks it
-    against measured peaks.
+    The bound holds for the live tensors of a pass after a warm-up call (a cold first call can
+    peak 2-40 % higher), not for what an allocator caches on top (``memory_reserved``, freed CPU
+    pages); ``tests/quantum/test_memory_estimate.py`` checks it against measured peaks.
 
     Example:
         >>> estimate_memory(Circuit(n_qubits=30), batch_size=64) > 2**40
@@ -689,10 +685,8 @@ def simulate(
     probabilities (wire 0 most significant). Differentiable with respect to inputs and weights.
     Arguments as for :func:`statevector`.
 
-    Second derivatives (``torch.autograd.grad(..., create_graph=True)``, e.g. a gradient penalty)
-    need ``strategy="gates"`` or ``"fused"``: ``analytic`` and ``adjoint`` (which ``auto`` picks
-    for the paper's circuit) give first derivatives only and refuse ``create_graph=True`` with a
-    one-line ``RuntimeError`` naming ``strategy="gates"``.
+    Second derivatives (``create_graph=True``) need ``strategy="gates"`` or ``"fused"``:
+    ``analytic`` and ``adjoint`` (``auto``'s pick for the paper's circuit) refuse them in one line.
     """
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":

@@ -295,6 +295,7 @@ def _check_limits(texts: list[str], settings: ServeSettings) -> None:
             raise RequestValidationError([{"loc": ("body", "texts", i), "msg": "not valid Unicode (a lone surrogate code point)", "type": "unicode"}]) from None
 
 
+# Long: the routes are closures over one batcher and settings; FastAPI declares them inside the factory.
 def create_app(classifier: TextClassifier, settings: ServeSettings | None = None, *, on_batch: Callable[[BatchInfo], None] | None = None) -> FastAPI:
     """The serving app for ``classifier``; its model worker starts and stops with the app's lifespan.
 
