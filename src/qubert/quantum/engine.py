@@ -419,14 +419,11 @@ def _measurement_matrix(plan: _Plan, device: torch.device, dtype: torch.dtype) -
 def available_memory(device: torch.device) -> int:
     """Bytes free on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        return int(torch.cuda.mem_get_info(device)[0])
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
         pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -437,17 +434,12 @@ def available_memory(device: torch.device) -> int:
 def estimate_memory(circuit: Circuit, batch_size: int, strategy: str = "gates", dtype: torch.dtype = torch.complex64) -> int:
     """Bytes one forward + backward pass may hold at its peak: an upper bound for the state ``dtype``.
 
-    It counts the batch states autograd keeps for the backward pass (one per Kronecker block or
-    matrix applied to the batch), the gradients and temporaries of the backward pass, the
-    whole-register layer matrices (``fused``; ``gates`` up to 6 qubits) with the gathered entries
-    their products keep, and the index and sign tables built on a circuit's first call. The
-    ``adjoint`` strategy holds a few states per sample of a chunk of the batch
-    (:func:`~qubert.quantum.adjoint.estimate_adjoint_memory`); its ``probs`` readout adds the
-    ``(batch, 2**n)`` probabilities and their gradient.
-
-    The bound holds for the live tensors of a pass after a warm-up call (a cold first call can
-    peak 2-40 % higher), not for what an allocator caches on top (``memory_reserved``, freed CPU
-    pages); ``tests/quantum/test_memory_estimate.py`` checks it against measured peaks.
+    It counts the states autograd keeps (one per block or matrix applied to the batch), the
+    backward pass's gradients and temporaries, whole-register layer matrices (``fused``; ``gates``
+    up to 6 qubits) and the first call's index and sign tables; ``adjoint``: a few states per
+    sample of a batch chunk plus the ``probs`` readout (:func:`~.adjoint.estimate_adjoint_memory`).
+    It bounds the live tensors after a warm-up call (a cold first call can peak 2-40 % higher),
+    not an allocator's cache; ``tests/quantum/test_memory_estimate.py`` checks it.
 
     Example:
         >>> estimate_memory(Circuit(n_qubits=30), batch_size=64) > 2**40
@@ -685,8 +677,7 @@ def simulate(
     probabilities (wire 0 most significant). Differentiable with respect to inputs and weights.
     Arguments as for :func:`statevector`.
 
-    Second derivatives (``create_graph=True``) need ``strategy="gates"`` or ``"fused"``:
-    ``analytic`` and ``adjoint`` (``auto``'s pick for the paper's circuit) refuse them in one line.
+    Second derivatives (``create_graph=True``) need ``strategy="gates"`` or ``"fused"``.
     """
     single, inputs, plan, strategy, state_dtype, real_dtype = _prepare(circuit, inputs, weights, strategy, dtype)
     if strategy == "analytic":
