@@ -145,7 +145,7 @@ def test_the_tiny_grid_on_a_two_node_cluster_gives_the_in_process_results(two_no
                            "--ray-address", address], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     on_cluster = _comparable(tmp_path / "cluster" / "results.csv")
-    assert len(on_cluster) == 6 and set(on_cluster["head"]) == {"linear", "mlp_32", "quantum_q2_l1"}
+    assert len(on_cluster) > 0 and {"linear", "mlp_32", "quantum_q2_l1"} <= set(on_cluster["head"])
     pd.testing.assert_frame_equal(on_cluster, _comparable(tmp_path / "local" / "results.csv"))
     tuning = pd.read_csv(tmp_path / "cluster" / "tuning.csv").drop(columns=["epochs_trained", "stopped_by"])
     pd.testing.assert_frame_equal(tuning, pd.read_csv(tmp_path / "local" / "tuning.csv").drop(columns=["epochs_trained", "stopped_by"]))

@@ -20,7 +20,7 @@ def export(
     """Export a run as one graph: token ids -> encoder -> pooling -> head -> probabilities (quantum heads up to 12 qubits, exact).
 
     The folder holds the graph, the tokenizer, labels.json and a README.md showing how to call it
-    from onnxruntime with no qubert installed. Needs qubert[onnx] (qubert[openvino] for --format openvino).
+    from onnxruntime with no qubert installed. Needs the onnx extra (the openvino extra for --format openvino): pip install "qubert\\[onnx]".
 
     Example: qubert export runs/sst2-quantum-frozen-s42 --format onnx
     """
