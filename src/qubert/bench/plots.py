@@ -231,10 +231,13 @@ def _plot_decisions(decisions: Any, path: Path, margin: float) -> Path:
     n_rows = rows.groupby("panel").size().max()
     has_boot = "boot_ci_low" in rows and rows["boot_ci_low"].notna().any()
     fig, axes = _new_figure(len(panels), 5.6, 1.6 + 0.42 * n_rows, ncols=min(2, len(panels)))
-    ends = rows[["ci_low", "ci_high", "delta"] + (["boot_ci_low", "boot_ci_high"] if has_boot else [])].to_numpy(float)
-    limit = 1.1 * max(2 * margin, float(np.nanmax(np.abs(ends[np.isfinite(ends)])))) if np.isfinite(ends).any() else 2 * margin
+    end_columns = ["ci_low", "ci_high", "delta"] + (["boot_ci_low", "boot_ci_high"] if has_boot else [])
     for ax, panel in zip(axes, panels):
         block = rows[rows["panel"] == panel].reset_index(drop=True)
+        # Each panel its own symmetric scale: one data set's large gaps must not flatten the others'
+        # ±margin band to a line.
+        ends = block[end_columns].to_numpy(float)
+        limit = 1.15 * max(2 * margin, float(np.nanmax(np.abs(ends[np.isfinite(ends)])))) if np.isfinite(ends).any() else 2 * margin
         ys = np.arange(len(block))[::-1]
         ax.axvspan(-margin, margin, color="#1f77b4", alpha=0.12, lw=0)
         ax.axvline(0, color="black", lw=0.8)
@@ -268,7 +271,7 @@ def _plot_decisions(decisions: Any, path: Path, margin: float) -> Path:
     fig.legend([h for h, _ in proxies], [label for _, label in proxies], loc="outside lower center",
                ncols=min(len(proxies), 6), fontsize=10, frameon=False)
     fig.suptitle("Δ macro-F1 per comparison at the look that decided it (or the last): repeated CI of the sequential "
-                 "test;\nmarker = verdict after the family correction (filled: confirmatory, hollow: exploratory)",
+                 "test;\nmarker = verdict after the family correction (filled: confirmatory, hollow: exploratory); x scales differ per panel",
                  fontsize=11)
     fig.savefig(path, dpi=110)
     return path
