@@ -201,20 +201,9 @@ PLANNER_SHOTS = (16, 64, 256, 1024, 4096)
 
 def train_aware_head(features: torch.Tensor, labels: torch.Tensor, args, device: str):
     """As noise_robustness.train_head, under ``device``'s calibration mapped to qubert's channels (differentiable)."""
-    from qubert.heads import QuantumHead
-
-    torch.manual_seed(args.seed)
-    head = QuantumHead(features.shape[1], int(labels.max()) + 1, n_qubits=args.qubits, n_layers=args.layers, seed=args.seed)
-    head.set_execution(backend=device, device_simulator="qubert")
-    optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
-    generator = torch.Generator().manual_seed(args.seed)
-    for _ in range(args.epochs):
-        for batch in torch.randperm(len(labels), generator=generator).split(args.batch_size):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(head(features[batch]), labels[batch]).backward()
-            optimizer.step()
+    head = train_head(features, labels, args, None, backend=device, device_simulator="qubert")
     head.set_execution(backend=None, device_simulator="aer")
-    return head.eval()
+    return head
 
 
 def device_f1(head, features, labels, transpiled, method: str, seeds) -> dict:

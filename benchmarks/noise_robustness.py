@@ -102,12 +102,13 @@ def embed(texts: list[str], cache_dir: Path, max_length: int = 64, batch_size: i
 
 
 # ---------------------------------------------------------------------------- training and evaluation
-def train_head(features: torch.Tensor, labels: torch.Tensor, args, noise: str | None) -> torch.nn.Module:
+def train_head(features: torch.Tensor, labels: torch.Tensor, args, noise: str | None, **execution) -> torch.nn.Module:
+    """A quantum head trained with Adam under ``noise`` (or any other ``set_execution`` options)."""
     from qubert.heads import QuantumHead
 
     torch.manual_seed(args.seed)
     head = QuantumHead(features.shape[1], int(labels.max()) + 1, n_qubits=args.qubits, n_layers=args.layers, seed=args.seed)
-    head.set_execution(noise=noise)
+    head.set_execution(noise=noise, **execution)
     optimizer = torch.optim.Adam(head.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.epochs):
