@@ -237,6 +237,11 @@ def write_summary(results: Any, path: str | os.PathLike[str], *, config: BenchCo
                     f"| {_fmt_p(c.p_difference_adjusted)} | {_fmt_p(c.p_equivalence_adjusted)} | {c.verdict} |"
                 )
             lines.append("")
+    return _finish_summary(lines, path, tuning, failed)
+
+
+def _finish_summary(lines: list[str], path: Path, tuning: Any, failed: Mapping[str, str] | None) -> Path:
+    """Both summaries end alike: the tuning section, the failed runs, then one atomic write."""
     if tuning is not None and len(tuning):
         lines += _tuning_section(tuning)
     if failed:
@@ -488,9 +493,4 @@ def _write_sequential_summary(results: Any, path: Path, *, config: Any, figures:
                 f"| {_fmt(row.f1_mean)} ± {_fmt(row.f1_std)} | [{_fmt(row.f1_ci_low)}, {_fmt(row.f1_ci_high)}] "
                 f"| {_fmt(row.eval_f1_mean)} | {_stops(row)} | {_fmt(row.train_runtime_mean, 1)} |")
         lines.append("")
-    if tuning is not None and len(tuning):
-        lines += _tuning_section(tuning)
-    if failed:
-        lines += ["## Failed runs", ""] + [f"- `{run_id}`: {error}" for run_id, error in failed.items()] + [""]
-    write_text(path, "\n".join(lines))
-    return path
+    return _finish_summary(lines, path, tuning, failed)
