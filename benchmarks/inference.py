@@ -1,21 +1,26 @@
 """The encoder's non-training pass in every inference runtime, side by side in one process.
 
-all-MiniLM-L6-v2 (mean pooling) encodes the same texts, pre-tokenised into the same length-sorted
-batches, in PyTorch fp32, PyTorch bf16 autocast (qubert's ``--precision auto`` on a CPU with
-AVX512-BF16), ONNX Runtime fp32 / int8 (dynamic quantization) and OpenVINO fp32 / bf16; the
-runtimes take turns (round-robin, ``--rounds`` rounds), so load on a shared machine hits them
-alike. For each maximum length (``--lengths``; SST-2 sentences at 64 tokens, IMDb reviews at 256)
-it reports texts/s (median over rounds), the median per-round ratio to torch fp32 and to torch
-bf16, and the cosine of the pooled features to torch fp32 (the smallest over the texts).
+Each encoder (``--encoders``: ``minilm``, the default all-MiniLM-L6-v2, 6 layers x 384; ``base12``,
+a 12-layer x 768 BERT-base shape with random weights, for speed only: no 12-layer checkpoint ships
+offline) encodes the same texts, pre-tokenised into the same length-sorted batches, in PyTorch
+fp32, PyTorch bf16 autocast (qubert's ``--precision auto`` on a CPU with AVX512-BF16), ONNX
+Runtime fp32 / int8 (dynamic quantization) and OpenVINO fp32 / bf16; the runtimes take turns
+(round-robin, ``--rounds`` rounds), so load on a shared machine hits them alike. For each maximum
+length (``--lengths``; SST-2 sentences at 64 tokens, IMDb reviews at 256) it reports texts/s
+(median over rounds), the median per-round ratio to torch fp32 and to torch bf16, and the cosine
+of the pooled features to torch fp32 (the smallest over the texts).
 
-Then, per data set (``--datasets``), a logistic-regression head is fitted on torch-fp32 features
-of ``--train`` rows and scored on ``--test`` rows encoded by every runtime: the change of
-macro-F1 against the same head on torch-fp32 features (what swapping the runtime under a trained
-model does). Last, the exported graphs' sizes and each runtime's load (compile) time.
+Then, per data set (``--datasets``; MiniLM), two ways a runtime can change a trained head's
+macro-F1 on ``--test`` test rows: *swap*, a logistic-regression head fitted on torch-fp32 features
+of ``--train`` rows scores features from every runtime (what serving a trained model in another
+runtime does), and *retrain*, the head is fitted and scored on the runtime's own features (what
+``qubert train --mode frozen --runtime ...`` does); with the test predictions that changed. Last,
+the exported graphs' sizes and each runtime's load (compile) time.
 
 Usage:
     python benchmarks/inference.py [--texts 256] [--rounds 3] [--lengths 64,256] [--threads 2]
-        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 600] [--test 400]
+        [--encoders minilm,base12] [--base-texts 64]
+        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 1000] [--test 2000]
 
 Prints Markdown tables and writes ``docs/benchmarks/inference.json``.
 """
@@ -100,17 +105,129 @@ def throughput(encoders: dict, prepared, n: int, hidden: int, rounds: int) -> tu
     return seconds, features
 
 
+def load_encoder(name: str, folder: str):
+    """``(model, tokenizer, label)`` for ``minilm`` (the default encoder) or ``base12`` (random weights)."""
+    from transformers import BertConfig, BertModel
+
+    from qubert.modeling import QubertForSequenceClassification, load_tokenizer
+
+    if name == "minilm":
+        source, label = "default", "all-MiniLM-L6-v2 (6 x 384)"
+    elif name == "base12":  # the BERT-base shape; speed does not depend on the weights' values
+        import torch
+
+        torch.manual_seed(0)
+        source, label = str(Path(folder) / "base12"), "BERT-base shape, random weights (12 x 768)"
+        BertModel(BertConfig(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072)).save_pretrained(source)
+        load_tokenizer("default").save_pretrained(source)  # same vocabulary size (30522) as BERT-base
+    else:
+        raise SystemExit(f"unknown encoder {name!r}; expected minilm or base12")
+    model = QubertForSequenceClassification.from_encoder(source, head={"type": "linear"}, id2label={0: "a", 1: "b"}, pooling="mean", precision="fp32").eval()
+    return model, load_tokenizer(source), label
+
+
+def throughput_rows(encoder: str, model, tokenizer, encoders: dict, args) -> list[dict]:
+    """Texts/s, ratios and cosines of every runtime on one encoder, per maximum length."""
+    import torch
+
+    from qubert.data import load_dataset_bundle
+
+    names = list(encoders)
+    hidden = model.config.encoder.hidden_size
+    n_texts = args.texts if encoder == "minilm" else args.base_texts
+    rows = []
+    for length in [int(x) for x in args.lengths.split(",")]:
+        bundle = load_dataset_bundle(SOURCES.get(length, "imdb"), data_dir=args.data_dir, max_eval_samples=n_texts, seed=0)
+        texts = bundle.split("test").texts[:n_texts]
+        prepared = batches(tokenizer, texts, length, args.batch_size)
+        tokens = sum(int(m.sum()) for _, _, m in prepared)
+        print(f"{encoder}: {len(texts)} {bundle.name} texts at {length} tokens ({tokens / len(texts):.0f} tokens per text)", file=sys.stderr, flush=True)
+        seconds, features = throughput(encoders, prepared, len(texts), hidden, args.rounds)
+        reference = features["torch-fp32"]
+        for name in names:
+            ratio = [a / b for a, b in zip(seconds["torch-fp32"], seconds[name])]
+            ratio_bf16 = [a / b for a, b in zip(seconds["torch-bf16"], seconds[name])] if "torch-bf16" in seconds else None
+            cosine = torch.nn.functional.cosine_similarity(features[name], reference, dim=-1)
+            rows.append({
+                "part": "throughput", "encoder": encoder, "max_length": length, "source": bundle.name, "texts": len(texts),
+                "mean_tokens": round(tokens / len(texts), 1), "runtime": name, "texts_per_s": round(len(texts) / statistics.median(seconds[name]), 1),
+                "vs_torch_fp32": round(statistics.median(ratio), 2), "vs_torch_bf16": round(statistics.median(ratio_bf16), 2) if ratio_bf16 else None,
+                "cosine_min": round(float(cosine.min()), 6), "cosine_mean": round(float(cosine.mean()), 6), "seconds": [round(s, 3) for s in seconds[name]],
+            })
+    return rows
+
+
+def macro_f1_rows(model, tokenizer, encoders: dict, args) -> list[dict]:
+    """Per data set: macro-F1 of a logistic-regression head when the runtime is swapped under it
+    (fitted on torch fp32) and when it is fitted on the runtime's own features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    from qubert.data import load_dataset_bundle
+
+    names = list(encoders)
+    hidden = model.config.encoder.hidden_size
+    rows = []
+    for dataset in [d for d in args.datasets.split(",") if d]:
+        bundle = load_dataset_bundle(dataset, data_dir=args.data_dir, max_train_samples=args.train, max_eval_samples=args.test, seed=0)
+        train, test = bundle.split("train"), bundle.split("test")
+        print(f"macro-F1 on {dataset}: {len(train.texts)} train / {len(test.texts)} test rows", file=sys.stderr, flush=True)
+        train_batches = batches(tokenizer, train.texts, args.f1_length, args.batch_size)
+        test_batches = batches(tokenizer, test.texts, args.f1_length, args.batch_size)
+        fitted, predicted = {}, {}
+        for name in names:
+            train_features = encode_all(encoders[name], train_batches, len(train.texts), hidden).numpy()
+            test_features = encode_all(encoders[name], test_batches, len(test.texts), hidden).numpy()
+            fitted[name] = LogisticRegression(max_iter=5000).fit(train_features, train.labels)
+            predicted[name] = {"swap": None, "retrain": fitted[name].predict(test_features), "features": test_features}
+        for name in names:
+            predicted[name]["swap"] = fitted["torch-fp32"].predict(predicted[name]["features"])
+        reference = predicted["torch-fp32"]["retrain"]
+        base = f1_score(test.labels, reference, average="macro")
+        for name in names:
+            row = {"part": "macro_f1", "dataset": dataset, "train": len(train.texts), "test": len(test.texts), "runtime": name}
+            for way in ("swap", "retrain"):
+                score = f1_score(test.labels, predicted[name][way], average="macro")
+                row[way] = {"macro_f1": round(score, 4), "change": round(score - base, 4), "predictions_changed": int((predicted[name][way] != reference).sum())}
+            rows.append(row)
+    return rows
+
+
+def print_tables(rows: list[dict], load_facts: dict, machine: dict, args) -> None:
+    print(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; load average {machine['load_average_at_start']} at start, "
+          f"{machine['load_average_at_end']} at end (measured under that load: ratios of interleaved rounds are the least distorted numbers).\n")
+    print("| encoder | max tokens | texts | runtime | texts/s | vs torch fp32 | vs torch bf16 | cosine to torch fp32 (min) |\n|---|---:|---|---|---:|---:|---:|---:|")
+    for r in (r for r in rows if r["part"] == "throughput"):
+        print(f"| {r['encoder']} | {r['max_length']} | {r['texts']} {r['source']} | {r['runtime']} | {r['texts_per_s']:.1f} | {r['vs_torch_fp32']:.2f} | "
+              f"{r['vs_torch_bf16'] if r['vs_torch_bf16'] is not None else '-'} | {r['cosine_min']:.5f} |")
+    f1_rows = [r for r in rows if r["part"] == "macro_f1"]
+    if f1_rows:
+        datasets = list(dict.fromkeys(r["dataset"] for r in f1_rows))
+        tests = {r["dataset"]: r["test"] for r in f1_rows}
+        print("\nmacro-F1 change against torch fp32 (predictions changed of the test rows): swap = head fitted on torch fp32, retrain = fitted on the runtime's features\n")
+        print("| runtime | " + " | ".join(f"{d} ({tests[d]} rows): swap | retrain" for d in datasets) + " |\n|---|" + "---:|---:|" * len(datasets))
+        for name in dict.fromkeys(r["runtime"] for r in f1_rows):
+            cells = [next(r for r in f1_rows if r["dataset"] == d and r["runtime"] == name) for d in datasets]
+            print(f"| {name} | " + " | ".join(f"{c['swap']['change']:+.4f} ({c['swap']['predictions_changed']}) | {c['retrain']['change']:+.4f} ({c['retrain']['predictions_changed']})" for c in cells) + " |")
+    if load_facts:
+        print("\n| encoder, runtime | exported graph | size (MiB) | load + compile (s) |\n|---|---|---:|---:|")
+        for name, facts in load_facts.items():
+            print(f"| {name} | {facts['graph']} | {facts['graph_mib']} | {facts['load_seconds']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=256, help="texts per length")
+    parser.add_argument("--texts", type=int, default=256, help="texts per length (MiniLM)")
+    parser.add_argument("--base-texts", type=int, default=64, help="texts per length for the 12-layer encoder")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lengths", default="64,256")
+    parser.add_argument("--encoders", default="minilm,base12")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--datasets", default="sms_spam,sst2,twitter_airline_sentiment")
-    parser.add_argument("--train", type=int, default=600, help="rows the macro-F1 head is fitted on")
-    parser.add_argument("--test", type=int, default=400, help="rows it is scored on, per runtime")
+    parser.add_argument("--train", type=int, default=1000, help="rows the macro-F1 head is fitted on")
+    parser.add_argument("--test", type=int, default=2000, help="rows it is scored on, per runtime (at most the test split)")
     parser.add_argument("--f1-length", type=int, default=64, help="max tokens in the macro-F1 part")
     parser.add_argument("--data-dir", default=os.environ.get("QUBERT_DATA_DIR"))
     parser.add_argument("--cache-dir", default=None, help="where the exported graphs go (default: a temporary folder)")
@@ -118,11 +235,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
 
-    from qubert.data import load_dataset_bundle
-    from qubert.modeling import QubertForSequenceClassification, load_tokenizer
     from qubert.precision import bf16_supported
 
     started = time.perf_counter()
@@ -132,64 +245,16 @@ def main() -> None:
     if not bf16_supported("cpu"):
         names = [b for b in names if not b.endswith("bf16")]
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="qubert-inference-")
-    model = QubertForSequenceClassification.from_encoder("default", head={"type": "linear"}, id2label={0: "a", 1: "b"}, pooling="mean", precision="fp32").eval()
-    tokenizer = load_tokenizer("default")
-    hidden = model.config.encoder.hidden_size
-    encoders, load_facts = build_encoders(model, names, cache_dir, args.threads)
-
-    rows = []
-    for length in [int(x) for x in args.lengths.split(",")]:
-        bundle = load_dataset_bundle(SOURCES.get(length, "imdb"), data_dir=args.data_dir, max_eval_samples=args.texts, seed=0)
-        texts = bundle.split("test").texts[: args.texts]
-        prepared = batches(tokenizer, texts, length, args.batch_size)
-        tokens = sum(int(m.sum()) for _, _, m in prepared)
-        print(f"{len(texts)} {bundle.name} texts at {length} tokens ({tokens / len(texts):.0f} tokens per text)", file=sys.stderr, flush=True)
-        seconds, features = throughput(encoders, prepared, len(texts), hidden, args.rounds)
-        reference = features["torch-fp32"]
-        for name in names:
-            ratio = [a / b for a, b in zip(seconds["torch-fp32"], seconds[name])]
-            ratio_bf16 = [a / b for a, b in zip(seconds["torch-bf16"], seconds[name])] if "torch-bf16" in seconds else None
-            cosine = torch.nn.functional.cosine_similarity(features[name], reference, dim=-1)
-            rows.append({
-                "part": "throughput", "max_length": length, "source": bundle.name, "texts": len(texts), "mean_tokens": round(tokens / len(texts), 1),
-                "runtime": name, "texts_per_s": round(len(texts) / statistics.median(seconds[name]), 1),
-                "vs_torch_fp32": round(statistics.median(ratio), 2), "vs_torch_bf16": round(statistics.median(ratio_bf16), 2) if ratio_bf16 else None,
-                "cosine_min": round(float(cosine.min()), 6), "cosine_mean": round(float(cosine.mean()), 6), "seconds": [round(s, 3) for s in seconds[name]],
-            })
-
-    for dataset in [d for d in args.datasets.split(",") if d]:
-        bundle = load_dataset_bundle(dataset, data_dir=args.data_dir, max_train_samples=args.train, max_eval_samples=args.test, seed=0)
-        train, test = bundle.split("train"), bundle.split("test")
-        print(f"macro-F1 on {dataset}: {len(train.texts)} train / {len(test.texts)} test rows", file=sys.stderr, flush=True)
-        train_features = encode_all(encoders["torch-fp32"], batches(tokenizer, train.texts, args.f1_length, args.batch_size), len(train.texts), hidden)
-        head = LogisticRegression(max_iter=2000).fit(train_features.numpy(), train.labels)
-        prepared = batches(tokenizer, test.texts, args.f1_length, args.batch_size)
-        scores = {}
-        for name in names:
-            predicted = head.predict(encode_all(encoders[name], prepared, len(test.texts), hidden).numpy())
-            scores[name] = f1_score(test.labels, predicted, average="macro")
-        for name in names:
-            rows.append({"part": "macro_f1", "dataset": dataset, "train": len(train.texts), "test": len(test.texts), "runtime": name,
-                         "macro_f1": round(scores[name], 4), "change": round(scores[name] - scores["torch-fp32"], 4)})
-
+    rows, load_facts = [], {}
+    for encoder in [e for e in args.encoders.split(",") if e]:
+        model, tokenizer, label = load_encoder(encoder, cache_dir)
+        encoders, facts = build_encoders(model, names, cache_dir, args.threads)
+        load_facts.update({f"{encoder} {k}": v for k, v in facts.items()})
+        rows += [{**r, "encoder_label": label} for r in throughput_rows(encoder, model, tokenizer, encoders, args)]
+        if encoder == "minilm":
+            rows += macro_f1_rows(model, tokenizer, encoders, args)
     machine = close_machine(machine, started)
-    print(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; load average {machine['load_average_at_start']} at start, "
-          f"{machine['load_average_at_end']} at end (measured under that load: ratios of interleaved rounds are the least distorted numbers).\n")
-    print("| max tokens | texts | runtime | texts/s | vs torch fp32 | vs torch bf16 | cosine to torch fp32 (min) |\n|---:|---|---|---:|---:|---:|---:|")
-    for r in (r for r in rows if r["part"] == "throughput"):
-        print(f"| {r['max_length']} | {r['texts']} {r['source']} | {r['runtime']} | {r['texts_per_s']:.0f} | {r['vs_torch_fp32']:.2f} | "
-              f"{r['vs_torch_bf16'] if r['vs_torch_bf16'] is not None else '-'} | {r['cosine_min']:.5f} |")
-    f1_rows = [r for r in rows if r["part"] == "macro_f1"]
-    if f1_rows:
-        datasets = list(dict.fromkeys(r["dataset"] for r in f1_rows))
-        print("\n| runtime | " + " | ".join(f"{d} macro-F1 (change)" for d in datasets) + " |\n|---|" + "---:|" * len(datasets))
-        for name in names:
-            cells = [next(r for r in f1_rows if r["dataset"] == d and r["runtime"] == name) for d in datasets]
-            print(f"| {name} | " + " | ".join(f"{c['macro_f1']:.4f} ({c['change']:+.4f})" for c in cells) + " |")
-    if load_facts:
-        print("\n| runtime | exported graph | size (MiB) | load + compile (s) |\n|---|---|---:|---:|")
-        for name, facts in load_facts.items():
-            print(f"| {name} | {facts['graph']} | {facts['graph_mib']} | {facts['load_seconds']} |")
+    print_tables(rows, load_facts, machine, args)
     write_report(args.output, {"machine": machine, "settings": {k: str(v) for k, v in vars(args).items()}, "load": load_facts, "rows": rows})
 
 
