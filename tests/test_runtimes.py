@@ -206,3 +206,28 @@ def test_eval_scores_alike_in_torch_and_onnx(run_dir, cache_dir, tmp_path):
     by_onnx = evaluate_model(run_dir, test_file=str(scored), cache_dir=cache_dir, progress=False, runtime="onnx")
     assert by_onnx["test_samples"] == len(TEXTS)
     assert by_onnx["confusion_matrix"] == by_torch["confusion_matrix"] and by_onnx["test_macro_f1"] == by_torch["test_macro_f1"]
+    assert "runtime_macro_f1_change" not in by_onnx  # an fp32 runtime computes what torch computes
+
+
+def test_int8_is_never_silent_eval_scores_it_against_torch(run_dir, cache_dir, tmp_path):
+    from qubert.cli import app
+    from qubert.evaluation import evaluate_model
+
+    scored = tmp_path / "scored.csv"
+    scored.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS)))
+    by_torch = evaluate_model(run_dir, test_file=str(scored), cache_dir=cache_dir, progress=False)
+    by_int8 = evaluate_model(run_dir, test_file=str(scored), cache_dir=cache_dir, progress=False, runtime="onnx:int8")
+    assert by_int8["runtime"] == "onnx-int8"
+    assert by_int8["reference_macro_f1"] == by_torch["test_macro_f1"]
+    assert by_int8["runtime_macro_f1_change"] == pytest.approx(by_int8["test_macro_f1"] - by_torch["test_macro_f1"])
+    result = runner.invoke(app, ["eval", str(run_dir), "--test-file", str(scored), "--cache-dir", cache_dir, "--runtime", "onnx:int8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Runtime onnx-int8 (quantized encoder): macro-F1" in " ".join(result.output.split())
+
+
+def test_predict_with_int8_says_so_on_stderr(run_dir, cache_dir):
+    quantized = _predict(run_dir, "--runtime", "onnx:int8", "--cache-dir", cache_dir)
+    assert quantized.exit_code == 0, quantized.output
+    assert "quantizes the encoder to int8" in " ".join(quantized.stderr.split())
+    assert len(quantized.stdout.splitlines()) == len(TEXTS)  # predictions stay clean on stdout
+    assert "int8" not in _predict(run_dir, "--runtime", "onnx", "--cache-dir", cache_dir).stderr

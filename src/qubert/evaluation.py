@@ -109,7 +109,9 @@ def evaluate_model(
             refuse a job whose estimated QPU seconds exceed the budget; or only return the job plan
             (``dry_run``, ``dry_run_text``) without running anything.
         runtime: the encoder's runtime (``torch``, ``onnx``, ``openvino``, ``name:precision``; see
-            :mod:`qubert.runtimes`); its features are cached apart from torch's.
+            :mod:`qubert.runtimes`); its features are cached apart from torch's. A quantized one
+            (``onnx:int8``) is never used silently: the split is scored in PyTorch too and
+            ``reference_macro_f1`` / ``runtime_macro_f1_change`` say what quantization cost.
 
     Returns:
         Flat metrics prefixed by the split (``test_macro_f1``, ...), ``<split>_runtime``,
@@ -151,6 +153,15 @@ def evaluate_model(
         model.head.set_execution(shots=None, noise=None, seed=seed)
         exact = head_probabilities(model, features).argmax(-1).tolist()
         metrics["exact_macro_f1"] = classification_metrics(labels, exact)["macro_f1"]
+    runtime_in_use = getattr(model, "inference_runtime", None)
+    if runtime_in_use is not None and runtime_in_use.precision == "int8":  # quantized features: say what they cost
+        model.inference_runtime = None
+        reference_features = text_features(model, tokenizer, texts, batch_size=batch_size, progress=progress, cache_dir=cache_dir, fingerprint=fingerprint, split=split)
+        reference = classification_metrics(labels, head_probabilities(model, reference_features).argmax(-1).tolist())["macro_f1"]
+        model.inference_runtime = runtime_in_use
+        metrics["reference_macro_f1"] = reference
+        metrics["runtime_macro_f1_change"] = metrics[f"{split}_macro_f1"] - reference
+        metrics["runtime"] = runtime_in_use.tag
     return metrics
 
 

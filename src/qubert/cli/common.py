@@ -104,6 +104,25 @@ def print_metrics(metrics: dict[str, Any], *, title: str) -> None:
     console.print(table)
 
 
+def warn_if_quantized(runtime: str) -> None:
+    """One line on stderr when ``runtime`` quantizes the encoder (``onnx:int8``): never silently.
+
+    Example:
+        >>> warn_if_quantized("onnx")  # fp32: says nothing
+    """
+    from qubert.runtimes import RuntimeOptionError, parse_runtime
+
+    try:
+        quantized = parse_runtime(runtime)[1] == "int8"
+    except RuntimeOptionError:
+        return  # refused in one line where the runtime is attached
+    if quantized:
+        err_console.print(
+            f"Note: --runtime {runtime} quantizes the encoder to int8: features and answers move; "
+            f"`qubert eval RUN --runtime {runtime}` prints its macro-F1 change against PyTorch.", highlight=False, soft_wrap=True,
+        )
+
+
 def check_output_folder(path: Path) -> None:
     folder = Path(path).expanduser().parent
     if folder and not folder.exists():

@@ -22,6 +22,7 @@ from qubert.cli.common import (
     error_message,
     print_metrics,
     user_errors,
+    warn_if_quantized,
     write_output,
     console,
     err_console,
@@ -178,6 +179,11 @@ def evaluate(
         raise usage_error(error_message(err))
     print_metrics(metrics, title=f"Evaluation of {model_dir}")
     console.print(f"Data: {metrics['evaluated_on']}", highlight=False, soft_wrap=True)
+    if "runtime_macro_f1_change" in metrics:
+        console.print(
+            f"Runtime {metrics['runtime']} (quantized encoder): macro-F1 {metrics['runtime_macro_f1_change']:+.4f} against the unquantized "
+            f"encoder in PyTorch ({metrics['reference_macro_f1']:.4f})", highlight=False, soft_wrap=True,
+        )
     if "execution" in metrics:
         console.print(f"Quantum head: {metrics['execution']}" + (f"; {metrics['mitigation']}" if "mitigation" in metrics else ""), highlight=False, soft_wrap=True)
     if "device" in metrics:
@@ -221,6 +227,7 @@ def predict(
         texts = read_texts(input, text_column)
         if not texts:
             raise ValueError("no texts to predict (empty input)")
+        warn_if_quantized(runtime)
         names, labels, probabilities = predict_texts(model_dir, texts, batch_size=batch_size, runtime=runtime, cache_dir=cache_dir)
         text = _format_predictions(fmt, texts, labels, probabilities, names)
         if output is None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from qubert.cli.common import config_option, usage_error, error_message, user_errors, err_console
+from qubert.cli.common import config_option, usage_error, error_message, user_errors, err_console, warn_if_quantized
 
 _SERVE_EXTRA = 'qubert serve needs FastAPI and uvicorn: pip install "qubert[serve]"'
 _RAY_EXTRA = 'qubert serve --ray-address needs Ray Serve: pip install "ray[serve]"'
@@ -64,6 +64,7 @@ def serve(
             raise ValueError(f"--threads must be at least 1, got {threads}")
         from qubert.serving.classifier import TextClassifier, default_threads
 
+        warn_if_quantized(runtime)
         model_options = {"precision": precision, "max_batch_tokens": max_batch_tokens, "threads": threads, "runtime": runtime, "cache_dir": cache_dir}
         if ray_address is not None:  # Ray gives each replica its CPUs (OMP_NUM_THREADS); --threads overrides
             return _serve_on_ray(model_dir, ray_address, replicas, host, port, settings, model_options)
