@@ -114,6 +114,7 @@ train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[att
 # ------------------------------------------------------------------------------------------
 # qubert eval
 # ------------------------------------------------------------------------------------------
+# Long: one typer option per line (the CLI's help), then the call and the printed report.
 def evaluate(
     model_dir: Path = typer.Argument(..., help="A run directory or its model/ folder.", show_default=False),
     config: Optional[Path] = config_option(),
