@@ -14,13 +14,18 @@ Then, per data set (``--datasets``; MiniLM), two ways a runtime can change a tra
 macro-F1 on ``--test`` test rows: *swap*, a logistic-regression head fitted on torch-fp32 features
 of ``--train`` rows scores features from every runtime (what serving a trained model in another
 runtime does), and *retrain*, the head is fitted and scored on the runtime's own features (what
-``qubert train --mode frozen --runtime ...`` does); with the test predictions that changed. Last,
-the exported graphs' sizes and each runtime's load (compile) time.
+``qubert train --mode frozen --runtime ...`` does); with the test predictions that changed.
+
+Then the ``top2`` bottom-layer cache (``--mode top2``: the embeddings and the bottom 4 of MiniLM's 6
+layers computed once per split, :mod:`qubert.layer_cache`) is built from ``--cache-texts`` SST-2
+training sentences at 64 tokens in every runtime but int8 (a training input is never quantized
+silently), each round into a fresh cache folder, rounds interleaved. Last, the exported graphs'
+sizes and each runtime's load (compile) time.
 
 Usage:
     python benchmarks/inference.py [--texts 256] [--rounds 3] [--lengths 64,256] [--threads 2]
         [--encoders minilm,base12] [--base-texts 64]
-        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 1000] [--test 2000]
+        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 1000] [--test 2000] [--cache-texts 512]
 
 Prints Markdown tables and writes ``docs/benchmarks/inference.json``.
 """
@@ -193,6 +198,51 @@ def macro_f1_rows(model, tokenizer, encoders: dict, args) -> list[dict]:
     return rows
 
 
+def top2_cache_rows(args, cache_dir: str) -> list[dict]:
+    """Seconds to build the ``top2`` bottom-layer cache of one split per runtime (rounds interleaved)."""
+    import torch
+
+    from qubert.data import load_dataset_bundle
+    from qubert.layer_cache import cached_hidden_states
+    from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer
+    from qubert.runtimes import use_bottom_runtime
+
+    model = QubertForSequenceClassification.from_encoder("default", head={"type": "linear"}, id2label={0: "a", 1: "b"}, mode="top2", max_length=64, precision="fp32").eval()
+    tokenizer, encoder_id = load_tokenizer("default"), encoder_identity(model.encoder)
+    texts = load_dataset_bundle("sst2", data_dir=args.data_dir, max_train_samples=args.cache_texts, seed=0).split("train").texts
+    names = [n for n in args.runtimes.split(",") if n and not n.endswith("int8")]
+
+    def build(name: str) -> tuple[float, torch.Tensor]:
+        runtime, precision = name.split("-")
+        model.config.precision = precision if runtime == "torch" else "fp32"
+        use_bottom_runtime(model, "torch" if runtime == "torch" else f"{runtime}:{precision}", cache_dir=cache_dir, encoder_id=encoder_id,
+                           threads=args.threads, progress=False)
+        folder = tempfile.mkdtemp(prefix="top2-", dir=cache_dir)
+        start = time.perf_counter()
+        states, hit = cached_hidden_states(model, tokenizer, texts, fingerprint="bench", split="train", cache_dir=folder, encoder_id=encoder_id, progress=False)
+        assert not hit
+        return time.perf_counter() - start, states.hidden.float()
+
+    for name in names:  # warm-up: exports the bottom graph once, compiles
+        build(name)
+    seconds, states = {n: [] for n in names}, {}
+    for r in range(args.rounds):
+        for name in names:
+            elapsed, states[name] = build(name)
+            seconds[name].append(elapsed)
+        print(f"  top2 cache round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds.items()), file=sys.stderr, flush=True)
+    rows = []
+    for name in names:
+        cosine = torch.nn.functional.cosine_similarity(states[name], states["torch-fp32"], dim=-1)
+        rows.append({
+            "part": "top2_cache", "runtime": name, "texts": len(texts), "seconds": statistics.median(seconds[name]),
+            "vs_torch_fp32": round(statistics.median(a / b for a, b in zip(seconds["torch-fp32"], seconds[name])), 2),
+            "vs_torch_bf16": round(statistics.median(a / b for a, b in zip(seconds["torch-bf16"], seconds[name])), 2) if "torch-bf16" in seconds else None,
+            "cosine_min": round(float(cosine.min()), 6),
+        })
+    return rows
+
+
 def print_tables(rows: list[dict], load_facts: dict, machine: dict, args) -> None:
     print(f"\nMachine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; load average {machine['load_average_at_start']} at start, "
           f"{machine['load_average_at_end']} at end (measured under that load: ratios of interleaved rounds are the least distorted numbers).\n")
@@ -209,6 +259,12 @@ def print_tables(rows: list[dict], load_facts: dict, machine: dict, args) -> Non
         for name in dict.fromkeys(r["runtime"] for r in f1_rows):
             cells = [next(r for r in f1_rows if r["dataset"] == d and r["runtime"] == name) for d in datasets]
             print(f"| {name} | " + " | ".join(f"{c['swap']['change']:+.4f} ({c['swap']['predictions_changed']}) | {c['retrain']['change']:+.4f} ({c['retrain']['predictions_changed']})" for c in cells) + " |")
+    cache_rows = [r for r in rows if r["part"] == "top2_cache"]
+    if cache_rows:
+        print(f"\ntop2 bottom-layer cache, {cache_rows[0]['texts']} SST-2 training sentences at 64 tokens (build time, median of rounds)\n")
+        print("| runtime | seconds | vs torch fp32 | vs torch bf16 | cosine of token states to torch fp32 (min) |\n|---|---:|---:|---:|---:|")
+        for r in cache_rows:
+            print(f"| {r['runtime']} | {r['seconds']:.2f} | {r['vs_torch_fp32']:.2f} | {r['vs_torch_bf16'] if r['vs_torch_bf16'] is not None else '-'} | {r['cosine_min']:.5f} |")
     if load_facts:
         print("\n| encoder, runtime | exported graph | size (MiB) | load + compile (s) |\n|---|---|---:|---:|")
         for name, facts in load_facts.items():
@@ -228,6 +284,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="sms_spam,sst2,twitter_airline_sentiment")
     parser.add_argument("--train", type=int, default=1000, help="rows the macro-F1 head is fitted on")
     parser.add_argument("--test", type=int, default=2000, help="rows it is scored on, per runtime (at most the test split)")
+    parser.add_argument("--cache-texts", type=int, default=512, help="training sentences of the top2 cache part (0: skip it)")
     parser.add_argument("--f1-length", type=int, default=64, help="max tokens in the macro-F1 part")
     parser.add_argument("--data-dir", default=os.environ.get("QUBERT_DATA_DIR"))
     parser.add_argument("--cache-dir", default=None, help="where the exported graphs go (default: a temporary folder)")
@@ -253,6 +310,8 @@ def main() -> None:
         rows += [{**r, "encoder_label": label} for r in throughput_rows(encoder, model, tokenizer, encoders, args)]
         if encoder == "minilm":
             rows += macro_f1_rows(model, tokenizer, encoders, args)
+    if args.cache_texts:
+        rows += top2_cache_rows(args, cache_dir)
     machine = close_machine(machine, started)
     print_tables(rows, load_facts, machine, args)
     write_report(args.output, {"machine": machine, "settings": {k: str(v) for k, v in vars(args).items()}, "load": load_facts, "rows": rows})
