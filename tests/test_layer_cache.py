@@ -204,6 +204,33 @@ def test_cached_top_k_trains_exactly_like_the_uncached_path(env, tmp_path, group
     assert cached["encode_runtime"] >= 0 and "encode_runtime" not in uncached  # only the cached run computes ahead
 
 
+@pytest.mark.parametrize("runtime", ["onnx", "openvino:fp32"])
+def test_top_k_with_the_bottom_layers_in_a_runtime_trains_like_torch(env, tmp_path, runtime):
+    pytest.importorskip({"onnx": "onnxruntime", "openvino:fp32": "openvino"}[runtime])
+    pytest.importorskip("onnxscript")
+    from safetensors.torch import load_file
+
+    from qubert.runtimes import resolve_runtime
+
+    by_torch = run_training(_config(env, tmp_path, "torch"))
+    by_runtime = run_training(_config(env, tmp_path, "runtime", runtime=runtime))
+    assert by_runtime["eval_loss"] == pytest.approx(by_torch["eval_loss"], abs=1e-4)
+    torch.testing.assert_close(_probabilities(tmp_path / "runtime"), _probabilities(tmp_path / "torch"), atol=1e-4, rtol=0)
+    assert _train_losses(tmp_path / "runtime") == pytest.approx(_train_losses(tmp_path / "torch"), abs=1e-4)
+    tag = "-".join(resolve_runtime(runtime))  # onnx-fp32, openvino-fp32
+    stored = sorted(p.name for p in (tmp_path / "cache" / "hidden_states").glob("*.safetensors"))
+    assert len(stored) == 6 and sum(name.startswith(f"train-top1-24-{tag}-") for name in stored) == 1  # 3 splits per runtime
+    assert list((tmp_path / "cache" / "onnx").glob("*/bottom-top1.onnx"))
+    # the saved run: the same files and weights (up to the float noise of the states), no trace of the runtime
+    saved = {name: sorted(p.name for p in (tmp_path / name / "model").iterdir()) for name in ("torch", "runtime")}
+    assert saved["runtime"] == saved["torch"] and not any(name.endswith(".onnx") for name in saved["runtime"])
+    weights = {name: load_file(str(tmp_path / name / "model" / "model.safetensors")) for name in ("torch", "runtime")}
+    assert weights["runtime"].keys() == weights["torch"].keys()
+    for key, value in weights["torch"].items():
+        torch.testing.assert_close(weights["runtime"][key], value, atol=1e-4, rtol=0)
+    assert "runtime" not in json.loads((tmp_path / "runtime" / "model" / "config.json").read_text())
+
+
 def test_predictions_keep_the_input_order_under_length_sorted_evaluation(env, tmp_path):
     import pandas as pd
 

@@ -10,7 +10,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from qubert.runtimes import RuntimeOptionError, MissingRuntimeError, runtime_tag, parse_runtime, require_runtime, resolve_runtime, use_runtime
+from qubert.runtimes import (
+    MissingRuntimeError,
+    RuntimeOptionError,
+    parse_runtime,
+    require_runtime,
+    resolve_runtime,
+    runtime_tag,
+    use_bottom_runtime,
+    use_runtime,
+)
 from qubert.embeddings import EmbeddingCache, cached_features, encode_texts
 from qubert.modeling import QubertForSequenceClassification
 from qubert.precision import bf16_supported
@@ -123,8 +132,107 @@ def test_runtime_names_and_precisions_are_checked_in_one_line():
         parse_runtime("openvino:int8")
     from qubert.training import TrainingConfig, TrainingConfigError
 
-    with pytest.raises(TrainingConfigError, match="needs --mode frozen"):
+    with pytest.raises(TrainingConfigError, match="needs --mode frozen or top<k>") as info:
         TrainingConfig(dataset="sst2", mode="full", runtime="onnx")
+    assert "\n" not in str(info.value)
+    with pytest.raises(TrainingConfigError, match=r"--mode top2 needs the cached bottom layers \(drop --no-cache-bottom\)") as info:
+        TrainingConfig(dataset="sst2", mode="top2", cache_bottom=False, runtime="openvino")
+    assert "\n" not in str(info.value)
+    for mode in ("frozen", "top2"):  # the passes that do not train: the features, the cached bottom layers
+        assert TrainingConfig(dataset="sst2", mode=mode, runtime="openvino:fp32").runtime == "openvino:fp32"
+    assert TrainingConfig(dataset="sst2", mode="full", runtime="torch").runtime == "torch"
+
+
+# ----------------------------------------------------------------------------------- top<k>: the bottom layers
+
+
+def _top1(encoder_dir, precision="fp32"):
+    from transformers import AutoTokenizer
+
+    model = QubertForSequenceClassification.from_encoder(
+        encoder_dir, head={"type": "linear"}, id2label={0: "neg", 1: "pos"}, pooling="mean", mode="top1", max_length=MAX_LENGTH, seed=0, precision=precision,
+    )
+    return model.train(), AutoTokenizer.from_pretrained(encoder_dir)  # as in training: the top layer trains
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino:fp32"])
+def test_the_bottom_graph_computes_what_encode_bottom_computes(encoder_dir, cache_dir, runtime):
+    name = parse_runtime(runtime)[0]
+    pytest.importorskip(name.replace("onnx", "onnxruntime"))
+    model, tokenizer = _top1(encoder_dir)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    assert use_bottom_runtime(model, runtime, cache_dir=cache_dir, progress=False) == f"{name}-fp32"
+    assert model.bottom_runtime.path.name == "bottom-top1.onnx" and model.bottom_runtime.top_k == 1
+    assert getattr(model, "inference_runtime", None) is None  # never the whole encoder: its top layer trains
+    for texts in (TEXTS[:3], TEXTS):  # 3 and 7 rows of other lengths than the export's 2 x 5: dynamic axes
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        got = model.encode_bottom(ids, mask, batch["token_type_ids"])
+        with torch.no_grad():
+            expected = model.bottom_layers(ids, mask)
+            assert got.shape == expected.shape == (len(texts), ids.shape[1], 32) and got.dtype == torch.float32
+            assert (got - expected).abs().max() < 1e-5
+            model.eval()
+            torch.testing.assert_close(model.encode_top(got, mask), model.encode(ids, mask), atol=1e-5, rtol=1e-5)
+            model.train()
+    assert model.encode(ids, mask).requires_grad  # the training pass stays in PyTorch
+    assert model.state_dict().keys() == weights.keys() and all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert use_bottom_runtime(model, "torch") == "fp32" and model.bottom_runtime is None
+
+
+def test_a_bottom_runtime_needs_a_top_k_model_and_follows_its_precision(encoder_dir, cache_dir):
+    frozen, _ = _model(encoder_dir)
+    with pytest.raises(RuntimeOptionError, match="only a top<k> model has fixed bottom layers"):
+        use_bottom_runtime(frozen, "onnx", cache_dir=cache_dir, progress=False)
+    model, _ = _top1(encoder_dir)
+    with pytest.raises(RuntimeOptionError, match=r"model's precision \(fp32\) under torch; set it with --precision"):
+        use_bottom_runtime(model, "torch:bf16")
+    assert use_bottom_runtime(model, "onnx:int8", cache_dir=cache_dir, progress=False) == "onnx-int8"
+    assert model.bottom_runtime.path.name == "bottom-top1-int8.onnx"  # quantized from bottom-top1.onnx, beside it
+    assert (model.bottom_runtime.path.parent / "bottom-top1.onnx").is_file()
+    if bf16_supported("cpu"):
+        pytest.importorskip("openvino")
+        bf16, _ = _top1(encoder_dir, precision="bf16")
+        assert use_bottom_runtime(bf16, "openvino", cache_dir=cache_dir, progress=False) == "openvino-bf16"
+
+
+def _stored(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        return fh.metadata(), fh.get_tensor("hidden").dtype
+
+
+def test_the_hidden_state_cache_never_mixes_runtimes(encoder_dir, cache_dir, tmp_path):
+    from qubert.layer_cache import cached_hidden_states
+
+    model, tokenizer = _top1(encoder_dir)
+
+    def states():
+        return cached_hidden_states(model, tokenizer, TEXTS, fingerprint="f", split="test", cache_dir=str(tmp_path), progress=False, batch_size=3)
+
+    by_torch, hit = states()
+    assert not hit
+    (torch_file,) = (tmp_path / "hidden_states").glob("*.safetensors")
+    assert torch_file.name.startswith(f"test-top1-{MAX_LENGTH}-fp32-")  # torch's keys as before: existing caches stay valid
+    use_bottom_runtime(model, "onnx", cache_dir=cache_dir, progress=False)
+    by_onnx, hit = states()
+    assert not hit  # not torch's file
+    torch.testing.assert_close(by_onnx.hidden, by_torch.hidden, atol=1e-5, rtol=0)
+    assert states()[1]  # its own file, read back
+    specs = ["openvino:fp32"] + (["openvino:bf16"] if bf16_supported("cpu") else [])
+    for spec in specs:
+        use_bottom_runtime(model, spec, cache_dir=cache_dir, progress=False)
+        assert not states()[1]
+    use_bottom_runtime(model, "torch")
+    again, hit = states()
+    assert hit and torch.equal(again.hidden, by_torch.hidden)  # a runtime's file is never read by torch
+    files = {_stored(p)[0]["precision"]: (p, *_stored(p)) for p in (tmp_path / "hidden_states").glob("*.safetensors")}
+    assert set(files) == {"fp32", "onnx-fp32", *(s.replace(":", "-") for s in specs)}
+    for tag, (path, metadata, dtype) in files.items():
+        assert path.name.startswith(f"test-top1-{MAX_LENGTH}-{tag}-")
+        assert metadata["runtime"] == ("torch" if tag == "fp32" else tag.split("-")[0])
+        assert dtype == (torch.bfloat16 if tag == "openvino-bf16" else torch.float32)
 
 
 @pytest.mark.parametrize(("runtime", "module", "extra"), [("onnx", "onnxruntime", "onnx"), ("openvino", "openvino", "openvino"), ("export", "onnxscript", "onnx")])

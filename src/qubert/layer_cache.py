@@ -11,9 +11,14 @@ hidden)`` with every row's real tokens packed one after another, and ``lengths``
 Rows are padded with zeros (and masked) to the longest row of each training batch only. The
 tensors are stored in the compute precision (float32, or bfloat16 / float16 under bf16 / fp16).
 
+The bottom layers can run in ONNX Runtime or OpenVINO instead of PyTorch
+(:func:`qubert.runtimes.use_bottom_runtime`, ``--runtime``): the key's precision part is then the
+runtime's tag (``onnx-fp32``, ``openvino-bf16``; torch keeps ``fp32`` / ``bf16``), so states from
+different runtimes never mix; OpenVINO bf16 states are stored in bfloat16, the others in float32.
+
 The key covers the encoder's identity (a hash of its weights), k, the tokenisation length, the
-precision and the split's fingerprint; files are written atomically, and a file that does not
-match (wrong row count, unreadable) is recomputed, never trusted.
+precision (or runtime) and the split's fingerprint; files are written atomically, and a file that
+does not match (wrong row count, unreadable) is recomputed, never trusted.
 
 Example:
     >>> from qubert.layer_cache import cached_hidden_states
@@ -36,10 +41,22 @@ from qubert.embeddings import EmbeddingCache, encoding_pass, length_sorted_batch
 if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
 
-__all__ = ["HiddenStateDataset", "HiddenStates", "cached_hidden_states", "collate_hidden_states", "hidden_state_key"]
+__all__ = ["HiddenStateDataset", "HiddenStates", "cached_hidden_states", "collate_hidden_states", "hidden_state_key", "storage_dtype"]
 
 _FORMAT_VERSION = "1"
 _STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def storage_dtype(precision: str) -> torch.dtype:
+    """The dtype bottom-layer states computed under ``precision`` (a torch precision or a runtime
+    tag, see :func:`qubert.runtimes.runtime_tag`) are stored in: the compute precision, float32 for
+    int8 graphs (their outputs are float32).
+
+    Example:
+        >>> storage_dtype("bf16"), storage_dtype("openvino-bf16"), storage_dtype("onnx-int8")
+        (torch.bfloat16, torch.bfloat16, torch.float32)
+    """
+    return _STORAGE_DTYPES.get(precision.rpartition("-")[2], torch.float32)
 
 
 def hidden_state_key(*, encoder_id: str, top_k: int, max_length: int, fingerprint: str, split: str, precision: str) -> str:
@@ -81,13 +98,13 @@ def _compute(model: "QubertForSequenceClassification", tokenizer, texts: Sequenc
             batch = {k: v.to(device) for k, v in batch.items()}
             hidden = model.encode_bottom(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
             row_lengths = batch["attention_mask"].sum(dim=1).tolist()
-            stored = hidden.to(_STORAGE_DTYPES[precision]).cpu()
+            stored = hidden.to(storage_dtype(precision)).cpu()
             for j, i in enumerate(idx):
                 per_row[i] = stored[j, : row_lengths[j]]
                 lengths[i] = row_lengths[j]
             advance(len(idx))
     hidden_size = model.config.encoder.hidden_size
-    packed = torch.cat(per_row) if texts else torch.zeros(0, hidden_size, dtype=_STORAGE_DTYPES[precision])
+    packed = torch.cat(per_row) if texts else torch.zeros(0, hidden_size, dtype=storage_dtype(precision))
     return HiddenStates(packed.clone(), lengths)
 
 
@@ -106,7 +123,8 @@ def cached_hidden_states(
     """Bottom-layer outputs for one split from the cache, computing and storing them on a miss.
 
     Args:
-        model, tokenizer: a ``top<k>`` classifier (its ``config.precision`` and ``max_length`` apply).
+        model, tokenizer: a ``top<k>`` classifier (its ``config.precision`` and ``max_length`` apply;
+            so does its bottom runtime, :func:`qubert.runtimes.use_bottom_runtime`, when attached).
         texts: the split's texts, in order.
         fingerprint, split: the split's fingerprint and name (part of the key).
         cache_dir: cache root (default :func:`qubert.embeddings.default_cache_dir`).
@@ -116,11 +134,13 @@ def cached_hidden_states(
         ``(states, hit)``; hit is True when the states came from disk.
     """
     from qubert.modeling import encoder_identity
+    from qubert.runtimes import runtime_tag
 
     cache = EmbeddingCache(cache_dir, subdir="hidden_states")
     encoder_id = encoder_id or encoder_identity(model.encoder)
     max_length = int(model.config.max_length)
-    precision = getattr(model.config, "precision", "fp32")
+    precision = runtime_tag(model, bottom=True)  # torch's precision, or the runtime's tag: states never mix
+    runtime = getattr(model, "bottom_runtime", None)
     top_k = int(model.trainable_layers)
     key = hidden_state_key(encoder_id=encoder_id, top_k=top_k, max_length=max_length, fingerprint=fingerprint, split=split, precision=precision)
     with cache.lock(key):  # another process building the same split: wait, then read its file
@@ -132,6 +152,7 @@ def cached_hidden_states(
         metadata = {
             "encoder": str(model.config.encoder_name_or_path), "encoder_id": encoder_id, "top_k": top_k,
             "max_length": max_length, "fingerprint": fingerprint, "split": split, "rows": len(texts), "precision": precision,
+            "runtime": runtime.runtime if runtime is not None else "torch",
         }
         cache.save_tensors(key, {"hidden": states.hidden, "lengths": states.lengths}, {k: str(v) for k, v in metadata.items()})
     return states, False

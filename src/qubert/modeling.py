@@ -511,16 +511,27 @@ class QubertForSequenceClassification(PreTrainedModel):
     def encode_bottom(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states ``(B, T, hidden)`` after the fixed bottom layers of a ``top<k>`` model (no gradient).
 
-        :meth:`encode_top` on them gives what :meth:`encode` gives on the token ids.
+        :meth:`encode_top` on them gives what :meth:`encode` gives on the token ids. With a bottom
+        runtime attached (:func:`qubert.runtimes.use_bottom_runtime`) they are computed there: the
+        bottom layers never train, so their exported graph never goes stale.
         """
-        bottom, _ = self._split()
+        runtime = getattr(self, "bottom_runtime", None)
+        if runtime is not None and runtime.top_k == self.trainable_layers:
+            return runtime(input_ids, attention_mask, token_type_ids)
         with torch.no_grad(), self._autocast(input_ids.device):
-            hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-            if hasattr(self.encoder, "embeddings_project"):  # ELECTRA: embedding size != hidden size
-                hidden = self.encoder.embeddings_project(hidden)
-            mask = self._layer_mask(hidden, attention_mask)
-            for layer in bottom:
-                hidden = layer(hidden, mask)
+            return self.bottom_layers(input_ids, attention_mask, token_type_ids)
+
+    def bottom_layers(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The computation of :meth:`encode_bottom` in PyTorch as called (no autocast, no runtime, the
+        caller's gradient mode): embeddings, ELECTRA's projection, the fixed bottom layers. What
+        :func:`qubert.runtimes.export_bottom` exports."""
+        bottom, _ = self._split()
+        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        if hasattr(self.encoder, "embeddings_project"):  # ELECTRA: embedding size != hidden size
+            hidden = self.encoder.embeddings_project(hidden)
+        mask = self._layer_mask(hidden, attention_mask)
+        for layer in bottom:
+            hidden = layer(hidden, mask)
         return hidden
 
     def encode_top(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

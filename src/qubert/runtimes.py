@@ -8,6 +8,13 @@ encoder (a hash of its weights), the pooling and the exporter - and attaches a r
 the model: :meth:`qubert.modeling.QubertForSequenceClassification.encode` then calls it instead of
 PyTorch whenever the encoder is not training. The head always stays in PyTorch (float32).
 
+``top<k>`` training has a pass that does not train too: the fixed bottom ``L - k`` layers, computed
+once per split into :mod:`qubert.layer_cache`. :func:`use_bottom_runtime` exports just that part
+(embeddings -> bottom layers -> hidden states ``(B, T, hidden)``, ``bottom-top<k>.onnx`` next to
+the encoder graph) and attaches it as ``model.bottom_runtime``, which
+:meth:`~qubert.modeling.QubertForSequenceClassification.encode_bottom` then uses. The whole-encoder
+runtime is never attached while top layers train: its exported top layers would go stale.
+
 Runtimes, named ``name`` or ``name:precision`` (``--runtime`` on the command line; not "backend",
 which in ``qubert eval`` already names the quantum hardware a circuit runs on, as in Qiskit):
 
@@ -55,14 +62,17 @@ __all__ = [
     "EncoderRuntime",
     "MissingRuntimeError",
     "RuntimeOptionError",
+    "cached_bottom_graph",
     "cached_encoder_graph",
     "example_inputs",
+    "export_bottom",
     "export_encoder",
     "onnx_export",
     "parse_runtime",
     "require_runtime",
     "resolve_runtime",
     "runtime_tag",
+    "use_bottom_runtime",
     "use_runtime",
 ]
 
@@ -155,16 +165,19 @@ def resolve_runtime(spec: str, model_precision: str = "fp32") -> tuple[str, str]
     return name, precision
 
 
-def runtime_tag(model: "QubertForSequenceClassification") -> str:
-    """What computes the model's pooled features, for cache keys: the torch precision (``fp32``,
-    ``bf16``, ...: the keys torch always had) or ``<runtime>-<precision>`` (``openvino-bf16``).
+def runtime_tag(model: "QubertForSequenceClassification", *, bottom: bool = False) -> str:
+    """What computes the model's pooled features (``bottom=True``: its ``top<k>`` bottom-layer
+    states), for cache keys: the torch precision (``fp32``, ``bf16``, ...: the keys torch always
+    had) or ``<runtime>-<precision>`` (``openvino-bf16``).
 
     Example:
         >>> class M: config = type("C", (), {"precision": "fp32"})(); inference_runtime = None
-        >>> runtime_tag(M())
-        'fp32'
+        >>> runtime_tag(M()), runtime_tag(M(), bottom=True)
+        ('fp32', 'fp32')
     """
-    runtime = getattr(model, "inference_runtime", None)
+    runtime = getattr(model, "bottom_runtime" if bottom else "inference_runtime", None)
+    if bottom and runtime is not None and runtime.top_k != model.trainable_layers:
+        runtime = None  # exported for another k: encode_bottom runs in torch (see there)
     if runtime is not None:
         return runtime.tag
     return getattr(model.config, "precision", "fp32")
@@ -180,6 +193,17 @@ class _EncoderWithPooling(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         outputs = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return self.model.pool(outputs.last_hidden_state, attention_mask, getattr(outputs, "pooler_output", None))
+
+
+class _BottomLayers(torch.nn.Module):
+    """embeddings -> the fixed bottom layers of a ``top<k>`` model, in float32: the bottom graph."""
+
+    def __init__(self, model: "QubertForSequenceClassification") -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.bottom_layers(input_ids, attention_mask)
 
 
 def onnx_export(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, *, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
@@ -234,13 +258,32 @@ def export_encoder(model: "QubertForSequenceClassification", path: str | os.Path
         >>> export_encoder(model, "encoder.onnx")  # doctest: +SKIP
         PosixPath('encoder.onnx')
     """
+    return _export_part(model, _EncoderWithPooling(model), path, "features")
+
+
+def export_bottom(model: "QubertForSequenceClassification", path: str | os.PathLike[str]) -> Path:
+    """Write the fixed bottom of a ``top<k>`` model (embeddings, ELECTRA's projection, the bottom
+    ``L - k`` layers) as an ONNX graph ``(input_ids, attention_mask) -> hidden (B, T, hidden)``:
+    what :meth:`~qubert.modeling.QubertForSequenceClassification.encode_bottom` computes, in float32.
+
+    Example:
+        >>> export_bottom(model, "bottom-top2.onnx")  # doctest: +SKIP
+        PosixPath('bottom-top2.onnx')
+    """
+    if not model.trainable_layers:
+        raise RuntimeOptionError(f"only a top<k> model has fixed bottom layers to export; this one is {model.config.mode!r}")
+    model._split()  # an encoder family that cannot be split fails here, in one line, not inside the exporter
+    return _export_part(model, _BottomLayers(model), path, "hidden")
+
+
+def _export_part(model: "QubertForSequenceClassification", wrapper: torch.nn.Module, path: str | os.PathLike[str], output: str) -> Path:
+    """Export ``wrapper`` (a part of ``model``) in eval mode (no dropout), restoring the model's mode."""
     path = Path(path)
-    wrapper = _EncoderWithPooling(model).eval()
     was_training = model.training
     model.eval()
     try:
         ids, mask = example_inputs(model.config.encoder.vocab_size)
-        onnx_export(wrapper, (ids, mask), path, input_names=INPUT_NAMES, output_names=("features",))
+        onnx_export(wrapper.eval(), (ids, mask), path, input_names=INPUT_NAMES, output_names=(output,))
     finally:
         model.train(was_training)
     return path
@@ -259,6 +302,31 @@ def cached_encoder_graph(model: "QubertForSequenceClassification", precision: st
     Files are written to a temporary name and renamed, under an inter-process lock, so a second
     process waits for the first one's export and a crash never leaves half a graph behind.
     """
+    return _cached_graph(model, "encoder", "the encoder", lambda tmp: export_encoder(model, tmp), precision,
+                         cache_dir=cache_dir, encoder_id=encoder_id, progress=progress)
+
+
+def cached_bottom_graph(model: "QubertForSequenceClassification", precision: str = "fp32", *, cache_dir: str | os.PathLike[str] | None = None,
+                        encoder_id: str | None = None, progress: bool = True) -> Path:
+    """The exported bottom graph of a ``top<k>`` model (``bottom-top<k>.onnx``, or
+    ``bottom-top<k>-int8.onnx``; :func:`export_bottom`) from the cache, next to its encoder graph,
+    exported (and quantized) on a miss under the same lock as :func:`cached_encoder_graph`.
+
+    Example:
+        >>> cached_bottom_graph(model, cache_dir="cache").name  # a top2 model  # doctest: +SKIP
+        'bottom-top2.onnx'
+    """
+    k = model.trainable_layers
+    if not k:
+        raise RuntimeOptionError(f"only a top<k> model has fixed bottom layers to export; this one is {model.config.mode!r}")
+    return _cached_graph(model, f"bottom-top{k}", f"the bottom layers (all but the top {k})", lambda tmp: export_bottom(model, tmp), precision,
+                         cache_dir=cache_dir, encoder_id=encoder_id, progress=progress)
+
+
+def _cached_graph(model: "QubertForSequenceClassification", stem: str, what: str, export, precision: str, *,
+                  cache_dir: str | os.PathLike[str] | None, encoder_id: str | None, progress: bool) -> Path:
+    """``<cache_dir>/onnx/<key>/<stem>.onnx`` (``<stem>-int8.onnx`` for int8), written by
+    ``export(path)`` (and quantized) on a miss; see :func:`cached_encoder_graph`."""
     from qubert.embeddings import default_cache_dir
     from qubert.files import atomic_path, exclusive_lock
     from qubert.modeling import encoder_identity
@@ -267,18 +335,18 @@ def cached_encoder_graph(model: "QubertForSequenceClassification", precision: st
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     folder = folder / "onnx" / _export_key(model, encoder_id)
     folder.mkdir(parents=True, exist_ok=True)
-    fp32 = folder / "encoder.onnx"
-    target = folder / ("encoder-int8.onnx" if precision == "int8" else "encoder.onnx")
+    fp32 = folder / f"{stem}.onnx"
+    target = folder / (f"{stem}-int8.onnx" if precision == "int8" else f"{stem}.onnx")
     with exclusive_lock(folder / ".export.lock"):
         if not fp32.is_file():
-            _say(progress, f"Exporting the encoder to ONNX ({fp32}) ...")
+            _say(progress, f"Exporting {what} to ONNX ({fp32}) ...")
             with atomic_path(fp32) as tmp:
-                export_encoder(model, tmp)
+                export(tmp)
         if precision == "int8" and not target.is_file():
             require_runtime("onnx")
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            _say(progress, f"Quantizing the encoder to int8 ({target}) ...")
+            _say(progress, f"Quantizing {what} to int8 ({target}) ...")
             with _quiet_logging(), atomic_path(target) as tmp:
                 quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
     return target
@@ -293,13 +361,17 @@ def _say(progress: bool, message: str) -> None:
 
 class EncoderRuntime:
     """A compiled encoder + pooling graph in ONNX Runtime or OpenVINO: token ids in, pooled
-    float32 features out (a callable like :meth:`~qubert.modeling.QubertForSequenceClassification.encode`).
+    float32 features out (a callable like :meth:`~qubert.modeling.QubertForSequenceClassification.encode`);
+    or, with ``top_k``, a ``top<k>`` model's bottom graph: token ids in, float32 hidden states
+    ``(B, T, hidden)`` out (like :meth:`~qubert.modeling.QubertForSequenceClassification.encode_bottom`).
 
     Args:
-        path: the ONNX file (from :func:`cached_encoder_graph` or :func:`export_encoder`).
+        path: the ONNX file (from :func:`cached_encoder_graph` / :func:`export_encoder`, or
+            :func:`cached_bottom_graph` / :func:`export_bottom`).
         runtime: ``onnx`` or ``openvino``.
         precision: ``fp32`` / ``int8`` (onnx), ``fp32`` / ``bf16`` (openvino).
         threads: intra-op threads (default: torch's, so peers compare fairly).
+        top_k: the k of the ``top<k>`` model whose bottom graph ``path`` is (None: encoder + pooling).
 
     Example:
         >>> runtime = EncoderRuntime("encoder.onnx", "openvino", "bf16")  # doctest: +SKIP
@@ -307,12 +379,13 @@ class EncoderRuntime:
         torch.Size([2, 384])
     """
 
-    def __init__(self, path: str | os.PathLike[str], runtime: str, precision: str = "fp32", *, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], runtime: str, precision: str = "fp32", *, threads: int | None = None,
+                 top_k: int | None = None) -> None:
         if runtime not in _RUNTIME_PRECISIONS:
             raise RuntimeOptionError(f"EncoderRuntime runs onnx or openvino, not {runtime!r}")
         if precision not in _RUNTIME_PRECISIONS[runtime]:
             raise RuntimeOptionError(f"runtime {runtime} has no precision {precision!r}; expected one of {', '.join(_RUNTIME_PRECISIONS[runtime])}")
-        self.path, self.runtime, self.precision = Path(path), runtime, precision
+        self.path, self.runtime, self.precision, self.top_k = Path(path), runtime, precision, top_k
         self.threads = int(threads or torch.get_num_threads())
         start = time.perf_counter()
         self._run = self._load_onnxruntime() if runtime == "onnx" else self._load_openvino()
@@ -357,14 +430,16 @@ class EncoderRuntime:
         return torch.from_numpy(self._run(feeds)).float().to(input_ids.device)
 
     def __repr__(self) -> str:
-        return f"EncoderRuntime({str(self.path)!r}, runtime={self.runtime!r}, precision={self.precision!r})"
+        bottom = f", top_k={self.top_k}" if self.top_k is not None else ""
+        return f"EncoderRuntime({str(self.path)!r}, runtime={self.runtime!r}, precision={self.precision!r}{bottom})"
 
 
 def use_runtime(model: "QubertForSequenceClassification", runtime: str = "torch", *, cache_dir: str | os.PathLike[str] | None = None,
                 encoder_id: str | None = None, threads: int | None = None, progress: bool = True) -> str:
     """Run ``model``'s non-training encoder passes in ``runtime`` (``torch`` detaches any runtime).
 
-    Only for an encoder whose weights no longer change: a loaded model, or a frozen one. The model's
+    Only for an encoder whose weights no longer change: a loaded model, or a frozen one (a ``top<k>``
+    model in training takes :func:`use_bottom_runtime` instead). The model's
     :meth:`~qubert.modeling.QubertForSequenceClassification.encode` uses the runtime whenever the
     encoder is not training; training a top-k / full encoder always runs in PyTorch.
 
@@ -383,10 +458,54 @@ def use_runtime(model: "QubertForSequenceClassification", runtime: str = "torch"
         model.inference_runtime = None
         model.config.precision = precision
         return runtime_tag(model)
+    _check_cpu(model, name)
+    path = cached_encoder_graph(model, precision if precision == "int8" else "fp32", cache_dir=cache_dir, encoder_id=encoder_id, progress=progress)
+    model.inference_runtime = EncoderRuntime(path, name, precision, threads=threads)
+    return runtime_tag(model)
+
+
+def _check_cpu(model: "QubertForSequenceClassification", name: str) -> None:
     require_runtime(name)
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise RuntimeOptionError(f"runtime {name} runs on the CPU; the model is on {device} (use --runtime torch there)")
-    path = cached_encoder_graph(model, precision if precision == "int8" else "fp32", cache_dir=cache_dir, encoder_id=encoder_id, progress=progress)
-    model.inference_runtime = EncoderRuntime(path, name, precision, threads=threads)
-    return runtime_tag(model)
+
+
+def use_bottom_runtime(model: "QubertForSequenceClassification", runtime: str = "torch", *, cache_dir: str | os.PathLike[str] | None = None,
+                       encoder_id: str | None = None, threads: int | None = None, progress: bool = True) -> str:
+    """Compute a ``top<k>`` model's fixed bottom layers (:meth:`~qubert.modeling.QubertForSequenceClassification.encode_bottom`,
+    so the :mod:`qubert.layer_cache` states) in ``runtime``; ``torch`` detaches it. The top layers keep
+    training in PyTorch: only the bottom, which never changes, is exported (``bottom-top<k>.onnx``).
+
+    The runtime is a plain attribute (``model.bottom_runtime``), not a module: ``save_pretrained``
+    and the weights never see it. A runtime without a precision follows the model's, as in
+    :func:`use_runtime` (a bf16 model -> OpenVINO bf16).
+
+    Returns:
+        The tag the bottom-layer states are now computed in (``fp32``, ``bf16``, ``onnx-fp32``,
+        ``openvino-bf16``, ...): part of the hidden-state cache key.
+
+    Raises:
+        RuntimeOptionError: unknown runtime or precision, a model that is not ``top<k>``, a model
+            on a GPU, ``torch:<precision>`` other than the model's (use ``--precision``).
+        MissingRuntimeError: the runtime is not installed (the message names the extra).
+
+    Example:
+        >>> use_bottom_runtime(model, "openvino:bf16", cache_dir="cache")  # a top2 model  # doctest: +SKIP
+        'openvino-bf16'
+        >>> cached_hidden_states(model, tokenizer, texts, fingerprint=fp, split="train")  # doctest: +SKIP
+    """
+    model_precision = getattr(model.config, "precision", "fp32")
+    name = parse_runtime(runtime)[0]
+    if name == "torch":
+        if resolve_runtime(runtime, model_precision)[1] != model_precision:
+            raise RuntimeOptionError(f"runtime {runtime}: the bottom layers run in the model's precision ({model_precision}) under torch; set it with --precision")
+        model.bottom_runtime = None
+        return runtime_tag(model, bottom=True)
+    if not model.trainable_layers:
+        raise RuntimeOptionError(f"only a top<k> model has fixed bottom layers to run in {name}; this one is {model.config.mode!r}")
+    name, precision = resolve_runtime(runtime, model_precision)
+    _check_cpu(model, name)
+    path = cached_bottom_graph(model, precision if precision == "int8" else "fp32", cache_dir=cache_dir, encoder_id=encoder_id, progress=progress)
+    model.bottom_runtime = EncoderRuntime(path, name, precision, threads=threads, top_k=model.trainable_layers)
+    return runtime_tag(model, bottom=True)

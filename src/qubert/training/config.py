@@ -58,7 +58,7 @@ class TrainingConfig:
     max_length: int = option("Maximum tokens per text (longer texts are truncated).", default=128)
     mode: str = option("Encoder training: frozen (cached features), full, or top<k> (last k layers, e.g. top2).", default="frozen")
     precision: str = option("Encoder precision: auto (bf16 where the CPU/GPU runs it natively, else fp32), fp32, bf16 or fp16 (GPU). The head always computes in fp32.", default="auto")
-    runtime: str = option("Frozen mode: encoder runtime for the feature pass: torch, onnx or openvino, optionally name:precision (onnx:int8, openvino:bf16); features are cached per runtime. See qubert.runtimes.", default="torch")
+    runtime: str = option("Encoder runtime for the passes that do not train: the feature pass (frozen) or the cached bottom layers (top<k>): torch, onnx or openvino, optionally name:precision (onnx:int8, openvino:bf16); cached per runtime. Not for full or --no-cache-bottom. See qubert.runtimes.", default="torch")
     cache_bottom: bool = option("top<k>: compute the fixed bottom layers once per split and train the top k layers on the cached outputs.", default=True)
     group_by_length: bool = option("full / top<k>: batch texts of similar length together (less padding).", default=True)
     head: str = option("Classification head: linear, mlp or quantum.", default="quantum")
@@ -180,7 +180,8 @@ class TrainingConfig:
             fail(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; e.g. linear, constant, cosine")
 
     def _validate_encoder_options(self, fail: Callable[[str], None]) -> None:
-        """The encoder's precision and, frozen mode only, its inference runtime (qubert.runtimes)."""
+        """The encoder's precision and its inference runtime (qubert.runtimes): only for passes that do
+        not train, the frozen feature pass and the cached bottom layers of top<k>."""
         from qubert.precision import PRECISIONS
         from qubert.runtimes import RuntimeOptionError, parse_runtime
 
@@ -190,8 +191,11 @@ class TrainingConfig:
             runtime_name, _ = parse_runtime(self.runtime)
         except RuntimeOptionError as err:
             fail(str(err))
-        if runtime_name != "torch" and self.mode != "frozen":
-            fail(f"--runtime {self.runtime} needs --mode frozen: an encoder that trains runs in PyTorch")
+        if runtime_name != "torch" and self.mode == "full":
+            fail(f"--runtime {self.runtime} needs --mode frozen or top<k>: in full fine-tuning every encoder layer trains, so it runs in PyTorch")
+        if runtime_name != "torch" and self.mode != "frozen" and not self.cache_bottom:
+            fail(f"--runtime {self.runtime} with --mode {self.mode} needs the cached bottom layers (drop --no-cache-bottom): "
+                 "uncached, every pass runs the whole encoder, whose top layers train, in PyTorch")
 
     # ------------------------------------------------------------------ derived values
     @property

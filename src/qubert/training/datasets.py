@@ -4,7 +4,8 @@ Trainer's datasets per training mode (:func:`prepare_datasets`).
 - ``frozen``: :class:`FeatureDataset`, pooled features from the :mod:`qubert.embeddings` cache
   (the encoder never runs during training);
 - ``top<k>`` with ``cache_bottom``: :class:`qubert.layer_cache.HiddenStateDataset`, the fixed
-  bottom layers' outputs computed once per split;
+  bottom layers' outputs computed once per split (in ``config.runtime``: only the bottom graph is
+  exported, :func:`qubert.runtimes.use_bottom_runtime`, never the training top layers);
 - ``full`` / ``top<k>``: :class:`TokenDataset`, tokenised texts padded per batch.
 
 Validation and test are read longest row first (:class:`LengthSorted`) outside frozen mode.
@@ -129,6 +130,25 @@ def prepare_datasets(config: TrainingConfig, bundle: Any, model: Any, tokenizer:
         from qubert.runtimes import use_runtime
 
         use_runtime(model, config.runtime, cache_dir=config.cache_dir, encoder_id=encoder_id, progress=config.progress)
+    bottom_runtime = cached_bottom and config.runtime != "torch"
+    if bottom_runtime:  # the bottom layers in ONNX Runtime / OpenVINO; the top layers train in PyTorch
+        from qubert.runtimes import use_bottom_runtime
+
+        use_bottom_runtime(model, config.runtime, cache_dir=config.cache_dir, encoder_id=encoder_id, progress=config.progress)
+    try:
+        datasets, collator = _split_datasets(config, bundle, model, tokenizer, encoder_id, cached_bottom)
+    finally:
+        if bottom_runtime:
+            model.bottom_runtime = None  # every state is computed: free the compiled graph for training
+    encode_runtime = time.perf_counter() - start
+    if not config.frozen:
+        for split in ("validation", "test"):
+            datasets[split] = LengthSorted(datasets[split])
+    return TrainerData(datasets, collator, round(encode_runtime, 4) if config.frozen or cached_bottom else None)
+
+
+def _split_datasets(config: TrainingConfig, bundle: Any, model: Any, tokenizer: Any, encoder_id: str | None, cached_bottom: bool):
+    """``(datasets per split, collator)`` for :func:`prepare_datasets`."""
     datasets: dict[str, Any] = {}
     collator = None
     for split in ("train", "validation", "test"):
@@ -153,8 +173,4 @@ def prepare_datasets(config: TrainingConfig, bundle: Any, model: Any, tokenizer:
             from transformers import DataCollatorWithPadding
 
             datasets[split], collator = TokenDataset(tokenizer, data.texts, data.labels, config.max_length), DataCollatorWithPadding(tokenizer)
-    encode_runtime = time.perf_counter() - start
-    if not config.frozen:
-        for split in ("validation", "test"):
-            datasets[split] = LengthSorted(datasets[split])
-    return TrainerData(datasets, collator, round(encode_runtime, 4) if config.frozen or cached_bottom else None)
+    return datasets, collator
