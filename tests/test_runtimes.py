@@ -339,3 +339,29 @@ def test_predict_with_int8_says_so_on_stderr(run_dir, cache_dir):
     assert "quantizes the encoder to int8" in " ".join(quantized.stderr.split())
     assert len(quantized.stdout.splitlines()) == len(TEXTS)  # predictions stay clean on stdout
     assert "int8" not in _predict(run_dir, "--runtime", "onnx", "--cache-dir", cache_dir).stderr
+
+
+def test_auto_picks_openvino_where_installed_else_torch(run_dir, cache_dir, monkeypatch):
+    from qubert.runtimes import concrete_runtime
+    from qubert.serving import TextClassifier
+
+    pytest.importorskip("openvino")
+    assert concrete_runtime("auto") == "openvino" and concrete_runtime("auto", device="cuda") == "torch"
+    assert concrete_runtime("onnx:int8") == "onnx:int8"
+    with pytest.raises(RuntimeOptionError, match="runtime auto takes no precision"):
+        parse_runtime("auto:bf16")
+    expected = TextClassifier.load(run_dir).classify(TEXTS).probabilities
+    served = TextClassifier.load(run_dir, runtime="auto", cache_dir=cache_dir)  # what qubert serve runs by default
+    assert served.describe()["runtime"] == "openvino-fp32"  # the model's precision (fp32), not bf16
+    assert torch.allclose(served.classify(TEXTS).probabilities, expected, atol=1e-5)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # the extra is not installed: PyTorch, no error
+    assert concrete_runtime("auto") == "torch"
+    assert TextClassifier.load(run_dir, runtime="auto", cache_dir=cache_dir).describe()["runtime"] == "fp32"
+
+
+def test_serve_runs_auto_by_default():
+    import inspect
+
+    from qubert.cli.serve import serve
+
+    assert inspect.signature(serve).parameters["runtime"].default.default == "auto"

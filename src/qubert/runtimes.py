@@ -24,6 +24,8 @@ which in ``qubert eval`` already names the quantum hardware a circuit runs on, a
 - ``openvino``: OpenVINO, ``fp32`` or ``bf16`` (its inference-precision hint; only where the CPU
   computes bf16 natively). Without a precision it follows the model's: a model trained under bf16
   autocast runs OpenVINO in bf16, an fp32 model in fp32.
+- ``auto``: ``openvino`` where the openvino extra is installed and the model is on the CPU, else
+  ``torch`` (:func:`concrete_runtime`); the default of ``qubert serve``.
 
 Why export ourselves rather than through Hugging Face Optimum: optimum-onnx pins transformers 4.x
 and optimum-intel pulls another torch, both incompatible with qubert's transformers 5 / torch pins;
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from qubert.modeling import QubertForSequenceClassification
 
 __all__ = [
+    "AUTO",
     "OPSET",
     "RUNTIMES",
     "RUNTIME_HELP",
@@ -64,6 +67,7 @@ __all__ = [
     "RuntimeOptionError",
     "cached_bottom_graph",
     "cached_encoder_graph",
+    "concrete_runtime",
     "example_inputs",
     "export_bottom",
     "export_encoder",
@@ -77,10 +81,12 @@ __all__ = [
 ]
 
 RUNTIMES = ("torch", "onnx", "openvino")
+AUTO = "auto"
 RUNTIME_HELP = (
     "Encoder runtime for the passes that do not train: torch, onnx (ONNX Runtime) or openvino, optionally name:precision "
-    "(onnx:int8 = dynamic int8 quantization, opt-in; openvino:bf16). A runtime without a precision follows the model's "
-    "(bf16 -> openvino bf16). The graph is exported once into the cache folder. Needs qubert[onnx] / qubert[openvino]."
+    "(onnx:int8 = dynamic int8 quantization, opt-in; openvino:bf16), or auto (openvino where installed, else torch). A runtime "
+    "without a precision follows the model's (bf16 -> openvino bf16). The graph is exported once into the cache folder. "
+    "Needs qubert[onnx] / qubert[openvino]."
 )
 # Precisions each runtime computes in (besides torch's own, see qubert.precision).
 _RUNTIME_PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16")}
@@ -124,25 +130,52 @@ def require_runtime(runtime: str):
 
 
 def parse_runtime(spec: str) -> tuple[str, str | None]:
-    """``"name"`` or ``"name:precision"`` -> ``(name, precision or None)``, checked.
+    """``"name"`` or ``"name:precision"`` -> ``(name, precision or None)``, checked. ``auto`` (no
+    precision) stands for the fastest installed runtime, see :func:`concrete_runtime`.
 
     Example:
-        >>> parse_runtime("onnx:int8")
-        ('onnx', 'int8')
+        >>> parse_runtime("onnx:int8"), parse_runtime("auto")
+        (('onnx', 'int8'), ('auto', None))
         >>> parse_runtime("tensorrt")
         Traceback (most recent call last):
         ...
-        qubert.runtimes.RuntimeOptionError: unknown runtime 'tensorrt'; expected torch, onnx or openvino (optionally name:precision, e.g. onnx:int8)
+        qubert.runtimes.RuntimeOptionError: unknown runtime 'tensorrt'; expected auto, torch, onnx or openvino (optionally name:precision, e.g. onnx:int8)
     """
     name, _, precision = str(spec).strip().lower().partition(":")
+    if name == AUTO:
+        if precision:
+            raise RuntimeOptionError("runtime auto takes no precision: it runs in the model's (use openvino:bf16 or torch:bf16 to choose one)")
+        return name, None
     if name not in RUNTIMES:
-        raise RuntimeOptionError(f"unknown runtime {name!r}; expected torch, onnx or openvino (optionally name:precision, e.g. onnx:int8)")
+        raise RuntimeOptionError(f"unknown runtime {name!r}; expected auto, torch, onnx or openvino (optionally name:precision, e.g. onnx:int8)")
     if not precision:
         return name, None
     allowed = ("auto", "fp32", "bf16", "fp16") if name == "torch" else _RUNTIME_PRECISIONS[name]
     if precision not in allowed:
         raise RuntimeOptionError(f"runtime {name} has no precision {precision!r}; expected one of {', '.join(allowed)}")
     return name, precision
+
+
+def concrete_runtime(spec: str, device: str = "cpu") -> str:
+    """``spec`` with ``auto`` replaced by what runs: ``openvino`` (in the model's precision) where the
+    openvino extra is installed and the model is on the CPU, else ``torch``. Why OpenVINO: it was the
+    fastest runtime in every row of ``benchmarks/inference.py`` and ``benchmarks/serve.py``, and in
+    fp32 its answers equal PyTorch's to about 1e-7 (in bf16 both stay within 1e-3 of fp32; see
+    docs/serving.md).
+
+    Example:
+        >>> concrete_runtime("onnx:int8"), concrete_runtime("auto", device="cuda")
+        ('onnx:int8', 'torch')
+    """
+    if parse_runtime(spec)[0] != AUTO:
+        return spec
+    if str(device).split(":")[0] != "cpu":
+        return "torch"
+    try:
+        require_runtime("openvino")
+    except MissingRuntimeError:
+        return "torch"
+    return "openvino"
 
 
 def resolve_runtime(spec: str, model_precision: str = "fp32") -> tuple[str, str]:
@@ -155,7 +188,7 @@ def resolve_runtime(spec: str, model_precision: str = "fp32") -> tuple[str, str]
     """
     from qubert.precision import bf16_supported, resolve_precision
 
-    name, precision = parse_runtime(spec)
+    name, precision = parse_runtime(concrete_runtime(spec))
     if name == "torch":
         return name, resolve_precision(precision or model_precision, "cpu" if precision else None)
     if precision is None:
@@ -450,6 +483,7 @@ def use_runtime(model: "QubertForSequenceClassification", runtime: str = "torch"
         RuntimeOptionError: unknown runtime or precision, a model on a GPU (the runtimes here run on the CPU).
         MissingRuntimeError: the runtime is not installed (the message names the extra).
     """
+    runtime = concrete_runtime(runtime, next(model.parameters()).device.type)
     if parse_runtime(runtime) == ("torch", None):  # PyTorch in the precision the model has
         model.inference_runtime = None
         return runtime_tag(model)
@@ -496,6 +530,7 @@ def use_bottom_runtime(model: "QubertForSequenceClassification", runtime: str = 
         >>> cached_hidden_states(model, tokenizer, texts, fingerprint=fp, split="train")  # doctest: +SKIP
     """
     model_precision = getattr(model.config, "precision", "fp32")
+    runtime = concrete_runtime(runtime, next(model.parameters()).device.type)
     name = parse_runtime(runtime)[0]
     if name == "torch":
         if resolve_runtime(runtime, model_precision)[1] != model_precision:

@@ -27,7 +27,7 @@ def serve(
     max_queued_texts: int = typer.Option(256, help="Most texts waiting for the model across all requests; a request that would exceed it gets 503 with Retry-After at once instead of a long wait.", rich_help_panel="Limits"),
     max_chars: int = typer.Option(10_000, help="Most characters in one text (more: 413). Texts over the model's max_length tokens are truncated as in training.", rich_help_panel="Limits"),
     precision: Optional[str] = typer.Option(None, help="Encoder precision: auto, fp32, bf16 or fp16 (default: the one the model was trained in, so answers match qubert predict; bf16 is faster on CPUs with AVX512-BF16 but changes probabilities slightly)."),
-    runtime: str = typer.Option("torch", help="Encoder runtime: torch, onnx or openvino, optionally name:precision (onnx:int8 opt-in, openvino:bf16); a runtime without a precision follows the model's. Needs the onnx / openvino extra. See docs/serving.md."),
+    runtime: str = typer.Option("auto", help="Encoder runtime: auto (openvino where the openvino extra is installed and the model runs on the CPU, else torch; in the model's precision; in fp32 its answers equal PyTorch's to about 1e-7), torch, onnx or openvino, optionally name:precision (onnx:int8 opt-in, openvino:bf16). See docs/serving.md."),
     cache_dir: Optional[str] = typer.Option(None, help="Cache folder for the exported encoder graph (--runtime onnx / openvino)."),
     grace: float = typer.Option(30.0, help="On SIGTERM: seconds to let requests in flight finish (new ones get 503; those still running at the end get 503); the process exits about this long after the signal."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
@@ -83,7 +83,7 @@ def serve(
     bound = sock.getsockname()[1]
     head = classifier.describe()["head"].get("type", "?")
     err_console.print(
-        f"Serving {model_dir} ({head} head, labels {', '.join(classifier.labels)}) on http://{shown}:{bound}  "
+        f"Serving {model_dir} ({head} head, encoder runtime {classifier.describe()['runtime']}, labels {', '.join(classifier.labels)}) on http://{shown}:{bound}  "
         f"(API docs: http://{shown}:{bound}/docs; SIGTERM or Ctrl-C drains and stops)", highlight=False, soft_wrap=True,
     )
 
