@@ -25,7 +25,7 @@ sizes and each runtime's load (compile) time.
 Usage:
     python benchmarks/inference.py [--texts 256] [--rounds 3] [--lengths 64,256] [--threads 2]
         [--encoders minilm,base12] [--base-texts 64]
-        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 1000] [--test 2000] [--cache-texts 512]
+        [--datasets sms_spam,sst2,twitter_airline_sentiment] [--train 1000] [--test 2000] [--cache-texts 4096]
 
 Prints Markdown tables and writes ``docs/benchmarks/inference.json``.
 """
@@ -284,7 +284,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="sms_spam,sst2,twitter_airline_sentiment")
     parser.add_argument("--train", type=int, default=1000, help="rows the macro-F1 head is fitted on")
     parser.add_argument("--test", type=int, default=2000, help="rows it is scored on, per runtime (at most the test split)")
-    parser.add_argument("--cache-texts", type=int, default=512, help="training sentences of the top2 cache part (0: skip it)")
+    parser.add_argument("--cache-texts", type=int, default=4096, help="training sentences of the top2 cache part (0: skip it)")
     parser.add_argument("--f1-length", type=int, default=64, help="max tokens in the macro-F1 part")
     parser.add_argument("--data-dir", default=os.environ.get("QUBERT_DATA_DIR"))
     parser.add_argument("--cache-dir", default=None, help="where the exported graphs go (default: a temporary folder)")
