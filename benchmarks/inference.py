@@ -16,11 +16,12 @@ of ``--train`` rows scores features from every runtime (what serving a trained m
 runtime does), and *retrain*, the head is fitted and scored on the runtime's own features (what
 ``qubert train --mode frozen --runtime ...`` does); with the test predictions that changed.
 
-Then the ``top2`` bottom-layer cache (``--mode top2``: the embeddings and the bottom 4 of MiniLM's 6
-layers computed once per split, :mod:`qubert.layer_cache`) is built from ``--cache-texts`` SST-2
-training sentences at 64 tokens in every runtime but int8 (a training input is never quantized
-silently), each round into a fresh cache folder, rounds interleaved. Last, the exported graphs'
-sizes and each runtime's load (compile) time.
+Then the two caches training builds, as it builds them (``--cache-texts`` SST-2 training sentences,
+``qubert train``'s 128 tokens, every runtime but int8 - a training input is never quantized
+silently - each round into a fresh cache folder, rounds interleaved): the frozen feature pass
+(batch 64) and the ``top2`` bottom layers (``--mode top2``: embeddings and the bottom 4 of MiniLM's
+6 layers, :mod:`qubert.layer_cache`). Last, the exported graphs' sizes and each runtime's load
+(compile) time.
 
 Usage:
     python benchmarks/inference.py [--texts 256] [--rounds 3] [--lengths 64,256] [--threads 2]
@@ -198,48 +199,62 @@ def macro_f1_rows(model, tokenizer, encoders: dict, args) -> list[dict]:
     return rows
 
 
-def top2_cache_rows(args, cache_dir: str) -> list[dict]:
-    """Seconds to build the ``top2`` bottom-layer cache of one split per runtime (rounds interleaved)."""
+def cache_build_rows(args, cache_dir: str) -> list[dict]:
+    """Seconds to build each on-disk cache of one split per runtime, as training builds it (rounds
+    interleaved, a fresh cache folder each time): the frozen feature pass
+    (:func:`qubert.embeddings.cached_features`, batch 64, max 128 tokens: ``qubert train``'s
+    defaults) and the ``top2`` bottom layers (:func:`qubert.layer_cache.cached_hidden_states`)."""
     import torch
 
     from qubert.data import load_dataset_bundle
+    from qubert.embeddings import EmbeddingCache, cached_features
     from qubert.layer_cache import cached_hidden_states
     from qubert.modeling import QubertForSequenceClassification, encoder_identity, load_tokenizer
-    from qubert.runtimes import use_bottom_runtime
+    from qubert.runtimes import use_bottom_runtime, use_runtime
 
-    model = QubertForSequenceClassification.from_encoder("default", head={"type": "linear"}, id2label={0: "a", 1: "b"}, mode="top2", max_length=64, precision="fp32").eval()
-    tokenizer, encoder_id = load_tokenizer("default"), encoder_identity(model.encoder)
+    tokenizer = load_tokenizer("default")
     texts = load_dataset_bundle("sst2", data_dir=args.data_dir, max_train_samples=args.cache_texts, seed=0).split("train").texts
-    names = [n for n in args.runtimes.split(",") if n and not n.endswith("int8")]
-
-    def build(name: str) -> tuple[float, torch.Tensor]:
-        runtime, precision = name.split("-")
-        model.config.precision = precision if runtime == "torch" else "fp32"
-        use_bottom_runtime(model, "torch" if runtime == "torch" else f"{runtime}:{precision}", cache_dir=cache_dir, encoder_id=encoder_id,
-                           threads=args.threads, progress=False)
-        folder = tempfile.mkdtemp(prefix="top2-", dir=cache_dir)
-        start = time.perf_counter()
-        states, hit = cached_hidden_states(model, tokenizer, texts, fingerprint="bench", split="train", cache_dir=folder, encoder_id=encoder_id, progress=False)
-        assert not hit
-        return time.perf_counter() - start, states.hidden.float()
-
-    for name in names:  # warm-up: exports the bottom graph once, compiles
-        build(name)
-    seconds, states = {n: [] for n in names}, {}
-    for r in range(args.rounds):
-        for name in names:
-            elapsed, states[name] = build(name)
-            seconds[name].append(elapsed)
-        print(f"  top2 cache round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds.items()), file=sys.stderr, flush=True)
+    names = [n for n in args.runtimes.split(",") if n and not n.endswith("int8")]  # a training input is never quantized silently
     rows = []
-    for name in names:
-        cosine = torch.nn.functional.cosine_similarity(states[name], states["torch-fp32"], dim=-1)
-        rows.append({
-            "part": "top2_cache", "runtime": name, "texts": len(texts), "seconds": statistics.median(seconds[name]),
-            "vs_torch_fp32": round(statistics.median(a / b for a, b in zip(seconds["torch-fp32"], seconds[name])), 2),
-            "vs_torch_bf16": round(statistics.median(a / b for a, b in zip(seconds["torch-bf16"], seconds[name])), 2) if "torch-bf16" in seconds else None,
-            "cosine_min": round(float(cosine.min()), 6),
-        })
+    for part, mode in (("frozen features", "frozen"), ("top2 bottom layers", "top2")):
+        model = QubertForSequenceClassification.from_encoder("default", head={"type": "linear"}, id2label={0: "a", 1: "b"}, mode=mode,
+                                                             max_length=128, precision="fp32").eval()
+        encoder_id = encoder_identity(model.encoder)
+
+        def build(name: str) -> tuple[float, torch.Tensor]:
+            runtime, precision = name.split("-")
+            model.config.precision = precision if runtime == "torch" else "fp32"
+            spec = "torch" if runtime == "torch" else f"{runtime}:{precision}"
+            attach = use_runtime if mode == "frozen" else use_bottom_runtime
+            attach(model, spec, cache_dir=cache_dir, encoder_id=encoder_id, threads=args.threads, progress=False)
+            folder = tempfile.mkdtemp(prefix="build-", dir=cache_dir)
+            start = time.perf_counter()
+            if mode == "frozen":
+                out, hit = cached_features(model, tokenizer, texts, fingerprint="bench", split="train", cache=EmbeddingCache(folder),
+                                           encoder_id=encoder_id, progress=False)
+            else:
+                states, hit = cached_hidden_states(model, tokenizer, texts, fingerprint="bench", split="train", cache_dir=folder,
+                                                   encoder_id=encoder_id, progress=False)
+                out = states.hidden
+            assert not hit
+            return time.perf_counter() - start, out.float()
+
+        for name in names:  # warm-up: exports the graph once, compiles
+            build(name)
+        seconds, outputs = {n: [] for n in names}, {}
+        for r in range(args.rounds):
+            for name in names:
+                elapsed, outputs[name] = build(name)
+                seconds[name].append(elapsed)
+            print(f"  {part} round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds.items()), file=sys.stderr, flush=True)
+        for name in names:
+            cosine = torch.nn.functional.cosine_similarity(outputs[name], outputs["torch-fp32"], dim=-1)
+            rows.append({
+                "part": "cache_build", "cache": part, "runtime": name, "texts": len(texts), "seconds": round(statistics.median(seconds[name]), 3),
+                "vs_torch_fp32": round(statistics.median(a / b for a, b in zip(seconds["torch-fp32"], seconds[name])), 2),
+                "vs_torch_bf16": round(statistics.median(a / b for a, b in zip(seconds["torch-bf16"], seconds[name])), 2) if "torch-bf16" in seconds else None,
+                "cosine_min": round(float(cosine.min()), 6),
+            })
     return rows
 
 
@@ -259,12 +274,12 @@ def print_tables(rows: list[dict], load_facts: dict, machine: dict, args) -> Non
         for name in dict.fromkeys(r["runtime"] for r in f1_rows):
             cells = [next(r for r in f1_rows if r["dataset"] == d and r["runtime"] == name) for d in datasets]
             print(f"| {name} | " + " | ".join(f"{c['swap']['change']:+.4f} ({c['swap']['predictions_changed']}) | {c['retrain']['change']:+.4f} ({c['retrain']['predictions_changed']})" for c in cells) + " |")
-    cache_rows = [r for r in rows if r["part"] == "top2_cache"]
+    cache_rows = [r for r in rows if r["part"] == "cache_build"]
     if cache_rows:
-        print(f"\ntop2 bottom-layer cache, {cache_rows[0]['texts']} SST-2 training sentences at 64 tokens (build time, median of rounds)\n")
-        print("| runtime | seconds | vs torch fp32 | vs torch bf16 | cosine of token states to torch fp32 (min) |\n|---|---:|---:|---:|---:|")
+        print(f"\nCache builds, {cache_rows[0]['texts']} SST-2 training sentences, max 128 tokens (seconds, median of rounds)\n")
+        print("| cache | runtime | seconds | vs torch fp32 | vs torch bf16 | cosine to torch fp32 (min) |\n|---|---|---:|---:|---:|---:|")
         for r in cache_rows:
-            print(f"| {r['runtime']} | {r['seconds']:.2f} | {r['vs_torch_fp32']:.2f} | {r['vs_torch_bf16'] if r['vs_torch_bf16'] is not None else '-'} | {r['cosine_min']:.5f} |")
+            print(f"| {r['cache']} | {r['runtime']} | {r['seconds']:.2f} | {r['vs_torch_fp32']:.2f} | {r['vs_torch_bf16'] if r['vs_torch_bf16'] is not None else '-'} | {r['cosine_min']:.5f} |")
     if load_facts:
         print("\n| encoder, runtime | exported graph | size (MiB) | load + compile (s) |\n|---|---|---:|---:|")
         for name, facts in load_facts.items():
@@ -284,7 +299,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="sms_spam,sst2,twitter_airline_sentiment")
     parser.add_argument("--train", type=int, default=1000, help="rows the macro-F1 head is fitted on")
     parser.add_argument("--test", type=int, default=2000, help="rows it is scored on, per runtime (at most the test split)")
-    parser.add_argument("--cache-texts", type=int, default=4096, help="training sentences of the top2 cache part (0: skip it)")
+    parser.add_argument("--cache-texts", type=int, default=4096, help="training sentences of the cache-build part (0: skip it)")
     parser.add_argument("--f1-length", type=int, default=64, help="max tokens in the macro-F1 part")
     parser.add_argument("--data-dir", default=os.environ.get("QUBERT_DATA_DIR"))
     parser.add_argument("--cache-dir", default=None, help="where the exported graphs go (default: a temporary folder)")
@@ -311,7 +326,7 @@ def main() -> None:
         if encoder == "minilm":
             rows += macro_f1_rows(model, tokenizer, encoders, args)
     if args.cache_texts:
-        rows += top2_cache_rows(args, cache_dir)
+        rows += cache_build_rows(args, cache_dir)
     machine = close_machine(machine, started)
     print_tables(rows, load_facts, machine, args)
     write_report(args.output, {"machine": machine, "settings": {k: str(v) for k, v in vars(args).items()}, "load": load_facts, "rows": rows})
