@@ -433,3 +433,23 @@ def test_sigterm_drain_ends_about_grace_after_the_signal_and_cut_off_requests_ge
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_a_second_signal_stops_at_once_without_a_traceback(run_dir, tmp_path):
+    """Ctrl-C twice (or `timeout` plus a kill): the drain is cut short, the process exits, and
+    stderr holds no traceback (uvicorn logs the cancelled lifespan task as an error otherwise)."""
+    process, base = _start_server(run_dir, tmp_path, slow=5.0, grace=30)
+    try:
+        threading.Thread(target=lambda: httpx.post(f"{base}/v1/classify", json={"texts": ["good"]}, timeout=30), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and httpx.get(f"{base}/health", timeout=2).json()["in_flight"] < 1:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)  # long before the 5 s model call and the 30 s grace would end
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -53,6 +54,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
 _CUT_OFF_WAIT_S = 0.5  # after the cut-off: how long the handlers get to send their 503s
 
 
+def _drop_cancelled(record: logging.LogRecord) -> bool:
+    """Log filter: False for the errors uvicorn logs when a forced stop cancels the lifespan task
+    (its traceback is the message) or a request still running (its exception is attached)."""
+    import asyncio
+
+    cancelled = record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
+    return not (record.levelno >= logging.ERROR and (cancelled or "CancelledError" in record.getMessage()))
+
+
 def _draining_server_class():
     import uvicorn
 
@@ -72,8 +82,11 @@ def _draining_server_class():
             self._cut_count = 0
 
         def handle_exit(self, sig, frame) -> None:  # runs in the signal handler: set flags only
-            if self._drain_started is not None:
-                self.force_exit = self.should_exit = True  # a second signal: stop now
+            if self._drain_started is not None:  # a second signal: stop now
+                # uvicorn then cancels the app's tasks and logs each cancellation as an error with
+                # its traceback; the user asked for exactly this stop, so it is not reported.
+                logging.getLogger("uvicorn.error").addFilter(_drop_cancelled)
+                self.force_exit = self.should_exit = True
                 return
             self._drain_started = time.monotonic()
             self.state.draining = True
