@@ -191,3 +191,73 @@ def test_when_no_run_finishes_the_message_names_no_summary(user_data, tmp_path):
     assert result.exit_code == 1
     assert "summary.md" not in result.output and "no summary was written" in result.output
     assert not (tmp_path / "out" / "summary.md").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen tuning trials: k-fold cross-validation on the training pool, side by side on Ray
+# ---------------------------------------------------------------------------------------------
+
+# Trial 0 of logreg is C = 1 (its default); the start-up points try both choices, so one trial
+# fails (scikit-learn refuses C = -1) and is recorded while the search goes on.
+CV_TUNING = {"trials": 3, "batch": 2, "seed": 1,
+             "space": {"common": {"learning_rate": {"low": 1e-3, "high": 1e-1, "log": True}}, "logreg": {"C": [-1.0, 1.0]}}}
+
+
+def cv_config(user_data, output: Path):
+    return config_for(*user_data, output, datasets=["words"], heads=["linear", "logreg"], controls=[],
+                      replicates=2, looks=[2], tuning=CV_TUNING)
+
+
+@pytest.fixture(scope="module")
+def cv_in_process(user_data, tmp_path_factory):
+    config = cv_config(user_data, tmp_path_factory.mktemp("cv") / "in-process")
+    return config, bench.run_bench(config)
+
+
+def test_frozen_trials_are_cross_validated_and_a_failing_one_is_recorded(cv_in_process):
+    config, result = cv_in_process
+    trials = pd.read_csv(config.output_dir / "tuning.csv")
+    assert trials.groupby("head").size().to_dict() == {"linear": 3, "logreg": 3}
+    failed = trials[trials["state"] == "failed"]
+    assert list(failed["head"]) == ["logreg"] and json.loads(failed["params"].iloc[0]) == {"C": -1.0}
+    (key,) = [k for k in result.failed if k.startswith("tuning/")]
+    assert key == f"tuning/words/frozen/logreg/trial{int(failed['trial'].iloc[0]):02d}"
+    assert "\n" not in result.failed[key] and "C" in result.failed[key]
+    metrics = json.loads((config.output_dir / "tuning" / "runs" / "words" / "frozen" / "linear" / "trial00" / "metrics.json").read_text())
+    assert metrics["folds"] == 5 and len(metrics["fold_scores"]) == 5  # k-fold, not one validation split
+    choices = json.loads((config.output_dir / "tuning_choices.json").read_text())
+    assert choices["words/frozen/logreg"]["params"] == {"C": 1.0} and choices["words/frozen/logreg"]["failed_trials"] == 1
+
+
+def test_a_resumed_tuning_reads_finished_trials_back(cv_in_process, user_data, monkeypatch):
+    config, _ = cv_in_process
+    trials = sorted((config.output_dir / "tuning").rglob("metrics.json"))
+    before = {p: p.stat().st_mtime_ns for p in trials}
+    csv = (config.output_dir / "tuning.csv").read_text()
+    import qubert.bench.looks as looks
+
+    calls, real = [], looks.cross_validate_head
+    monkeypatch.setattr(looks, "cross_validate_head", lambda *args: calls.append(args[:2]) or real(*args))
+    again = bench.run_bench(cv_config(user_data, config.output_dir))
+    assert calls == [("logreg", {**calls[0][1], "C": -1.0})]  # only the failed trial is tried again
+    assert {p: p.stat().st_mtime_ns for p in trials} == before and again.ran == []
+    assert (config.output_dir / "tuning.csv").read_text() == csv
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (pip install 'qubert[ray]')")
+def test_ray_cross_validates_side_by_side_and_tunes_exactly_as_in_process(cv_in_process, user_data, tmp_path, monkeypatch):
+    import ray
+
+    config, local = cv_in_process
+    puts, real_put = [], ray.put
+    monkeypatch.setattr(ray, "put", lambda value, **kw: puts.append(getattr(value, "shape", None)) or real_put(value, **kw))
+    on_ray = cv_config(user_data, tmp_path / "ray")
+    result = bench.run_bench(on_ray, use_ray=True, ray_num_cpus=2)
+    for name in ("tuning.csv", "tuning_choices.json"):
+        assert (on_ray.output_dir / name).read_text() == (config.output_dir / name).read_text()
+    tuning_failures = {k: v for k, v in result.failed.items() if k.startswith("tuning/")}
+    assert tuning_failures == {k: v for k, v in local.failed.items() if k.startswith("tuning/")} != {}
+    # 6 trials in 2 rounds, 48 cross-validation rows: features and labels go to the object store
+    # once per round, not once per trial.
+    assert sum(1 for shape in puts if shape is not None and shape[0] == 48) == 4

@@ -25,6 +25,7 @@ finished and reaches the same decisions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -37,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from qubert.bench.config import BenchConfig
-from qubert.bench.data import DataEntry, Pools, build_pools, encode_pool
-from qubert.bench.frozen import FrozenTask, ReplicateOutcome, run_frozen_task
+from qubert.bench.data import DataEntry, Pools, build_pools, encode_pool, stratified_sample
+from qubert.bench.frozen import FrozenTask, ReplicateOutcome, cross_validate_head, run_frozen_task
 from qubert.bench.grid import RunSpec
 from qubert.bench.predictions import write_predictions
 from qubert.bench.replicates import ReplicateDraw, draw_replicate
@@ -121,12 +122,13 @@ class LookRunner:
         self.entries = {e["dataset"]: e for e in config.datasets}
         self._pools: dict[str, Pools] = {}
         self._features: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._cv_rows: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.latest: dict[Comparison, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- data
     def share_data(self, other: "LookRunner") -> None:
         """Use the pools and features ``other`` already built (the tuning's)."""
-        self._pools, self._features = other._pools, other._features
+        self._pools, self._features, self._cv_rows = other._pools, other._features, other._cv_rows
 
     def pools(self, dataset: str) -> Pools:
         if dataset not in self._pools:
@@ -151,8 +153,7 @@ class LookRunner:
 
     def features(self, spec: RunSpec) -> tuple[np.ndarray, np.ndarray]:
         """The training and test pools' frozen features for this spec's encoder settings (encoded once)."""
-        keys = ("model", "pooling", "max_length", "precision", "cache_dir")
-        key = (spec.dataset, json.dumps({k: spec.settings.get(k) for k in keys}, sort_keys=True, default=str))
+        key = _features_key(spec)
         if key not in self._features:
             pools = self.pools(spec.dataset)
             start = time.perf_counter()
@@ -167,21 +168,50 @@ class LookRunner:
     def cross_validate(self, spec: RunSpec, folds: int = 5) -> dict[str, Any]:
         """A frozen tuning trial: k-fold cross-validated macro-F1 on a stratified subset of the training
         pool the size of one replicate's training + validation draws (no test row is seen)."""
-        from qubert.bench.data import stratified_sample
-        from qubert.bench.frozen import fold_trainer
-        from qubert.bench.tuning import cross_validated_score
+        function, args, _ = self._cv_job(spec, folds)
+        return function(*args)
 
+    def cross_validate_all(self, specs: Sequence[RunSpec], on_result: Callable, folds: int = 5) -> None:
+        """:meth:`cross_validate` every spec (one tuning round's frozen trials): in process one after
+        another, or side by side as Ray tasks with ``use_ray`` (each data set's rows shipped once).
+        ``on_result(spec, metrics, error, seconds)`` follows each trial; a trial that raises gives
+        its one-line error (the same in process and on Ray) and the others go on.
+
+        Example:
+            >>> runner.cross_validate_all(trials, lambda spec, metrics, error, s: print(spec.run_id, error))  # doctest: +SKIP
+        """
+        jobs, members = [], []
+        for spec in specs:
+            start = time.perf_counter()
+            try:
+                jobs.append(self._cv_job(spec, folds))
+            except Exception as err:  # noqa: BLE001 - e.g. a data set that cannot be read: this trial fails
+                on_result(spec, None, _one_line(err), time.perf_counter() - start)
+                continue
+            members.append(spec)
+        self._dispatch(jobs, lambda i, metrics, error, seconds: on_result(members[i], metrics, error, seconds))
+
+    def _cv_job(self, spec: RunSpec, folds: int) -> tuple[Callable, tuple, dict[str, float]]:
         pools = self.pools(spec.dataset)
-        train_x, _ = self.features(spec)
-        draws = self.config.draws
-        size = None if draws["train"] is None or draws["validation"] is None else draws["train"] + draws["validation"]
-        rows = stratified_sample(pools.train_labels, size, np.random.default_rng([self.config.pool["seed"], 3]))
-        start = time.perf_counter()
-        with _torch_threads(int(spec.resources.num_cpus or 1)):
-            result = cross_validated_score(fold_trainer(spec.head_type, spec.settings, pools.n_classes),
-                                           train_x[rows], pools.train_labels[rows], folds=folds, seed=spec.seed)
-        return {"eval_macro_f1": result.score, "fold_scores": list(result.fold_scores), "folds": result.folds,
-                "train_runtime": round(time.perf_counter() - start, 4)}
+        key = _features_key(spec)
+        if key not in self._cv_rows:  # the same rows for every trial: one array per data set to ship
+            train_x, _ = self.features(spec)
+            draws = self.config.draws
+            size = None if draws["train"] is None or draws["validation"] is None else draws["train"] + draws["validation"]
+            rows = stratified_sample(pools.train_labels, size, np.random.default_rng([self.config.pool["seed"], 3]))
+            self._cv_rows[key] = (train_x[rows], pools.train_labels[rows])
+        x, y = self._cv_rows[key]
+        args = (spec.head_type, dict(spec.settings), pools.n_classes, x, y, folds, spec.seed, int(spec.resources.num_cpus or 1))
+        return cross_validate_head, args, spec.resources.ray_options()
+
+    def _dispatch(self, jobs: Sequence[tuple[Callable, tuple, Mapping[str, Any]]], on_result: Callable) -> None:
+        """``function(*args)`` of every ``(function, args, ray options)`` job, in process in order or
+        as Ray tasks; ``on_result(index, value, error, seconds)`` after each."""
+        if self.use_ray:
+            _run_on_ray(jobs, on_result)
+            return
+        for i, (function, args, _) in enumerate(jobs):
+            on_result(i, *_catching(function, *args))
 
     # ---------------------------------------------------------------- the looks
     def run(self) -> Any:
@@ -278,50 +308,21 @@ class LookRunner:
                 test_features=test_x, test_labels=pools.test_labels,
                 draws=[self.draw(first.dataset, s.seed) for s in members],
                 num_threads=max(1, int(first.resources.num_cpus or 1)))))
-        if self.use_ray:
-            self._frozen_on_ray(tasks)
-            return
-        for members, task in tasks:
-            start = time.perf_counter()
-            try:
-                outcomes = run_frozen_task(task)
-            except Exception as err:  # noqa: BLE001 - one bad head must not stop the grid
+        # Ray resolves object references given as arguments, not those inside a dataclass: the
+        # pool features travel as arguments (one object-store copy of each pool).
+        jobs = [(_frozen_task_with, (dataclasses.replace(task, train_features=None, test_features=None),
+                                     task.train_features, task.test_features), members[0].resources.ray_options())
+                for members, task in tasks]
+
+        def on_result(i: int, outcomes: Any, error: str | None, seconds: float) -> None:
+            members = tasks[i][0]
+            if error is not None:
                 for spec in members:
-                    self.on_done(spec, None, _one_line(err), time.perf_counter() - start)
-                continue
-            self._record(members, outcomes, time.perf_counter() - start)
+                    self.on_done(spec, None, error, seconds)
+            else:
+                self._record(members, outcomes, seconds)
 
-    def _frozen_on_ray(self, tasks: Sequence[tuple[list[RunSpec], FrozenTask]]) -> None:
-        import dataclasses
-
-        import ray
-
-        remote = ray.remote(max_retries=0)(_frozen_task_with)
-        shared: dict[int, Any] = {}  # one object-store copy of each pool array
-
-        def put(array: Any) -> Any:
-            if id(array) not in shared:
-                shared[id(array)] = ray.put(array)
-            return shared[id(array)]
-
-        in_flight = {}
-        for members, task in tasks:
-            # Ray resolves object references given as arguments, not those inside a dataclass.
-            light = dataclasses.replace(task, train_features=None, test_features=None)
-            ref = remote.options(**members[0].resources.ray_options()).remote(
-                light, put(task.train_features), put(task.test_features))
-            in_flight[ref] = (members, time.perf_counter())
-        while in_flight:
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                members, start = in_flight.pop(ref)
-                try:
-                    outcomes = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - a worker that raised or died
-                    for spec in members:
-                        self.on_done(spec, None, _one_line(err), time.perf_counter() - start)
-                    continue
-                self._record(members, outcomes, time.perf_counter() - start)
+        self._dispatch(jobs, on_result)
 
     def _record(self, members: Sequence[RunSpec], outcomes: Sequence[ReplicateOutcome], seconds: float) -> None:
         import shutil
@@ -349,17 +350,56 @@ class LookRunner:
         self.execute_all(list(specs), self.output_dir, self.on_done, overrides)
 
 
-def _torch_threads(n: int) -> Any:
-    from qubert.bench.frozen import torch_threads
-
-    return torch_threads(n)
+def _features_key(spec: RunSpec) -> tuple[str, str]:
+    """Specs with the same key share the pools' frozen features (the encoder settings that shape them)."""
+    keys = ("model", "pooling", "max_length", "precision", "cache_dir")
+    return spec.dataset, json.dumps({k: spec.settings.get(k) for k in keys}, sort_keys=True, default=str)
 
 
 def _frozen_task_with(task: FrozenTask, train_features: Any, test_features: Any) -> list[ReplicateOutcome]:
-    """A Ray task's body: the pool features arrive as arguments (one object-store copy per pool)."""
-    import dataclasses
-
+    """A frozen task whose pool features arrive as arguments (so Ray resolves their object references)."""
     return run_frozen_task(dataclasses.replace(task, train_features=train_features, test_features=test_features))
+
+
+def _catching(function: Callable, *args: Any) -> tuple[Any, str | None, float]:
+    """``(value, None, seconds)`` or ``(None, one-line error, seconds)``: a job never raises, so one
+    bad head or trial cannot stop the others, and its error reads the same in process and on Ray."""
+    start = time.perf_counter()
+    try:
+        return function(*args), None, time.perf_counter() - start
+    except Exception as err:  # noqa: BLE001 - reported per job
+        return None, _one_line(err), time.perf_counter() - start
+
+
+def _run_on_ray(jobs: Sequence[tuple[Callable, tuple, Mapping[str, Any]]], on_result: Callable) -> None:
+    """Every ``(function, args, ray options)`` job as a Ray task (Ray is running), each array argument
+    put into the object store once for all the jobs that pass it; ``on_result(index, value, error,
+    seconds)`` as each finishes."""
+    import ray
+
+    remote = ray.remote(max_retries=0)(_catching)
+    shared: dict[int, tuple[Any, Any]] = {}  # id -> (array, reference): the array is held so its id stays its own
+
+    def put(value: Any) -> Any:
+        if not isinstance(value, np.ndarray):
+            return value
+        if id(value) not in shared:
+            shared[id(value)] = (value, ray.put(value))
+        return shared[id(value)][1]
+
+    in_flight = {}
+    for i, (function, args, options) in enumerate(jobs):
+        ref = remote.options(**options).remote(function, *(put(a) for a in args))
+        in_flight[ref] = (i, time.perf_counter())
+    while in_flight:
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in done:
+            i, start = in_flight.pop(ref)
+            try:
+                value, error, seconds = ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - a worker that died
+                value, error, seconds = None, _one_line(err), time.perf_counter() - start
+            on_result(i, value, error, seconds)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

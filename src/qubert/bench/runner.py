@@ -186,10 +186,11 @@ def run_bench(
                     on_done(spec, metrics, None, time.perf_counter() - start)
 
         lean = run_fn is None
-        data_runner = LookRunner(config, base_specs, execute_all=execute_all, on_done=lambda *a: None, log=log, lean=lean)
+        data_runner = LookRunner(config, base_specs, execute_all=execute_all, on_done=lambda *a: None,
+                                 use_ray=bool(use_ray or ray_address), log=log, lean=lean)
         if config.tuning is not None and config.tuning.enabled and any(s.search for s in base_specs):
             tune_bench(config, base_specs, execute_all, log=log, failed=failed,
-                       cross_validate=data_runner.cross_validate if lean else None)
+                       cross_validate=data_runner.cross_validate_all if lean else None)
         specs = tuned_specs(config, base_specs)
         done, pending = plan_bench(config, _specs=specs)
         log(f"{config.name}: {len(specs)} runs, {len(done)} already finished, {len(pending)} to run")
@@ -445,12 +446,14 @@ def _trial_spec(spec: RunSpec, k: int, params: Mapping[str, Any], run_seed: int)
 
 def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Callable, *,
                log: Callable[[str], None], failed: dict[str, str],
-               cross_validate: Callable[[RunSpec], Mapping[str, Any]] | None = None) -> list[Any]:
+               cross_validate: Callable[[Sequence[RunSpec], Callable], None] | None = None) -> list[Any]:
     """Search every tuned head's settings with the same number of trials; write ``tuning.csv`` and
     ``tuning_choices.json``. Finished trials are read back, not trained again.
 
-    ``cross_validate`` scores a frozen trial in process (k-fold on the training pool, lean trainer);
-    without it, and for other modes, a trial is a ``run_training`` run on validation.
+    ``cross_validate(trials, on_result)`` scores a round's frozen trials (k-fold on the training pool,
+    lean trainer: :meth:`LookRunner.cross_validate_all`, side by side on Ray) and calls
+    ``on_result(trial, metrics, error, seconds)`` for each; without it, and for other modes, a trial
+    is a ``run_training`` run on validation.
     """
     from qubert.bench.tuning import describe_space, trials_table, tune_grid
 
@@ -478,18 +481,15 @@ def tune_bench(config: BenchConfig, specs: Sequence[RunSpec], execute_all: Calla
                 failed[f"{TUNING_DIR}/{trial.run_id}"] = error
                 log(f"tuning {trial.run_id}: FAILED {error}")
 
-        if cross_validate is not None:
-            for trial in [t for t in todo if t.mode == "frozen"]:
-                start = time.perf_counter()
-                try:
-                    result = dict(cross_validate(trial))
-                except Exception as err:  # noqa: BLE001 - a failed trial is recorded, the search goes on
-                    on_done(trial, None, _one_line(err), time.perf_counter() - start)
-                    continue
+        def scored(trial: RunSpec, result: Mapping[str, Any] | None, error: str | None, seconds: float) -> None:
+            if error is None:  # written as it comes back: an interrupted round keeps its finished trials
                 run_dir = trial.run_dir(where)
-                write_json_sorted(run_dir / "metrics.json", result)
+                write_json_sorted(run_dir / "metrics.json", dict(result or {}))
                 write_json_sorted(run_dir / RUN_MARKER, {"run_id": trial.run_id, "settings": trial.semantic_settings()})
-                on_done(trial, result, None, time.perf_counter() - start)
+            on_done(trial, result, error, seconds)
+
+        if cross_validate is not None:
+            cross_validate([t for t in todo if t.mode == "frozen"], scored)
             todo = [t for t in todo if t.mode != "frozen"]
         execute_all(todo, where, on_done)
         return [metrics.get(trial.run_id) for trial in trial_specs]

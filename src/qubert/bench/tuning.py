@@ -18,7 +18,8 @@ best trial's values then run on every seed and are scored on test.
   trials. Trials that fail (a diverged run) count against the budget. There is no pruning: every
   trial trains until its own early stopping (or the epoch cap), so the budget is counted in trials.
 - **Reproducible.** The samplers are seeded, and trials are asked ``batch`` at a time: in process
-  they run one after another, on Ray side by side, and both see the same suggestions.
+  they run one after another, on Ray side by side (frozen heads' cross-validated trials too), and
+  both see the same suggestions.
 - **Resumable.** Every trial is a run directory under ``<output_dir>/tuning/``. A rerun replays
   finished trials from their metrics (the seeded sampler asks the same values again) and trains
   only what is missing.
