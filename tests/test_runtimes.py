@@ -365,3 +365,17 @@ def test_serve_runs_auto_by_default():
     from qubert.cli.serve import serve
 
     assert inspect.signature(serve).parameters["runtime"].default.default == "auto"
+
+
+def test_training_with_int8_says_so_and_scores_the_quantized_model(encoder_dir, cache_dir, tmp_path, write_word_splits):
+    from qubert.cli import app
+
+    data = write_word_splits(tmp_path, {"train": 24, "validation": 8, "test": 8})
+    result = runner.invoke(app, [
+        "train", "--train-file", str(data / "train.csv"), "--validation-file", str(data / "validation.csv"), "--test-file", str(data / "test.csv"),
+        "--model", str(encoder_dir), "--max-length", "12", "--head", "linear", "--num-epochs", "1", "--precision", "fp32",
+        "--runtime", "onnx:int8", "--cache-dir", cache_dir, "--output-dir", str(tmp_path / "run"), "--no-progress",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "the head trains and is scored on int8 features" in " ".join(result.stderr.split())
+    assert (tmp_path / "run" / "metrics.json").is_file()

@@ -104,7 +104,7 @@ def print_metrics(metrics: dict[str, Any], *, title: str) -> None:
     console.print(table)
 
 
-def warn_if_quantized(runtime: str) -> None:
+def warn_if_quantized(runtime: str, *, training: bool = False) -> None:
     """One line on stderr when ``runtime`` quantizes the encoder (``onnx:int8``): never silently.
 
     Example:
@@ -116,7 +116,10 @@ def warn_if_quantized(runtime: str) -> None:
         quantized = parse_runtime(runtime)[1] == "int8"
     except RuntimeOptionError:
         return  # refused in one line where the runtime is attached
-    if quantized:
+    if quantized and training:
+        err_console.print(f"Note: --runtime {runtime} quantizes the encoder to int8: the head trains and is scored on int8 features.",
+                          highlight=False, soft_wrap=True)
+    elif quantized:
         err_console.print(
             f"Note: --runtime {runtime} quantizes the encoder to int8: features and answers move; "
             f"`qubert eval RUN --runtime {runtime}` prints its macro-F1 change against PyTorch.", highlight=False, soft_wrap=True,

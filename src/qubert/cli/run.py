@@ -92,6 +92,7 @@ def train(**options: Any) -> None:
     options["hidden_sizes"] = list(options["hidden_sizes"])
     try:
         config = TrainingConfig(**options)
+        warn_if_quantized(config.runtime, training=True)
         metrics = run_training(config)
     except TrainingInterrupted as interrupt:
         err_console.print(
