@@ -28,6 +28,28 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+_OWN_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the suite's embedding caches and exported graphs out of the user's ``~/.cache/qubert``:
+    a temporary ``QUBERT_CACHE_DIR`` for the session (subprocesses and Ray workers inherit it),
+    unless one is set already; removed at the end."""
+    if "QUBERT_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        _OWN_CACHE.append(tempfile.mkdtemp(prefix="qubert-test-cache-"))
+        os.environ["QUBERT_CACHE_DIR"] = _OWN_CACHE[0]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_CACHE:
+        import shutil
+
+        os.environ.pop("QUBERT_CACHE_DIR", None)
+        shutil.rmtree(_OWN_CACHE.pop(), ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if cuda_available():
         return
