@@ -81,9 +81,10 @@ def serve(
         raise usage_error(error_message(err))
     shown = f"[{host}]" if ":" in host else host
     bound = sock.getsockname()[1]
-    head = classifier.describe()["head"].get("type", "?")
+    described = classifier.describe()  # once: it draws the circuit and reads the run's metrics
+    head = described["head"].get("type", "?")
     err_console.print(
-        f"Serving {model_dir} ({head} head, encoder runtime {classifier.describe()['runtime']}, labels {', '.join(classifier.labels)}) on http://{shown}:{bound}  "
+        f"Serving {model_dir} ({head} head, encoder runtime {described['runtime']}, labels {', '.join(classifier.labels)}) on http://{shown}:{bound}  "
         f"(API docs: http://{shown}:{bound}/docs; SIGTERM or Ctrl-C drains and stops)", highlight=False, soft_wrap=True,
     )
 
